@@ -1,0 +1,1 @@
+"""forecache: training-free acceleration of diffusion transformers by forecasting cached features."""

@@ -1,0 +1,1 @@
+"""forecache.accel."""
