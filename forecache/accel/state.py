@@ -1,0 +1,229 @@
+"""Per-transformer cache state: contexts (one per guidance branch), their histories and counters.
+
+A `CacheSession` belongs to one hooked transformer. Every transformer call opens a step in one
+`ContextState`: the pipeline's `cache_context` name when it sets one, otherwise the order of the
+calls within one timestep (first call ``branch0``, second ``branch1``). State resets when a
+wrapped pipeline call starts, when the timestep jumps back up (a new trajectory) and after a call
+that raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from forecache.accel.config import CacheConfig
+from forecache.accel.forecasters import History, make_history
+from forecache.accel.policies import ConfidenceGate, Decision
+from forecache.accel.stats import CacheStats, ContextStats
+from forecache.accel.tree import TreeSpec, flatten, unflatten
+from forecache.kernels import relative_l1
+
+__all__ = ["CacheSession", "ContextState", "FeatureCache", "Placeholder"]
+
+
+class FeatureCache:
+    """The forecast history of one cached site: one `History` per tensor of its output."""
+
+    def __init__(self, config: CacheConfig, where: str) -> None:
+        self._config = config
+        self._where = where
+        self._spec: TreeSpec = None
+        self._histories: list[History] = []
+
+    def update(self, value: Any, x: float) -> None:
+        """Record the site's output `value` computed at coordinate `x`."""
+        leaves, spec = flatten(value, self._where)
+        if spec != self._spec or len(leaves) != len(self._histories):
+            self._spec = spec
+            self._histories = [make_history(self._config.forecaster, self._config.storage_dtype) for _ in leaves]
+        for history, leaf in zip(self._histories, leaves, strict=True):
+            history.update(leaf.detach(), x)
+
+    def predict(self, x: float) -> Any:
+        """Return the forecast of the site's output at coordinate `x`, structured like the output."""
+        return unflatten(self._spec, [history.predict(x) for history in self._histories])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by this site's histories."""
+        return sum(history.nbytes for history in self._histories)
+
+
+class Placeholder:
+    """Zeros shaped like a skipped module's last output, without allocating (expanded scalars)."""
+
+    def __init__(self, value: Any, where: str) -> None:
+        leaves, self._spec = flatten(value, where)
+        self._leaves = [(leaf.shape, leaf.dtype, leaf.device) for leaf in leaves]
+
+    def build(self) -> Any:
+        """Return the zero placeholder."""
+        zeros = [torch.zeros((), dtype=dtype, device=device).expand(shape) for shape, dtype, device in self._leaves]
+        return unflatten(self._spec, zeros)
+
+
+class ContextState:
+    """State of one guidance branch within one generation."""
+
+    def __init__(self, name: str, config: CacheConfig) -> None:
+        self.config = config
+        self.stats = ContextStats(name)
+        self.step = -1
+        self.timestep = 0.0
+        self.decision = Decision.COMPUTE
+        self.run_length = 0
+        self.sites: dict[str, FeatureCache] = {}
+        self.placeholders: dict[str, Placeholder] = {}
+        self.templates: dict[int, Any] = {}
+        self.stack_input: list[torch.Tensor | None] = []
+
+    @property
+    def x(self) -> float:
+        """The forecaster's time coordinate of the current step."""
+        return float(self.step) if self.config.forecaster.coordinate == "step" else self.timestep
+
+    def site(self, key: str) -> FeatureCache:
+        """The history of site `key`, created on first use."""
+        cache = self.sites.get(key)
+        if cache is None:
+            cache = self.sites[key] = FeatureCache(self.config, key)
+        return cache
+
+    def release(self) -> None:
+        """Drop every tensor held (histories, templates, inputs); keep the counters."""
+        self.sites.clear()
+        self.placeholders.clear()
+        self.templates.clear()
+        self.stack_input = []
+
+
+class CacheSession:
+    """All cache state of one hooked transformer.
+
+    Args:
+        config: The resolved configuration.
+        units_per_block: Cached units of each block in execution order (1 per block, or the
+            number of cached sub-modules for the ``"modules"`` target).
+        num_inference_steps: Steps per generation when known up front (bare transformers).
+    """
+
+    def __init__(self, config: CacheConfig, units_per_block: list[int], num_inference_steps: int | None) -> None:
+        self.config = config
+        self.units_per_block = units_per_block
+        self.num_blocks = len(units_per_block)
+        self.probe_blocks = config.policy.probe_blocks
+        self.num_inference_steps = num_inference_steps
+        self.steps_source: Callable[[], int | None] | None = None
+        self.contexts: dict[str, ContextState] = {}
+        self.current: ContextState | None = None
+        self._last_timestep: float | None = None
+        self._branch = 0
+
+    @property
+    def unit(self) -> str:
+        """What a unit is: ``"module"`` for the modules target, else ``"block"``."""
+        return "module" if self.config.target == "modules" else "block"
+
+    def reset(self) -> None:
+        """Forget every context: histories, counters and the step clock."""
+        self.contexts = {}
+        self.current = None
+        self._last_timestep = None
+        self._branch = 0
+
+    def release(self) -> None:
+        """Free the tensors of every context and keep their counters (end of a generation)."""
+        for ctx in self.contexts.values():
+            ctx.release()
+        self.current = None
+        self._last_timestep = None
+        self._branch = 0
+
+    def stats(self) -> CacheStats:
+        """Statistics of the current or last generation."""
+        return CacheStats(unit=self.unit, contexts=dict((n, c.stats) for n, c in self.contexts.items()))
+
+    @torch.compiler.disable
+    def begin_call(self, timestep: float, context_name: str | None, context_steps: int | None) -> ContextState:
+        """Open the step of one transformer call and decide what it does."""
+        if context_name is None:
+            if self._last_timestep is not None and timestep == self._last_timestep:
+                self._branch += 1
+            else:
+                if self._last_timestep is not None and timestep > self._last_timestep:
+                    self.reset()
+                self._branch = 0
+            context_name = f"branch{self._branch}"
+        else:
+            known = self.contexts.get(context_name)
+            if known is not None and known.step >= 0 and timestep > known.timestep:
+                self.reset()
+        self._last_timestep = timestep
+        ctx = self.contexts.get(context_name)
+        if ctx is None:
+            ctx = self.contexts[context_name] = ContextState(context_name, self.config)
+        ctx.step += 1
+        ctx.timestep = timestep
+        num_steps = context_steps or self.num_inference_steps
+        if num_steps is None and self.steps_source is not None:
+            num_steps = self.steps_source()
+        decision = self.config.policy.decide(ctx.step, num_steps, ctx.run_length)
+        if ctx.step == 0:
+            decision = Decision.COMPUTE
+        ctx.decision = decision
+        ctx.stats.total_units += sum(self.units_per_block)
+        self.current = ctx
+        return ctx
+
+    @torch.compiler.disable
+    def end_call(self, ctx: ContextState) -> None:
+        """Close the step: counters, run length and peak cache memory."""
+        if ctx.decision is Decision.FORECAST:
+            ctx.stats.decisions.append("F")
+            ctx.run_length += 1
+        else:
+            ctx.stats.decisions.append("C")
+            ctx.run_length = 0
+            held = sum(site.nbytes for site in ctx.sites.values())
+            ctx.stats.cache_bytes = max(ctx.stats.cache_bytes, held)
+        self.current = None
+
+    @torch.compiler.disable
+    def enter_stack(self, ctx: ContextState, streams: list[torch.Tensor | None]) -> None:
+        """At the first non-probe block: run the gate, feed the probe history, keep the stack input.
+
+        Args:
+            ctx: The current context.
+            streams: The block's input streams ``[hidden, encoder?]``; ``streams[0]`` is the probe
+                blocks' output.
+        """
+        policy = self.config.policy
+        if isinstance(policy, ConfidenceGate):
+            probe = ctx.site("probe")
+            if ctx.decision is Decision.PROBE:
+                forecast = probe.predict(ctx.x)
+                error = float(relative_l1(forecast, streams[0], per_sample=True).max())
+                ctx.stats.gate_errors.append((ctx.step, error))
+                ctx.decision = Decision.FORECAST if policy.accept(error) else Decision.COMPUTE
+            if ctx.decision is Decision.COMPUTE:
+                probe.update(streams[0], ctx.x)
+        if ctx.decision is Decision.COMPUTE and self.config.target == "blocks":
+            ctx.stack_input = [None if s is None else s.detach().clone() for s in streams]
+
+    def update_residual(self, ctx: ContextState, outputs: list[torch.Tensor | None]) -> None:
+        """At the last block of a computed step: record the stack's residual per stream."""
+        for i, (out, inp) in enumerate(zip(outputs, ctx.stack_input, strict=False)):
+            if out is not None and inp is not None:
+                ctx.site(f"residual.{i}").update(out - inp, ctx.x)
+        ctx.stack_input = []
+
+    def forecast_residual(self, ctx: ContextState, streams: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+        """At the last block of a forecast step: input streams plus the forecast residuals."""
+        result: list[torch.Tensor | None] = []
+        for i, stream in enumerate(streams):
+            site = ctx.sites.get(f"residual.{i}")
+            result.append(stream if stream is None or site is None else stream + site.predict(ctx.x))
+        return result

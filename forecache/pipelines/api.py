@@ -1,0 +1,150 @@
+"""The public entry points: apply, remove, cached and stats, on a pipeline or a bare transformer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils.torch_utils import unwrap_module
+
+from forecache.accel.attach import attach, detach, session_of
+from forecache.accel.config import resolve_config
+from forecache.accel.state import CacheSession
+from forecache.accel.stats import CacheStats
+from forecache.pipelines.registry import UnsupportedModelError, layout_for
+
+__all__ = ["apply", "cached", "remove", "stats"]
+
+_ORIGINAL_CLASS = "_forecache_original_class"
+
+
+def _transformer_of(target: Any) -> torch.nn.Module:
+    if isinstance(target, DiffusionPipeline):
+        transformer = getattr(target, "transformer", None)
+        if not isinstance(transformer, torch.nn.Module):
+            raise UnsupportedModelError(
+                f"{type(target).__name__} has no `transformer` component; forecache caches diffusion transformers"
+            )
+        return unwrap_module(transformer)
+    if isinstance(target, torch.nn.Module):
+        return unwrap_module(target)
+    raise TypeError(
+        f"forecache: expected a diffusers DiffusionPipeline or transformer, got {type(target).__name__}"
+    )
+
+
+def _num_steps(pipe: DiffusionPipeline) -> int | None:
+    timesteps = getattr(getattr(pipe, "scheduler", None), "timesteps", None)
+    return None if timesteps is None else len(timesteps)
+
+
+def _wrap_pipeline(pipe: DiffusionPipeline, session: CacheSession) -> None:
+    """Give this pipeline instance a subclass whose `__call__` resets and frees the cache per call."""
+    original = type(pipe)
+
+    def __call__(self: DiffusionPipeline, *args: Any, **kwargs: Any) -> Any:
+        session.reset()
+        session.steps_source = lambda: _num_steps(self)
+        try:
+            return original.__call__(self, *args, **kwargs)
+        finally:
+            session.release()
+
+    wrapped = type(original.__name__, (original,), {"__call__": __call__, "__module__": original.__module__})
+    setattr(pipe, _ORIGINAL_CLASS, original)
+    pipe.__class__ = wrapped
+
+
+def apply(target: Any, config: Any, *, num_inference_steps: int | None = None) -> CacheSession:
+    """Make a diffusers pipeline or transformer forecast its features at most denoising steps.
+
+    Hooks are attached to this instance only (never to its class) and removed by `remove`, after
+    which the model computes exactly what it computed before. On a pipeline, the cache state
+    resets at the start of every call and its tensors are freed at the end; on a bare
+    transformer, state resets when the timestep jumps back up (a new trajectory).
+
+    Args:
+        target: A `DiffusionPipeline` with a `transformer`, or a diffusers transformer
+            (``torch.compile``-wrapped ones are unwrapped).
+        config: `TaylorSeerConfig`, `AdamsBashforthConfig`, `ConfidenceGateConfig` or a general
+            `CacheConfig`. Never mutated.
+        num_inference_steps: Steps per generation, for bare transformers (a pipeline knows them
+            from its scheduler). Without it the cool-down steps cannot be placed.
+
+    Returns:
+        The cache session (its `stats()` is also reachable through `forecache.stats`).
+
+    Raises:
+        UnsupportedModelError: If the transformer's class has no layout.
+        RuntimeError: If forecache is already applied.
+        TypeError: If `config` or `target` has an unsupported type.
+
+    Example:
+        >>> import forecache
+        >>> from forecache.pipelines.tiny import build_tiny
+        >>> tiny = build_tiny("DiTTransformer2DModel")
+        >>> session = forecache.apply(tiny.model, forecache.TaylorSeerConfig(interval=2))
+        >>> forecache.remove(tiny.model)
+    """
+    cache_config = resolve_config(config)
+    if num_inference_steps is not None and (isinstance(num_inference_steps, bool) or num_inference_steps < 1):
+        raise ValueError(f"`num_inference_steps` must be an int >= 1 or None, got {num_inference_steps!r}")
+    transformer = _transformer_of(target)
+    layout = layout_for(transformer)
+    if isinstance(target, DiffusionPipeline) and hasattr(target, _ORIGINAL_CLASS):
+        raise RuntimeError(f"forecache is already applied to this {type(target).__name__}; remove it first")
+    session = attach(transformer, cache_config, layout, num_inference_steps)
+    if isinstance(target, DiffusionPipeline):
+        _wrap_pipeline(target, session)
+    return session
+
+
+def remove(target: Any) -> None:
+    """Remove forecache from a pipeline or transformer; its outputs are bitwise what they were before.
+
+    Raises:
+        ValueError: If forecache is not applied to `target`.
+    """
+    transformer = _transformer_of(target)
+    detach(transformer)
+    original = getattr(target, _ORIGINAL_CLASS, None)
+    if original is not None:
+        target.__class__ = original
+        delattr(target, _ORIGINAL_CLASS)
+
+
+@contextmanager
+def cached(target: Any, config: Any, *, num_inference_steps: int | None = None) -> Iterator[CacheSession]:
+    """Apply forecache for the duration of a ``with`` block, removing it on exit (even on error).
+
+    Example:
+        >>> import forecache
+        >>> from forecache.pipelines.tiny import build_tiny
+        >>> model = build_tiny("FluxTransformer2DModel").model
+        >>> with forecache.cached(model, forecache.ConfidenceGateConfig()) as session:
+        ...     pass
+    """
+    session = apply(target, config, num_inference_steps=num_inference_steps)
+    try:
+        yield session
+    finally:
+        remove(target)
+
+
+def stats(target: Any) -> CacheStats:
+    """Return the cache statistics of the current or last generation of `target`.
+
+    Per context (guidance branch): computed and forecast steps, the compute ratio (block or
+    module executions without the cache over those with it), gate errors per step and the peak
+    bytes held by the cache.
+
+    Raises:
+        ValueError: If forecache is not applied to `target`.
+    """
+    session = session_of(_transformer_of(target))
+    if session is None:
+        raise ValueError(f"forecache is not applied to this {type(target).__name__}; call forecache.apply first")
+    return session.stats()
