@@ -7,7 +7,15 @@ forecasting their features from the steps that ran (TaylorSeer, AB-Cache, CG-Tay
     forecache.apply(pipe, forecache.TaylorSeerConfig())
     image = pipe(prompt).images[0]
     print(forecache.stats(pipe).summary())
+
+Importing forecache loads neither diffusers nor Triton: the hooking functions are imported on first
+use (diffusers itself imports Triton when it is installed).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from forecache.accel.config import (
     AdamsBashforthConfig,
@@ -19,10 +27,38 @@ from forecache.accel.config import (
 from forecache.accel.forecasters import AdamsBashforth, Reuse, Taylor
 from forecache.accel.policies import ConfidenceGate, Interval, StepMask
 from forecache.accel.stats import CacheStats, ContextStats
-from forecache.pipelines.api import apply, cached, remove, stats
-from forecache.pipelines.registry import UnsupportedModelError, register_layout, supported_models
+
+if TYPE_CHECKING:
+    from forecache.pipelines.api import apply, cached, remove, stats
+    from forecache.pipelines.registry import UnsupportedModelError, register_layout, supported_models
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "apply": "forecache.pipelines.api",
+    "cached": "forecache.pipelines.api",
+    "remove": "forecache.pipelines.api",
+    "stats": "forecache.pipelines.api",
+    "UnsupportedModelError": "forecache.pipelines.registry",
+    "register_layout": "forecache.pipelines.registry",
+    "supported_models": "forecache.pipelines.registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the hooking API (which needs diffusers) on first access."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'forecache' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """List the public names, lazy ones included."""
+    return sorted(__all__)
+
 
 __all__ = [
     "AdamsBashforth",

@@ -13,6 +13,7 @@ def check_int(owner: str, field: str, value: Any, minimum: int, maximum: int | N
     Raises:
         TypeError: If `value` is not an int.
         ValueError: If `value` is out of range.
+
     """
     allowed = f"an int >= {minimum}" if maximum is None else f"an int in [{minimum}, {maximum}]"
     if isinstance(value, bool) or not isinstance(value, int):
@@ -27,6 +28,7 @@ def check_float(owner: str, field: str, value: Any, low: float, high: float = ma
     Raises:
         TypeError: If `value` is not a real number.
         ValueError: If `value` is out of range or not finite.
+
     """
     allowed = f"a float > {low}" if math.isinf(high) else f"a float in ({low}, {high}]"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -40,6 +42,7 @@ def check_choice(owner: str, field: str, value: Any, choices: Iterable[Any]) -> 
 
     Raises:
         ValueError: If `value` is not one of `choices`.
+
     """
     options = tuple(choices)
     if value not in options:
@@ -51,6 +54,7 @@ def check_instance(owner: str, field: str, value: Any, types: tuple[type, ...]) 
 
     Raises:
         TypeError: If `value` has another type.
+
     """
     if not isinstance(value, types):
         names = " or ".join(t.__name__ for t in types)

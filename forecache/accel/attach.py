@@ -30,8 +30,10 @@ def session_of(transformer: torch.nn.Module) -> CacheSession | None:
     return getattr(transformer, _SESSION_ATTR, None)
 
 
-def _blocks(transformer: torch.nn.Module, layout: ModelLayout) -> list[tuple[str, torch.nn.Module, BlockListLayout]]:
-    blocks = []
+def _blocks(
+    transformer: torch.nn.Module, layout: ModelLayout
+) -> list[tuple[str, torch.nn.Module, BlockListLayout]]:
+    blocks: list[tuple[str, torch.nn.Module, BlockListLayout]] = []
     for block_list in layout.block_lists:
         modules = getattr(transformer, block_list.attr, None)
         if not isinstance(modules, torch.nn.ModuleList):
@@ -67,7 +69,7 @@ def attach(
     layout: ModelLayout,
     num_inference_steps: int | None = None,
 ) -> CacheSession:
-    """Hook `transformer` so that `config` decides, per call, what runs and what is forecast.
+    """Attach hooks to `transformer` so that `config` decides, per call, what runs and what is forecast.
 
     Args:
         transformer: The diffusers transformer (its blocks are found through `layout`).
@@ -81,6 +83,7 @@ def attach(
     Raises:
         RuntimeError: If forecache is already attached to `transformer`.
         ValueError: If the layout does not match the model, or the probe blocks leave nothing to cache.
+
     """
     name = type(transformer).__name__
     if session_of(transformer) is not None:
@@ -132,6 +135,7 @@ def detach(transformer: torch.nn.Module) -> None:
 
     Raises:
         ValueError: If forecache is not attached to `transformer`.
+
     """
     if session_of(transformer) is None:
         raise ValueError(f"forecache is not applied to this {type(transformer).__name__}; nothing to remove")

@@ -8,7 +8,7 @@ without an isinstance ladder and third-party presets can plug in.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import torch
@@ -53,10 +53,11 @@ class CacheConfig:
         history_dtype: Storage dtype of the history: ``"auto"`` (default, the feature's dtype),
             ``"float32"``, ``"bfloat16"`` or ``"float16"``. Lower precision halves the cache memory
             and bandwidth; differences of close features lose relative precision.
+
     """
 
-    policy: PolicySpec = Interval()
-    forecaster: ForecasterSpec = Taylor()
+    policy: PolicySpec = field(default_factory=Interval)
+    forecaster: ForecasterSpec = field(default_factory=Taylor)
     target: Target = "blocks"
     history_dtype: str = "auto"
 
@@ -89,6 +90,7 @@ class TaylorSeerConfig:
         target: See `CacheConfig.target`. Default ``"modules"`` (the paper's choice).
         coordinate: ``"step"`` (default, the paper's) or ``"timestep"``.
         history_dtype: See `CacheConfig.history_dtype`. Default ``"auto"``.
+
     """
 
     interval: int = 5
@@ -125,6 +127,7 @@ class AdamsBashforthConfig:
         target: See `CacheConfig.target`. Default ``"output"`` (the denoiser output, as the paper).
         coordinate: ``"timestep"`` (default) or ``"step"``.
         history_dtype: See `CacheConfig.history_dtype`. Default ``"auto"``.
+
     """
 
     interval: int = 3
@@ -164,6 +167,7 @@ class ConfidenceGateConfig:
         target: See `CacheConfig.target`. Default ``"blocks"``.
         coordinate: ``"step"`` (default) or ``"timestep"``.
         history_dtype: See `CacheConfig.history_dtype`. Default ``"auto"``.
+
     """
 
     threshold: float = 0.1
@@ -192,12 +196,15 @@ C = TypeVar("C")
 _RESOLVERS: dict[type, Callable[[object], CacheConfig]] = {}
 
 
-def register_config(config_type: type[C]) -> Callable[[Callable[[C], CacheConfig]], Callable[[C], CacheConfig]]:
+def register_config(
+    config_type: type[C],
+) -> Callable[[Callable[[C], CacheConfig]], Callable[[C], CacheConfig]]:
     """Register a function turning configs of `config_type` into a `CacheConfig`.
 
     Example:
         >>> @register_config(MyPreset)  # doctest: +SKIP
         ... def _(cfg): return CacheConfig(policy=Interval(every=cfg.n))
+
     """
 
     def decorator(fn: Callable[[C], CacheConfig]) -> Callable[[C], CacheConfig]:
@@ -212,6 +219,7 @@ def resolve_config(config: object) -> CacheConfig:
 
     Raises:
         TypeError: If no resolver is registered for the config's type; the message lists the known ones.
+
     """
     resolver = _RESOLVERS.get(type(config))
     if resolver is None:

@@ -64,6 +64,7 @@ class Taylor:
             memory per cached tensor; orders above 2 rarely help at intervals above 4.
         coordinate: ``"step"`` (step index, as the paper) or ``"timestep"`` (the scheduler's real
             timestep, which follows shifted or Karras grids). Default ``"step"``.
+
     """
 
     order: int = 1
@@ -87,6 +88,7 @@ class AdamsBashforth:
     Args:
         order: Number of past computed steps k in [1, 8]; 1 is reuse. Default 2.
         coordinate: ``"timestep"`` (default, the paper's real grid) or ``"step"``.
+
     """
 
     order: int = 2
@@ -115,7 +117,7 @@ class History(Protocol):
 
 
 def _empty(feature: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
-    """A contiguous uninitialised tensor shaped like `feature` (strides are never inherited)."""
+    """Return a contiguous uninitialised tensor shaped like `feature` (strides are never inherited)."""
     return torch.empty(feature.shape, dtype=dtype or feature.dtype, device=feature.device)
 
 
@@ -157,6 +159,7 @@ def lagrange_weights(xs: list[float], x: float) -> list[float]:
     Args:
         xs: Distinct coordinates of the known points.
         x: Target coordinate.
+
     """
     weights = []
     for j, xj in enumerate(xs):
@@ -215,10 +218,10 @@ def make_history(spec: ForecasterSpec, dtype: torch.dtype | None = None) -> Hist
 
     Raises:
         TypeError: If `spec` is not a registered forecaster spec.
+
     """
     factory = _HISTORIES.get(type(spec))
     if factory is None:
         known = [t.__name__ for t in _HISTORIES]
         raise TypeError(f"`forecaster` must be one of {known}, got {spec!r} ({type(spec).__name__})")
     return factory(spec, dtype)
-

@@ -23,7 +23,16 @@ from forecache.accel.layout import BlockListLayout
 from forecache.accel.policies import Decision
 from forecache.accel.state import CacheSession, ContextState, Placeholder
 
-__all__ = ["BLOCK_HOOK", "HOOK_NAMES", "MODULE_HOOK", "ROOT_HOOK", "SKIP_HOOK", "BlockHook", "ModuleHook", "RootHook"]
+__all__ = [
+    "BLOCK_HOOK",
+    "HOOK_NAMES",
+    "MODULE_HOOK",
+    "ROOT_HOOK",
+    "SKIP_HOOK",
+    "BlockHook",
+    "ModuleHook",
+    "RootHook",
+]
 
 ROOT_HOOK = "forecache_root"
 BLOCK_HOOK = "forecache_block"
@@ -58,7 +67,7 @@ class _ContextReceiver(StateManager):
     """Receives the pipeline's `cache_context(...)` through diffusers' `_set_cache_context`."""
 
     def __init__(self) -> None:
-        super().__init__(_NoState)  # type: ignore[arg-type]
+        super().__init__(_NoState)
 
     @property
     def name_and_steps(self) -> tuple[str | None, int | None]:

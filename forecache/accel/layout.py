@@ -25,6 +25,7 @@ class BlockListLayout:
             at forecast steps they return zeros of the recorded shape instead of computing.
         hidden_arg: Name of the block's image-stream argument.
         encoder_arg: Name of the block's text-stream argument.
+
     """
 
     attr: str
@@ -43,6 +44,7 @@ class ModelLayout:
     Attributes:
         block_lists: The block lists, in the order the forward pass runs them.
         timestep_arg: Name of the transformer's timestep argument.
+
     """
 
     block_lists: tuple[BlockListLayout, ...]

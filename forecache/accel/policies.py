@@ -41,6 +41,7 @@ class Interval:
         cooldown: Trailing steps always computed (fine detail is settled there). Default 1. Needs
             the number of steps: known inside a wrapped pipeline, otherwise pass
             ``num_inference_steps`` to `forecache.apply`.
+
     """
 
     every: int = 5
@@ -76,6 +77,7 @@ class StepMask:
 
     Args:
         mask: Tuple of bools, one per step, e.g. from a schedule tuned in the notebook.
+
     """
 
     mask: tuple[bool, ...]
@@ -85,7 +87,9 @@ class StepMask:
         if not self.mask or any(not isinstance(m, bool) for m in self.mask):
             raise TypeError(f"StepMask: `mask` must be a non-empty tuple of bools, got {self.mask!r}")
         if not self.mask[0]:
-            raise ValueError(f"StepMask: `mask[0]` must be True (the first step is computed), got {self.mask[0]!r}")
+            raise ValueError(
+                f"StepMask: `mask[0]` must be True (the first step is computed), got {self.mask[0]!r}"
+            )
 
     @property
     def probe_blocks(self) -> int:
@@ -116,6 +120,7 @@ class ConfidenceGate:
         cooldown: Trailing steps always computed (>= 1: the last step always runs). Default 1.
         probe_blocks: Blocks that always run and feed the gate (>= 1). Default 1. Each probe
             block costs its full compute at every step.
+
     """
 
     threshold: float = 0.1
@@ -133,7 +138,11 @@ class ConfidenceGate:
 
     def decide(self, step: int, num_steps: int | None, run_length: int) -> Decision:
         """Decide step `step` given `run_length` forecasts in a row so far; PROBE defers to `accept`."""
-        if step < self.warmup or _in_cooldown(step, num_steps, self.cooldown) or run_length >= self.max_consecutive:
+        if (
+            step < self.warmup
+            or _in_cooldown(step, num_steps, self.cooldown)
+            or run_length >= self.max_consecutive
+        ):
             return Decision.COMPUTE
         return Decision.PROBE
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from forecache.accel._compile import compiler_disable
 from forecache.accel.config import CacheConfig
 from forecache.accel.forecasters import History, make_history
 from forecache.accel.policies import ConfidenceGate, Decision
@@ -38,7 +39,9 @@ class FeatureCache:
         leaves, spec = flatten(value, self._where)
         if spec != self._spec or len(leaves) != len(self._histories):
             self._spec = spec
-            self._histories = [make_history(self._config.forecaster, self._config.storage_dtype) for _ in leaves]
+            self._histories = [
+                make_history(self._config.forecaster, self._config.storage_dtype) for _ in leaves
+            ]
         for history, leaf in zip(self._histories, leaves, strict=True):
             history.update(leaf.detach(), x)
 
@@ -61,7 +64,9 @@ class Placeholder:
 
     def build(self) -> Any:
         """Return the zero placeholder."""
-        zeros = [torch.zeros((), dtype=dtype, device=device).expand(shape) for shape, dtype, device in self._leaves]
+        zeros = [
+            torch.zeros((), dtype=dtype, device=device).expand(shape) for shape, dtype, device in self._leaves
+        ]
         return unflatten(self._spec, zeros)
 
 
@@ -86,7 +91,7 @@ class ContextState:
         return float(self.step) if self.config.forecaster.coordinate == "step" else self.timestep
 
     def site(self, key: str) -> FeatureCache:
-        """The history of site `key`, created on first use."""
+        """Return the history of site `key`, created on first use."""
         cache = self.sites.get(key)
         if cache is None:
             cache = self.sites[key] = FeatureCache(self.config, key)
@@ -108,9 +113,12 @@ class CacheSession:
         units_per_block: Cached units of each block in execution order (1 per block, or the
             number of cached sub-modules for the ``"modules"`` target).
         num_inference_steps: Steps per generation when known up front (bare transformers).
+
     """
 
-    def __init__(self, config: CacheConfig, units_per_block: list[int], num_inference_steps: int | None) -> None:
+    def __init__(
+        self, config: CacheConfig, units_per_block: list[int], num_inference_steps: int | None
+    ) -> None:
         self.config = config
         self.units_per_block = units_per_block
         self.num_blocks = len(units_per_block)
@@ -146,8 +154,10 @@ class CacheSession:
         """Statistics of the current or last generation."""
         return CacheStats(unit=self.unit, contexts=dict((n, c.stats) for n, c in self.contexts.items()))
 
-    @torch.compiler.disable
-    def begin_call(self, timestep: float, context_name: str | None, context_steps: int | None) -> ContextState:
+    @compiler_disable
+    def begin_call(
+        self, timestep: float, context_name: str | None, context_steps: int | None
+    ) -> ContextState:
         """Open the step of one transformer call and decide what it does."""
         if context_name is None:
             if self._last_timestep is not None and timestep == self._last_timestep:
@@ -178,7 +188,7 @@ class CacheSession:
         self.current = ctx
         return ctx
 
-    @torch.compiler.disable
+    @compiler_disable
     def end_call(self, ctx: ContextState) -> None:
         """Close the step: counters, run length and peak cache memory."""
         if ctx.decision is Decision.FORECAST:
@@ -191,7 +201,7 @@ class CacheSession:
             ctx.stats.cache_bytes = max(ctx.stats.cache_bytes, held)
         self.current = None
 
-    @torch.compiler.disable
+    @compiler_disable
     def enter_stack(self, ctx: ContextState, streams: list[torch.Tensor | None]) -> None:
         """At the first non-probe block: run the gate, feed the probe history, keep the stack input.
 
@@ -199,9 +209,14 @@ class CacheSession:
             ctx: The current context.
             streams: The block's input streams ``[hidden, encoder?]``; ``streams[0]`` is the probe
                 blocks' output.
+
         """
         policy = self.config.policy
         if isinstance(policy, ConfidenceGate):
+            if streams[0] is None:
+                raise ValueError(
+                    "forecache: the first non-probe block received no hidden_states; cannot gate"
+                )
             probe = ctx.site("probe")
             if ctx.decision is Decision.PROBE:
                 forecast = probe.predict(ctx.x)
@@ -220,7 +235,9 @@ class CacheSession:
                 ctx.site(f"residual.{i}").update(out - inp, ctx.x)
         ctx.stack_input = []
 
-    def forecast_residual(self, ctx: ContextState, streams: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    def forecast_residual(
+        self, ctx: ContextState, streams: list[torch.Tensor | None]
+    ) -> list[torch.Tensor | None]:
         """At the last block of a forecast step: input streams plus the forecast residuals."""
         result: list[torch.Tensor | None] = []
         for i, stream in enumerate(streams):

@@ -18,6 +18,7 @@ class ContextStats:
         total_units: Units that would have run without the cache.
         gate_errors: ``(step, relative L1 error)`` of every probe the gate evaluated.
         cache_bytes: Peak bytes held by the forecast histories.
+
     """
 
     name: str
@@ -50,6 +51,7 @@ class CacheStats:
     Attributes:
         unit: ``"block"`` or ``"module"``: what `executed_units` counts.
         contexts: Per-context counters, in first-call order.
+
     """
 
     unit: str

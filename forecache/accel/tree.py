@@ -22,6 +22,7 @@ def flatten(value: Any, where: str = "output") -> tuple[list[torch.Tensor], Tree
 
     Raises:
         TypeError: If `value` holds anything else (such a module cannot be forecast).
+
     """
     leaves: list[torch.Tensor] = []
 
@@ -33,7 +34,9 @@ def flatten(value: Any, where: str = "output") -> tuple[list[torch.Tensor], Tree
             return None
         if isinstance(node, (tuple, list)):
             return (type(node), tuple(walk(child) for child in node))
-        raise TypeError(f"{where}: cannot forecast a value of type {type(node).__name__}; expected tensors in tuples")
+        raise TypeError(
+            f"{where}: cannot forecast a value of type {type(node).__name__}; expected tensors in tuples"
+        )
 
     return leaves, walk(value)
 

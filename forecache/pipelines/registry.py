@@ -13,7 +13,13 @@ import torch
 
 from forecache.accel.layout import BlockListLayout, ModelLayout
 
-__all__ = ["UnsupportedModelError", "layout_for", "register_layout", "supported_models"]
+__all__ = [
+    "UnsupportedModelError",
+    "layout_for",
+    "register_layout",
+    "supported_models",
+    "supported_models_markdown",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +40,7 @@ def register_layout(class_name: str, layout: ModelLayout) -> None:
         class_name: The transformer's class name, e.g. ``"FluxTransformer2DModel"``; subclasses
             of a registered class use its layout.
         layout: Where its blocks and cached sub-modules are.
+
     """
     _REGISTRY[class_name] = layout
 
@@ -43,13 +50,23 @@ def supported_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def supported_models_markdown() -> str:
+    """Return the supported-model table of the README, generated from the registry."""
+    rows = "".join(f"| `{name}` |\n" for name in supported_models())
+    return "| diffusers class |\n|---|\n" + rows
+
+
 def _auto_layout(model: torch.nn.Module) -> ModelLayout | None:
     from diffusers.hooks._common import _ALL_TRANSFORMER_BLOCK_IDENTIFIERS
     from diffusers.hooks._helpers import TransformerBlockRegistry
 
     lists = []
     for attr, child in model.named_children():
-        if attr not in _ALL_TRANSFORMER_BLOCK_IDENTIFIERS or not isinstance(child, torch.nn.ModuleList) or not child:
+        if (
+            attr not in _ALL_TRANSFORMER_BLOCK_IDENTIFIERS
+            or not isinstance(child, torch.nn.ModuleList)
+            or not child
+        ):
             continue
         try:
             meta = TransformerBlockRegistry.get(type(child[0]))
@@ -67,6 +84,7 @@ def layout_for(model: torch.nn.Module) -> ModelLayout:
     Raises:
         UnsupportedModelError: If the class is neither registered nor describable automatically;
             the message names the class and lists the supported ones.
+
     """
     for cls in type(model).__mro__:
         if cls.__name__ in _REGISTRY:
@@ -77,7 +95,9 @@ def layout_for(model: torch.nn.Module) -> ModelLayout:
             f"forecache does not know where to hook {type(model).__name__}; supported models: "
             f"{', '.join(supported_models())}. Register one with forecache.pipelines.register_layout(...)"
         )
-    logger.warning("forecache: %s is not registered; laid out from diffusers' block metadata", type(model).__name__)
+    logger.warning(
+        "forecache: %s is not registered; laid out from diffusers' block metadata", type(model).__name__
+    )
     return layout
 
 
@@ -102,7 +122,10 @@ register_layout("WanTransformer3DModel", _single("blocks", ("attn1", "attn2", "f
 register_layout("SD3Transformer2DModel", _dual_stream(hidden=1, encoder=0, single=False))
 register_layout("FluxTransformer2DModel", _dual_stream(hidden=1, encoder=0, single=True))
 register_layout("HunyuanVideoTransformer3DModel", _dual_stream(hidden=0, encoder=1, single=True))
-register_layout("CogVideoXTransformer3DModel", _dual_stream(hidden=0, encoder=1, single=False, modules=_BASIC))
 register_layout(
-    "QwenImageTransformer2DModel", _dual_stream(hidden=1, encoder=0, single=False, modules=("attn", "img_mlp", "txt_mlp"))
+    "CogVideoXTransformer3DModel", _dual_stream(hidden=0, encoder=1, single=False, modules=_BASIC)
+)
+register_layout(
+    "QwenImageTransformer2DModel",
+    _dual_stream(hidden=1, encoder=0, single=False, modules=("attn", "img_mlp", "txt_mlp")),
 )

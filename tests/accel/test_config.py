@@ -61,7 +61,9 @@ def test_configs_are_frozen():
 
 def test_presets_resolve_to_the_papers_axes():
     ts = resolve_config(TaylorSeerConfig())
-    assert ts == CacheConfig(Interval(every=5, warmup=3, cooldown=1), Taylor(order=2, coordinate="step"), "modules")
+    assert ts == CacheConfig(
+        Interval(every=5, warmup=3, cooldown=1), Taylor(order=2, coordinate="step"), "modules"
+    )
     ab = resolve_config(AdamsBashforthConfig())
     assert ab.forecaster == AdamsBashforth(order=2, coordinate="timestep") and ab.target == "output"
     cg = resolve_config(ConfidenceGateConfig(threshold=0.2))

@@ -48,7 +48,7 @@ def test_taylor_on_non_uniform_grid_is_exact_with_divided_differences():
 
 
 def test_step_and_timestep_coordinates_differ_and_each_is_right():
-    """Linear in the timestep is exact with the timestep coordinate; linear in the step index with the step one."""
+    """Timestep-linear data is exact on the timestep coordinate, step-linear data on the step one."""
     ts = NON_UNIFORM
     in_time = make_history(Taylor(order=1), torch.float32)
     in_step = make_history(Taylor(order=1), torch.float32)

@@ -1,10 +1,12 @@
 """The confidence gate on a toy transformer whose probe output is a constructed sequence."""
 
+import pytest
 import torch
 
 import forecache
 from forecache import CacheConfig, ConfidenceGate, Taylor
 from forecache.accel.layout import BlockListLayout, ModelLayout
+from forecache.pipelines import registry
 
 
 class ShiftBlock(torch.nn.Module):
@@ -42,7 +44,13 @@ class ToyTransformer(torch.nn.Module):
         return (hidden_states,)
 
 
-forecache.register_layout("ToyTransformer", ModelLayout((BlockListLayout("transformer_blocks", None, None, ("inner",)),)))
+@pytest.fixture(autouse=True)
+def toy_layout():
+    forecache.register_layout(
+        "ToyTransformer", ModelLayout((BlockListLayout("transformer_blocks", None, None, ("inner",)),))
+    )
+    yield
+    registry._REGISTRY.pop("ToyTransformer")
 
 
 def run(model, steps, config):

@@ -1,0 +1,29 @@
+# The two set-up commands of the README: `make bench` (the main job) and `make test` (the tests).
+# Both create .venv on first use; torch is pinned to the CPU build first so that the package's
+# own range (torch>=2.4) does not pull a CUDA build.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: bench test lint install
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev,triton]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+bench: $(STAMP)
+	$(BIN)/forecache bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check forecache tests benchmarks
+	$(BIN)/ruff format --check forecache tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q

@@ -1,0 +1,154 @@
+"""Choose, per call, between the Triton kernels and their PyTorch references.
+
+Rule: Triton for CUDA tensors when the ``triton`` package is installed, the reference otherwise.
+The environment variable ``FORECACHE_KERNELS`` (read at every call) forces either: ``triton``,
+``torch``, or ``auto`` (same as unset). Triton is imported only when the Triton path runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from forecache.kernels.reference import torch_relative_l1, torch_taylor_update_, torch_weighted_sum
+
+#: Name of the environment variable that forces a backend.
+ENV_VAR = "FORECACHE_KERNELS"
+#: Values ``FORECACHE_KERNELS`` accepts.
+ALLOWED_VALUES: tuple[str, ...] = ("auto", "triton", "torch")
+
+
+@functools.cache
+def triton_available() -> bool:
+    """Whether the ``triton`` package can be imported (checked without importing it)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def forced_backend() -> str | None:
+    """Return the backend forced by ``FORECACHE_KERNELS``, or None when it is unset, empty or ``auto``.
+
+    Raises:
+        ValueError: If the variable holds anything other than ``auto``, ``triton`` or ``torch``.
+
+    """
+    raw = os.environ.get(ENV_VAR, "")
+    value = raw.strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value not in ALLOWED_VALUES:
+        allowed = ", ".join(repr(v) for v in ALLOWED_VALUES)
+        raise ValueError(f"{ENV_VAR} must be one of {allowed} (or unset), got {raw!r}")
+    return value
+
+
+def backend_for(tensor: Tensor) -> str:
+    """Return the backend a kernel call on ``tensor`` will use: ``"triton"`` or ``"torch"``.
+
+    Args:
+        tensor (Tensor): The call's first tensor argument (its device decides under ``auto``).
+
+    Returns:
+        str: ``"triton"`` or ``"torch"``.
+
+    Raises:
+        ValueError: If ``FORECACHE_KERNELS`` holds an invalid value.
+        ModuleNotFoundError: If ``FORECACHE_KERNELS=triton`` but Triton is not installed.
+
+    """
+    forced = forced_backend()
+    if forced == "triton" and not triton_available():
+        raise ModuleNotFoundError(
+            f"{ENV_VAR}=triton but the 'triton' package is not installed; "
+            "install it with `pip install 'forecache[triton]'` or unset the variable"
+        )
+    if forced is not None:
+        return forced
+    return "triton" if tensor.is_cuda and triton_available() else "torch"
+
+
+def weighted_sum(tensors: Sequence[Tensor], weights: Sequence[float], out: Tensor | None = None) -> Tensor:
+    """Compute ``sum_k weights[k] * tensors[k]`` in one pass (Taylor prediction, Adams-Bashforth step).
+
+    Reads each input once and writes the result once, accumulating in float32 and rounding once to
+    the inputs' dtype; the eager alternative materialises K float32 temporaries. Inference only: no
+    autograd through the Triton path.
+
+    Args:
+        tensors (Sequence[Tensor]): K >= 1 tensors of one shape (e.g. ``(batch, tokens, dim)``),
+            dtype (float32, bfloat16 or float16) and device. Non-contiguous ones are copied first.
+        weights (Sequence[float]): K weights, rounded to float32.
+        out (Tensor | None): Contiguous output of the inputs' shape and dtype; may be exactly one of
+            the inputs (e.g. ``tensors[0]`` for in-place accumulation), never a partial overlap.
+            Default None allocates a new contiguous tensor.
+
+    Returns:
+        Tensor: ``out`` or the new tensor, in the inputs' dtype.
+
+    Raises:
+        TypeError: On an unsupported dtype or a non-numeric weight.
+        ValueError: On mismatched shapes, devices or lengths, or a non-contiguous/overlapping ``out``.
+
+    """
+    if tensors and isinstance(tensors[0], Tensor) and backend_for(tensors[0]) == "triton":
+        from forecache.kernels import triton_ops
+
+        return triton_ops.triton_weighted_sum(tensors, weights, out)
+    return torch_weighted_sum(tensors, weights, out)
+
+
+def taylor_update_(factors: Sequence[Tensor], feature: Tensor, inv_dt: Sequence[float]) -> None:
+    """Update all stored divided differences in place, in one pass (TaylorSeer-style forecasting).
+
+    With ``old`` the values before the call: ``new[0] = feature`` and
+    ``new[i + 1] = (new[i] - old[i]) * inv_dt[i]``. The arithmetic is float32 from the unrounded
+    ``new[i]``; each factor is rounded once to its storage dtype. On a non-uniform grid of steps
+    ``x``, pass ``inv_dt[i] = 1 / (x_n - x_{n-i-1})`` to keep Newton divided differences.
+
+    Args:
+        factors (Sequence[Tensor]): N >= 1 contiguous tensors of one shape, dtype (float32, bfloat16
+            or float16) and device; updated in place. They must not share memory.
+        feature (Tensor): Newest feature, the factors' shape and device, any of those dtypes; must
+            not share memory with a factor. A non-contiguous one is copied first.
+        inv_dt (Sequence[float]): N - 1 per-order scales, rounded to float32.
+
+    Raises:
+        TypeError: On an unsupported dtype or a non-numeric scale.
+        ValueError: On mismatched shapes, devices or lengths, a non-contiguous factor, or shared memory.
+
+    """
+    if factors and isinstance(factors[0], Tensor) and backend_for(factors[0]) == "triton":
+        from forecache.kernels import triton_ops
+
+        triton_ops.triton_taylor_update_(factors, feature, inv_dt)
+        return
+    torch_taylor_update_(factors, feature, inv_dt)
+
+
+def relative_l1(a: Tensor, b: Tensor, per_sample: bool = False) -> Tensor:
+    """Relative L1 distance ``mean|a - b| / mean|b|`` in one pass over the inputs (the cache gate).
+
+    Computed as ``sum|a - b| / sum|b|`` in float32 on the device, with no host synchronisation.
+
+    Args:
+        a (Tensor): Prediction, e.g. ``(batch, tokens, dim)``, float32/bfloat16/float16.
+        b (Tensor): Target of the same shape and device; its dtype may differ from ``a``'s.
+        per_sample (bool): Reduce each index of dim 0 separately. Default False.
+
+    Returns:
+        Tensor: float32 on the inputs' device: 0-d, or ``(batch,)`` with ``per_sample``. When
+        ``sum|b| == 0`` the result is 0 if ``a == b`` everywhere, else ``inf``; NaN propagates.
+
+    Raises:
+        TypeError: On an unsupported dtype.
+        ValueError: On mismatched shapes or devices, or ``per_sample`` with 0-d inputs.
+
+    """
+    if isinstance(a, Tensor) and backend_for(a) == "triton":
+        from forecache.kernels import triton_ops
+
+        return triton_ops.triton_relative_l1(a, b, per_sample)
+    return torch_relative_l1(a, b, per_sample)

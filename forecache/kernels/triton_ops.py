@@ -1,0 +1,272 @@
+"""Triton kernels (and their launch wrappers) for the cache's memory-bound element-wise work.
+
+Imported only by the dispatcher when the Triton path is chosen: importing this module imports
+Triton. Each operation is a triple: ``_x_kernel`` (the ``@triton.jit`` kernel), ``triton_x`` (the
+checked launch wrapper) and ``torch_x`` (the reference, in :mod:`forecache.kernels.reference`).
+The memory traffic of each kernel is given by the matching ``*_bytes`` function there.
+
+On CPU tensors the kernels run only under Triton's interpreter: ``TRITON_INTERPRET=1`` must be set
+before this module is first imported (it is read when the kernels are decorated).
+"""
+
+# Kernel arguments stay unannotated: Triton's JIT gives annotations a meaning (constexpr, const, types).
+# ruff: noqa: ANN001, ANN202
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+from triton.runtime.interpreter import InterpretedFunction
+
+from forecache.kernels.reference import (
+    check_relative_l1_args,
+    check_taylor_update_args,
+    check_weighted_sum_args,
+    safe_ratio,
+)
+
+#: Elements per program of the element-wise kernels (8 bf16 per thread with 4 warps: 16-byte accesses).
+ELEMENTWISE_BLOCK = 1024
+ELEMENTWISE_WARPS = 4
+#: Most elements per program of the reduction kernel (fewer for short rows); one pair of fp32 partials each.
+REDUCE_BLOCK = 4096
+REDUCE_WARPS = 8
+
+
+@triton.jit
+def _store_rounded(
+    ptr,  # pointer to the output tensor (fp32, bf16 or fp16 elements)
+    offs,  # int64 element offsets of this program
+    x,  # float32 values to store
+    mask,  # which offsets are in bounds
+):
+    # Round to nearest even once, in the store. bf16 is rounded by hand so the GPU and the CPU
+    # interpreter (whose own fp32 -> bf16 cast truncates) write the same bits; NaN stays NaN.
+    if ptr.dtype.element_ty == tl.bfloat16:
+        bits = x.to(tl.uint32, bitcast=True)
+        rne = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        nan = (bits >> 16) | 0x40
+        y = tl.where(x != x, nan, rne).to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    else:
+        y = x.to(ptr.dtype.element_ty)
+    tl.store(ptr + offs, y, mask=mask)
+
+
+def _is_interpreted() -> bool:
+    """Whether the kernels were built for Triton's CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return isinstance(_weighted_sum_kernel, InterpretedFunction)
+
+
+def _check_device(t: Tensor, name: str) -> None:
+    """Refuse tensors the kernels cannot reach: anything but CUDA, or CPU outside the interpreter."""
+    if t.is_cuda or (t.device.type == "cpu" and _is_interpreted()):
+        return
+    raise ValueError(
+        f"`{name}` is on {t.device}; the Triton kernels need CUDA tensors (CPU tensors only with "
+        "TRITON_INTERPRET=1 set before triton is imported). Set FORECACHE_KERNELS=torch to use the reference."
+    )
+
+
+def _device_guard(t: Tensor) -> contextlib.AbstractContextManager[object]:
+    """Make ``t``'s GPU the current one for the launch (Triton launches on the current device)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+# --------------------------------------------------------------------------- weighted sum
+# Traffic: reference.weighted_sum_bytes = (K reads + 1 write) * numel * itemsize.
+
+
+@triton.jit
+def _weighted_sum_kernel(
+    in_ptrs,  # tuple of K pointers to the contiguous inputs, n_elements each
+    weights,  # tuple of K float32 weights
+    out_ptr,  # pointer to the contiguous output; may be exactly one of in_ptrs
+    n_elements,  # elements per tensor
+    K: tl.constexpr,  # number of inputs (one compiled variant per K)
+    BLOCK_SIZE: tl.constexpr,  # elements per program
+):
+    pid = tl.program_id(0).to(tl.int64)
+    offs = pid * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    mask = offs < n_elements
+    acc = tl.load(in_ptrs[0] + offs, mask=mask, other=0.0).to(tl.float32) * weights[0]
+    for k in tl.static_range(1, K):
+        acc = acc + tl.load(in_ptrs[k] + offs, mask=mask, other=0.0).to(tl.float32) * weights[k]
+    _store_rounded(out_ptr, offs, acc, mask)
+
+
+def triton_weighted_sum(
+    tensors: Sequence[Tensor], weights: Sequence[float], out: Tensor | None = None
+) -> Tensor:
+    """Compute ``sum_k weights[k] * tensors[k]`` in one pass, accumulating in float32.
+
+    Non-contiguous inputs are copied with ``.contiguous()`` first (an extra read and write each).
+    On GPU the multiply-adds may be fused (FMA), so results can differ from the reference by one
+    rounding of the float32 accumulator; under the interpreter they are bitwise equal.
+
+    Args:
+        tensors (Sequence[Tensor]): K tensors of one shape, dtype (fp32/bf16/fp16) and device.
+        weights (Sequence[float]): K weights, rounded to float32.
+        out (Tensor | None): Contiguous output of the inputs' shape and dtype, or None to allocate.
+            It may be exactly one of the inputs (in-place accumulation); partial overlap is refused.
+
+    Returns:
+        Tensor: ``out`` or a new contiguous tensor, in the inputs' dtype.
+
+    Raises:
+        TypeError: On an unsupported dtype or a non-numeric weight.
+        ValueError: On mismatched shapes/devices, a non-contiguous ``out``, or an unreachable device.
+
+    """
+    floats = check_weighted_sum_args(tensors, weights, out)
+    _check_device(tensors[0], "tensors[0]")
+    inputs = tuple(t.contiguous() for t in tensors)
+    if out is None:
+        out = torch.empty(inputs[0].shape, dtype=inputs[0].dtype, device=inputs[0].device)
+    n = out.numel()
+    if n == 0:
+        return out
+    grid = (triton.cdiv(n, ELEMENTWISE_BLOCK),)
+    with _device_guard(out):
+        _weighted_sum_kernel[grid](
+            inputs, floats, out, n, K=len(inputs), BLOCK_SIZE=ELEMENTWISE_BLOCK, num_warps=ELEMENTWISE_WARPS
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- Taylor update
+# Traffic: reference.taylor_update_bytes = feature read + N factor writes + N - 1 factor reads.
+
+
+@triton.jit
+def _taylor_update_kernel(
+    factor_ptrs,  # tuple of N pointers to the contiguous factors, updated in place
+    feature_ptr,  # pointer to the contiguous newest feature (any float dtype)
+    inv_dt,  # tuple of N float32 scales; order i + 1 uses inv_dt[i]; the last is padding (never empty)
+    n_elements,  # elements per tensor
+    N: tl.constexpr,  # number of factors (one compiled variant per N)
+    BLOCK_SIZE: tl.constexpr,  # elements per program
+):
+    pid = tl.program_id(0).to(tl.int64)
+    offs = pid * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    mask = offs < n_elements
+    new = tl.load(feature_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    for i in tl.static_range(N):
+        if i < N - 1:
+            old = tl.load(factor_ptrs[i] + offs, mask=mask, other=0.0).to(tl.float32)
+            _store_rounded(factor_ptrs[i], offs, new, mask)
+            new = (new - old) * inv_dt[i]
+        else:
+            _store_rounded(factor_ptrs[i], offs, new, mask)
+
+
+def triton_taylor_update_(factors: Sequence[Tensor], feature: Tensor, inv_dt: Sequence[float]) -> None:
+    """Refresh all divided differences in place in one pass (see ``taylor_update_``).
+
+    A non-contiguous ``feature`` is copied with ``.contiguous()`` first; non-contiguous factors are
+    refused (they are written in place).
+
+    Args:
+        factors (Sequence[Tensor]): N contiguous tensors of one shape, dtype (fp32/bf16/fp16) and device.
+        feature (Tensor): Newest feature, the factors' shape and device, any supported dtype.
+        inv_dt (Sequence[float]): N - 1 scales, rounded to float32.
+
+    Raises:
+        TypeError: On an unsupported dtype or a non-numeric scale.
+        ValueError: On mismatched shapes/devices/lengths, shared memory, or an unreachable device.
+
+    """
+    scales = check_taylor_update_args(factors, feature, inv_dt)
+    _check_device(factors[0], "factors[0]")
+    n = feature.numel()
+    if n == 0:
+        return
+    grid = (triton.cdiv(n, ELEMENTWISE_BLOCK),)
+    with _device_guard(feature):
+        _taylor_update_kernel[grid](
+            tuple(factors),
+            feature.contiguous(),
+            (*scales, 0.0),
+            n,
+            N=len(factors),
+            BLOCK_SIZE=ELEMENTWISE_BLOCK,
+            num_warps=ELEMENTWISE_WARPS,
+        )
+
+
+# --------------------------------------------------------------------------- relative L1
+# Traffic: reference.relative_l1_bytes = both inputs read once (+ 8 bytes of partials per program).
+
+
+@triton.jit
+def _relative_l1_kernel(
+    a_ptr,  # pointer to the contiguous prediction, viewed as (rows, n_cols)
+    b_ptr,  # pointer to the contiguous target, same view
+    partial_ptr,  # float32 output: n_partials sums of |a - b|, then n_partials sums of |b|
+    n_cols,  # elements per row
+    blocks_per_row,  # programs per row, cdiv(n_cols, BLOCK_SIZE)
+    n_partials,  # total programs, rows * blocks_per_row
+    BLOCK_SIZE: tl.constexpr,  # elements per program
+):
+    pid = tl.program_id(0).to(tl.int64)
+    row = pid // blocks_per_row
+    cols = (pid % blocks_per_row) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    mask = cols < n_cols
+    offs = row * n_cols + cols
+    a = tl.load(a_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    b = tl.load(b_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    in_range = pid < n_partials
+    tl.store(partial_ptr + pid, tl.sum(tl.abs(a - b), axis=0), mask=in_range)
+    tl.store(partial_ptr + n_partials + pid, tl.sum(tl.abs(b), axis=0), mask=in_range)
+
+
+def triton_relative_l1(a: Tensor, b: Tensor, per_sample: bool = False) -> Tensor:
+    """Compute ``sum|a - b| / sum|b|`` in one pass over the inputs, without a host sync.
+
+    Two-stage reduction: each program sums up to ``REDUCE_BLOCK`` elements of one row in float32,
+    then ``torch.sum`` adds the per-program partials. With ``per_sample`` every row gets at least one
+    program, so many tiny rows (e.g. a 1-D input) launch one small program each. The summation
+    order differs from ``torch.sum``, so results agree
+    with the reference to float32 rounding, not bitwise. Non-contiguous inputs are copied first.
+
+    Args:
+        a (Tensor): Prediction, any shape, e.g. ``(batch, tokens, dim)``.
+        b (Tensor): Target, same shape and device (dtype may differ).
+        per_sample (bool): Reduce each index of dim 0 separately. Default False.
+
+    Returns:
+        Tensor: float32 on the inputs' device: 0-d, or ``(batch,)`` with ``per_sample``.
+        ``0 / 0`` gives 0, ``x / 0`` gives inf, NaN propagates.
+
+    Raises:
+        TypeError: On an unsupported dtype.
+        ValueError: On mismatched shapes/devices, a 0-d input with ``per_sample``, or an unreachable device.
+
+    """
+    check_relative_l1_args(a, b, per_sample)
+    _check_device(a, "a")
+    rows = a.shape[0] if per_sample else 1
+    n_cols = a.numel() // rows if rows else 0
+    block = min(REDUCE_BLOCK, triton.next_power_of_2(max(n_cols, 16)))
+    blocks_per_row = triton.cdiv(n_cols, block)
+    n_partials = rows * blocks_per_row
+    partials = torch.empty(2 * n_partials, dtype=torch.float32, device=a.device)
+    if n_partials > 0:
+        with _device_guard(a):
+            _relative_l1_kernel[(n_partials,)](
+                a.contiguous(),
+                b.contiguous(),
+                partials,
+                n_cols,
+                blocks_per_row,
+                n_partials,
+                BLOCK_SIZE=block,
+                num_warps=REDUCE_WARPS if block == REDUCE_BLOCK else 4,
+            )
+    sums = partials.view(2, rows, blocks_per_row).sum(-1)
+    ratio = safe_ratio(sums[0], sums[1])
+    return ratio if per_sample else ratio.reshape(())
