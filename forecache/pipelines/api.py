@@ -26,7 +26,8 @@ def _transformer_of(target: Any) -> torch.nn.Module:
         transformer = getattr(target, "transformer", None)
         if not isinstance(transformer, torch.nn.Module):
             raise UnsupportedModelError(
-                f"{type(target).__name__} has no `transformer` component; forecache caches diffusion transformers"
+                f"{type(target).__name__} has no `transformer` component; "
+                "forecache caches diffusion transformers"
             )
         return unwrap_module(transformer)
     if isinstance(target, torch.nn.Module):
@@ -88,6 +89,7 @@ def apply(target: Any, config: Any, *, num_inference_steps: int | None = None) -
         >>> tiny = build_tiny("DiTTransformer2DModel")
         >>> session = forecache.apply(tiny.model, forecache.TaylorSeerConfig(interval=2))
         >>> forecache.remove(tiny.model)
+
     """
     cache_config = resolve_config(config)
     if num_inference_steps is not None and (isinstance(num_inference_steps, bool) or num_inference_steps < 1):
@@ -107,6 +109,7 @@ def remove(target: Any) -> None:
 
     Raises:
         ValueError: If forecache is not applied to `target`.
+
     """
     transformer = _transformer_of(target)
     detach(transformer)
@@ -126,6 +129,7 @@ def cached(target: Any, config: Any, *, num_inference_steps: int | None = None) 
         >>> model = build_tiny("FluxTransformer2DModel").model
         >>> with forecache.cached(model, forecache.ConfidenceGateConfig()) as session:
         ...     pass
+
     """
     session = apply(target, config, num_inference_steps=num_inference_steps)
     try:
@@ -143,8 +147,11 @@ def stats(target: Any) -> CacheStats:
 
     Raises:
         ValueError: If forecache is not applied to `target`.
+
     """
     session = session_of(_transformer_of(target))
     if session is None:
-        raise ValueError(f"forecache is not applied to this {type(target).__name__}; call forecache.apply first")
+        raise ValueError(
+            f"forecache is not applied to this {type(target).__name__}; call forecache.apply first"
+        )
     return session.stats()

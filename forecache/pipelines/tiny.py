@@ -27,6 +27,7 @@ class TinyModel:
             except `timestep`.
         timestep_scale: Multiply a timestep in [0, 1000] by this before passing it (Flux-style models
             take `t / 1000`).
+
     """
 
     model: torch.nn.Module
@@ -42,8 +43,15 @@ def _dit() -> TinyModel:
     from diffusers import DiTTransformer2DModel
 
     model = DiTTransformer2DModel(
-        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4, num_layers=3,
-        sample_size=8, patch_size=2, num_embeds_ada_norm=1000, norm_type="ada_norm_zero",
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=4,
+        num_layers=3,
+        sample_size=8,
+        patch_size=2,
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_zero",
     )
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
@@ -56,9 +64,18 @@ def _pixart() -> TinyModel:
     from diffusers import PixArtTransformer2DModel
 
     model = PixArtTransformer2DModel(
-        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=3,
-        cross_attention_dim=16, sample_size=8, patch_size=2, caption_channels=32, norm_type="ada_norm_single",
-        num_embeds_ada_norm=1000, use_additional_conditions=False,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=8,
+        num_layers=3,
+        cross_attention_dim=16,
+        sample_size=8,
+        patch_size=2,
+        caption_channels=32,
+        norm_type="ada_norm_single",
+        num_embeds_ada_norm=1000,
+        use_additional_conditions=False,
     )
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
@@ -75,8 +92,16 @@ def _sd3() -> TinyModel:
     from diffusers import SD3Transformer2DModel
 
     model = SD3Transformer2DModel(
-        sample_size=8, patch_size=2, in_channels=4, num_layers=3, attention_head_dim=8, num_attention_heads=2,
-        joint_attention_dim=32, caption_projection_dim=16, pooled_projection_dim=24, out_channels=4,
+        sample_size=8,
+        patch_size=2,
+        in_channels=4,
+        num_layers=3,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        caption_projection_dim=16,
+        pooled_projection_dim=24,
+        out_channels=4,
         pos_embed_max_size=16,
     )
 
@@ -94,8 +119,16 @@ def _flux() -> TinyModel:
     from diffusers import FluxTransformer2DModel
 
     model = FluxTransformer2DModel(
-        patch_size=1, in_channels=4, out_channels=4, num_layers=2, num_single_layers=3, attention_head_dim=8,
-        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=24, axes_dims_rope=(4, 2, 2),
+        patch_size=1,
+        in_channels=4,
+        out_channels=4,
+        num_layers=2,
+        num_single_layers=3,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=24,
+        axes_dims_rope=(4, 2, 2),
     )
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
@@ -103,8 +136,9 @@ def _flux() -> TinyModel:
             "hidden_states": _randn(g, b, 16, 4),
             "encoder_hidden_states": _randn(g, b, 5, 32),
             "pooled_projections": _randn(g, b, 24),
-            "img_ids": torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(4.0), torch.arange(4.0), indexing="ij"),
-                                   dim=-1).reshape(16, 3),
+            "img_ids": torch.stack(
+                torch.meshgrid(torch.zeros(1), torch.arange(4.0), torch.arange(4.0), indexing="ij"), dim=-1
+            ).reshape(16, 3),
             "txt_ids": torch.zeros(5, 3),
         }
 
@@ -115,8 +149,17 @@ def _wan() -> TinyModel:
     from diffusers import WanTransformer3DModel
 
     model = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4,
-        text_dim=32, freq_dim=16, ffn_dim=32, num_layers=3, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        patch_size=(1, 2, 2),
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=4,
+        text_dim=32,
+        freq_dim=16,
+        ffn_dim=32,
+        num_layers=3,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
         rope_max_seq_len=32,
     )
 
@@ -130,9 +173,19 @@ def _hunyuan_video() -> TinyModel:
     from diffusers import HunyuanVideoTransformer3DModel
 
     model = HunyuanVideoTransformer3DModel(
-        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=2,
-        num_single_layers=2, num_refiner_layers=1, patch_size=1, patch_size_t=1, guidance_embeds=True,
-        text_embed_dim=16, pooled_projection_dim=8, rope_axes_dim=(2, 4, 2),
+        in_channels=4,
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=2,
+        num_single_layers=2,
+        num_refiner_layers=1,
+        patch_size=1,
+        patch_size_t=1,
+        guidance_embeds=True,
+        text_embed_dim=16,
+        pooled_projection_dim=8,
+        rope_axes_dim=(2, 4, 2),
     )
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
@@ -151,9 +204,19 @@ def _cogvideox() -> TinyModel:
     from diffusers import CogVideoXTransformer3DModel
 
     model = CogVideoXTransformer3DModel(
-        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4, time_embed_dim=4,
-        text_embed_dim=16, num_layers=3, sample_width=8, sample_height=8, sample_frames=9, patch_size=2,
-        temporal_compression_ratio=4, max_text_seq_length=5,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        in_channels=4,
+        out_channels=4,
+        time_embed_dim=4,
+        text_embed_dim=16,
+        num_layers=3,
+        sample_width=8,
+        sample_height=8,
+        sample_frames=9,
+        patch_size=2,
+        temporal_compression_ratio=4,
+        max_text_seq_length=5,
     )
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
@@ -166,8 +229,14 @@ def _qwen_image() -> TinyModel:
     from diffusers import QwenImageTransformer2DModel
 
     model = QwenImageTransformer2DModel(
-        patch_size=2, in_channels=16, out_channels=4, num_layers=3, attention_head_dim=16, num_attention_heads=2,
-        joint_attention_dim=16, axes_dims_rope=(8, 4, 4),
+        patch_size=2,
+        in_channels=16,
+        out_channels=4,
+        num_layers=3,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        axes_dims_rope=(8, 4, 4),
     )
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
@@ -185,8 +254,15 @@ def _ltx_video() -> TinyModel:
     from diffusers import LTXVideoTransformer3DModel
 
     model = LTXVideoTransformer3DModel(
-        in_channels=4, out_channels=4, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=8,
-        cross_attention_dim=16, num_layers=3, caption_channels=16,
+        in_channels=4,
+        out_channels=4,
+        patch_size=1,
+        patch_size_t=1,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        num_layers=3,
+        caption_channels=16,
     )
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
@@ -206,9 +282,17 @@ def _sana() -> TinyModel:
     from diffusers import SanaTransformer2DModel
 
     model = SanaTransformer2DModel(
-        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=3,
-        num_cross_attention_heads=2, cross_attention_head_dim=8, cross_attention_dim=16, caption_channels=16,
-        sample_size=8, patch_size=1,
+        in_channels=4,
+        out_channels=4,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_layers=3,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=8,
+        cross_attention_dim=16,
+        caption_channels=16,
+        sample_size=8,
+        patch_size=1,
     )
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
@@ -248,6 +332,7 @@ def build_tiny(class_name: str, seed: int = 0) -> TinyModel:
 
     Raises:
         ValueError: If `class_name` has no tiny configuration.
+
     """
     if class_name not in _BUILDERS:
         raise ValueError(f"`class_name` must be one of {tiny_model_names()}, got {class_name!r}")

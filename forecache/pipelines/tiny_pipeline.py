@@ -29,13 +29,14 @@ class TinyPipelineOutput(BaseOutput):
 
     Attributes:
         latents: The final latents, shaped like the transformer's `hidden_states` input.
+
     """
 
     latents: torch.Tensor
 
 
 def _negative(inputs: Inputs) -> Inputs:
-    """The unconditional inputs: zeroed text embeddings, or shifted class labels."""
+    """Return the unconditional inputs: zeroed text embeddings, or shifted class labels."""
     negative = dict(inputs)
     if "encoder_hidden_states" in negative:
         negative["encoder_hidden_states"] = torch.zeros_like(inputs["encoder_hidden_states"])
@@ -84,10 +85,15 @@ class TinyPipeline(DiffusionPipeline):
                 ``cache_context("cond"/"uncond")``) or ``"unnamed"`` (two bare calls). Default ``"named"``.
             batch_size: Samples (>= 1). Default 1.
             generator: Seeds the initial noise and the conditioning inputs.
+
         """
         if self.tiny is None:
             raise ValueError("TinyPipeline: build it with TinyPipeline.from_tiny(class_name)")
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+        if (
+            isinstance(num_inference_steps, bool)
+            or not isinstance(num_inference_steps, int)
+            or num_inference_steps < 1
+        ):
             raise ValueError(f"`num_inference_steps` must be an int >= 1, got {num_inference_steps!r}")
         if guidance_mode not in _MODES:
             raise ValueError(f"`guidance_mode` must be one of {list(_MODES)}, got {guidance_mode!r}")

@@ -4,7 +4,14 @@ import pytest
 import torch
 
 import forecache
-from forecache import AdamsBashforthConfig, CacheConfig, ConfidenceGateConfig, Interval, StepMask, TaylorSeerConfig
+from forecache import (
+    AdamsBashforthConfig,
+    CacheConfig,
+    ConfidenceGateConfig,
+    Interval,
+    StepMask,
+    TaylorSeerConfig,
+)
 from forecache.pipelines.registry import layout_for
 from forecache.pipelines.tiny import build_tiny, tiny_model_names
 
@@ -112,7 +119,9 @@ def test_gate_probe_blocks_always_run(name):
     per_call = [c[0] for c in counters]
     for c in counters:
         c[0] = 0
-    with forecache.cached(tiny.model, ConfidenceGateConfig(threshold=10.0, max_consecutive=3), num_inference_steps=10):
+    with forecache.cached(
+        tiny.model, ConfidenceGateConfig(threshold=10.0, max_consecutive=3), num_inference_steps=10
+    ):
         run(tiny, steps=10)
         ctx = forecache.stats(tiny.model).contexts["branch0"]
     assert "".join(ctx.decisions) == "CCFFFCFFFC"
@@ -133,7 +142,10 @@ def test_layouts_agree_with_diffusers_block_metadata():
                 meta = TransformerBlockRegistry.get(type(block))
             except ValueError:
                 continue
-            assert block_list.encoder_index == meta.return_encoder_hidden_states_index, (name, block_list.attr)
+            assert block_list.encoder_index == meta.return_encoder_hidden_states_index, (
+                name,
+                block_list.attr,
+            )
             if block_list.hidden_index is not None:
                 assert block_list.hidden_index == meta.return_hidden_states_index, (name, block_list.attr)
             checked += 1
