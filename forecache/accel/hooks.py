@@ -84,6 +84,11 @@ def _scalar(timestep: Any) -> float:
     return float(timestep)
 
 
+def _sample(output: Any) -> torch.Tensor:
+    """Return the denoiser's prediction in a transformer output (tuple or `Transformer2DModelOutput`)."""
+    return output[0] if isinstance(output, tuple) else output.sample
+
+
 class RootHook(ModelHook):
     """Opens every transformer call as a step; forecasts the whole output for the output target."""
 
@@ -113,20 +118,28 @@ class RootHook(ModelHook):
         name, steps = self.receiver.name_and_steps
         ctx = self.session.begin_call(_scalar(self._args.get(self.timestep_arg, args, kwargs)), name, steps)
         try:
-            if ctx.decision is Decision.FORECAST and self.session.config.target == "output":
-                output = self._wrap(ctx.site("output").predict(ctx.x))
-            else:
-                output = self.fn_ref.original_forward(*args, **kwargs)
-                if self.session.config.target == "output":
-                    output = self._record_or_replace(ctx, output)
+            output = self._step(ctx, args, kwargs)
+            if ctx.decision is Decision.FORECAST and not self.session.forecasts_accepted(ctx):
+                ctx.decision = Decision.COMPUTE
+                ctx.stats.fallbacks += 1
+                output = self._step(ctx, args, kwargs)
         except BaseException:
             self.session.reset()
             raise
         self.session.end_call(ctx)
         return output
 
+    def _step(self, ctx: ContextState, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run the call as decided; the output target's forecast skips the forward altogether."""
+        if ctx.decision is Decision.FORECAST and self.session.config.target == "output":
+            return self._wrap(ctx.site("output").predict(ctx.x))
+        output = self.fn_ref.original_forward(*args, **kwargs)
+        if self.session.config.target == "output":
+            output = self._record_or_replace(ctx, output)
+        return output
+
     def _record_or_replace(self, ctx: ContextState, output: Any) -> Any:
-        sample = output[0] if isinstance(output, tuple) else output.sample
+        sample = _sample(output)
         if ctx.decision is Decision.COMPUTE:
             self._output_kind = tuple if isinstance(output, tuple) else type(output)
             ctx.site("output").update(sample, ctx.x)

@@ -28,11 +28,13 @@ __all__ = ["CacheSession", "ContextState", "FeatureCache", "Placeholder"]
 class FeatureCache:
     """The forecast history of one cached site: one `History` per tensor of its output."""
 
-    def __init__(self, config: CacheConfig, where: str) -> None:
+    def __init__(self, config: CacheConfig, where: str, checks: list[torch.Tensor]) -> None:
         self._config = config
         self._where = where
+        self._checks = checks
         self._spec: TreeSpec = None
         self._histories: list[History] = []
+        self._peaks: list[torch.Tensor] = []
 
     def update(self, value: Any, x: float) -> None:
         """Record the site's output `value` computed at coordinate `x`."""
@@ -42,12 +44,27 @@ class FeatureCache:
             self._histories = [
                 make_history(self._config.forecaster, self._config.storage_dtype) for _ in leaves
             ]
+            self._peaks = []
         for history, leaf in zip(self._histories, leaves, strict=True):
             history.update(leaf.detach(), x)
+        if self._config.fallback_margin is not None:
+            peaks = [leaf.detach().abs().amax().float() for leaf in leaves]
+            if self._peaks:
+                peaks = [torch.maximum(old, new) for old, new in zip(self._peaks, peaks, strict=True)]
+            self._peaks = peaks
 
     def predict(self, x: float) -> Any:
-        """Return the forecast of the site's output at coordinate `x`, structured like the output."""
-        return unflatten(self._spec, [history.predict(x) for history in self._histories])
+        """Return the forecast of the site's output at coordinate `x`, structured like the output.
+
+        With a fallback margin, each forecast tensor also queues a device-side check (finite and
+        within the margin of the largest computed value) that the root hook reads once per step.
+        """
+        forecasts = [history.predict(x) for history in self._histories]
+        margin = self._config.fallback_margin
+        if margin is not None:
+            for forecast, peak in zip(forecasts, self._peaks, strict=True):
+                self._checks.append(forecast.abs().amax().float() <= margin * peak)
+        return unflatten(self._spec, forecasts)
 
     @property
     def nbytes(self) -> int:
@@ -84,6 +101,7 @@ class ContextState:
         self.placeholders: dict[str, Placeholder] = {}
         self.templates: dict[int, Any] = {}
         self.stack_input: list[torch.Tensor | None] = []
+        self.checks: list[torch.Tensor] = []
 
     @property
     def x(self) -> float:
@@ -94,7 +112,7 @@ class ContextState:
         """Return the history of site `key`, created on first use."""
         cache = self.sites.get(key)
         if cache is None:
-            cache = self.sites[key] = FeatureCache(self.config, key)
+            cache = self.sites[key] = FeatureCache(self.config, key, self.checks)
         return cache
 
     def release(self) -> None:
@@ -103,6 +121,7 @@ class ContextState:
         self.placeholders.clear()
         self.templates.clear()
         self.stack_input = []
+        self.checks.clear()
 
 
 class CacheSession:
@@ -177,6 +196,7 @@ class CacheSession:
             ctx = self.contexts[context_name] = ContextState(context_name, self.config)
         ctx.step += 1
         ctx.timestep = timestep
+        ctx.checks.clear()
         num_steps = context_steps or self.num_inference_steps
         if num_steps is None and self.steps_source is not None:
             num_steps = self.steps_source()
@@ -200,6 +220,20 @@ class CacheSession:
             held = sum(site.nbytes for site in ctx.sites.values())
             ctx.stats.cache_bytes = max(ctx.stats.cache_bytes, held)
         self.current = None
+
+    @compiler_disable
+    def forecasts_accepted(self, ctx: ContextState) -> bool:
+        """Return False if any forecast of this step was not finite or left its site's computed range.
+
+        The checks queued by `FeatureCache.predict` are read here with one host synchronisation per
+        forecast step (NaN or inf makes a maximum NaN/inf and fails its check); the caller then
+        recomputes the step.
+        """
+        if not ctx.checks:
+            return True
+        accepted = bool(torch.stack(ctx.checks).all())
+        ctx.checks.clear()
+        return accepted
 
     @compiler_disable
     def enter_stack(self, ctx: ContextState, streams: list[torch.Tensor | None]) -> None:

@@ -18,6 +18,8 @@ class ContextStats:
         total_units: Units that would have run without the cache.
         gate_errors: ``(step, relative L1 error)`` of every probe the gate evaluated.
         cache_bytes: Peak bytes held by the forecast histories.
+        fallbacks: Forecast steps whose output was not finite or left the range of the computed
+            steps' outputs by more than the configured margin, and were computed instead.
 
     """
 
@@ -27,6 +29,7 @@ class ContextStats:
     total_units: int = 0
     gate_errors: list[tuple[int, float]] = field(default_factory=list)
     cache_bytes: int = 0
+    fallbacks: int = 0
 
     @property
     def computed_steps(self) -> int:
@@ -87,12 +90,18 @@ class CacheStats:
         """Peak bytes held, summed over contexts."""
         return sum(c.cache_bytes for c in self.contexts.values())
 
+    @property
+    def fallbacks(self) -> int:
+        """Forecasts refused by the guard and computed instead, over all contexts."""
+        return sum(c.fallbacks for c in self.contexts.values())
+
     def summary(self) -> str:
         """One line per context: decisions, compute ratio and cache memory."""
         lines = [f"forecache: compute ratio {self.compute_ratio:.2f}x ({self.unit} executions)"]
         for c in self.contexts.values():
             lines.append(
                 f"  {c.name}: {c.computed_steps} computed / {c.forecast_steps} forecast steps, "
-                f"{c.compute_ratio:.2f}x, cache {c.cache_bytes / 2**20:.1f} MiB, {''.join(c.decisions)}"
+                f"{c.compute_ratio:.2f}x, {c.fallbacks} fallbacks, cache {c.cache_bytes / 2**20:.1f} MiB, "
+                f"{''.join(c.decisions)}"
             )
         return "\n".join(lines)
