@@ -254,7 +254,7 @@ class CacheSession:
             probe = ctx.site("probe")
             if ctx.decision is Decision.PROBE:
                 forecast = probe.predict(ctx.x)
-                error = float(relative_l1(forecast, streams[0], per_sample=True).max())
+                error = float(relative_l1(forecast, streams[0].detach(), per_sample=True).max())
                 ctx.stats.gate_errors.append((ctx.step, error))
                 ctx.decision = Decision.FORECAST if policy.accept(error) else Decision.COMPUTE
             if ctx.decision is Decision.COMPUTE:
