@@ -1,0 +1,80 @@
+"""forecache alongside half precision, torch.compile of the blocks and diffusers' own hooks."""
+
+import pytest
+import torch
+
+import forecache
+from forecache import CacheConfig, ConfidenceGateConfig, Interval, Taylor, TaylorSeerConfig
+from forecache.pipelines.tiny import build_tiny
+
+STEPS = 8
+
+
+def run(tiny, dtype=torch.float32, steps=STEPS):
+    inputs = tiny.make_inputs(2, torch.Generator().manual_seed(0))
+    inputs = {
+        k: v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+        for k, v in inputs.items()
+    }
+    with torch.no_grad():
+        return [
+            tiny.model(
+                **inputs,
+                timestep=torch.full((2,), (1000.0 - 100 * i) * tiny.timestep_scale),
+                return_dict=False,
+            )[0]
+            for i in range(steps)
+        ]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("history_dtype", ["auto", "float32"])
+def test_half_precision_models(dtype, history_dtype):
+    tiny = build_tiny("FluxTransformer2DModel")
+    tiny.model.to(dtype)
+    baseline = run(tiny, dtype)
+    config = CacheConfig(Interval(every=2, warmup=2), Taylor(order=1), "modules", history_dtype=history_dtype)
+    with forecache.cached(tiny.model, config, num_inference_steps=STEPS):
+        cached = run(tiny, dtype)
+        stats = forecache.stats(tiny.model)
+    assert "".join(stats.contexts["branch0"].decisions) == "CCCFCFCC" and stats.fallbacks == 0
+    assert all(o.dtype == dtype and torch.isfinite(o).all() for o in cached)
+    itemsize = 4 if history_dtype == "float32" else 2
+    assert stats.cache_bytes % itemsize == 0 and stats.cache_bytes > 0
+    assert torch.equal(cached[0], baseline[0])
+
+
+def test_compiled_blocks_compile_once_and_decisions_stay_outside():
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    tiny = build_tiny("DiTTransformer2DModel")
+    counter = CompileCounter()
+    for block in tiny.model.transformer_blocks:
+        block.forward = torch.compile(block.forward, backend=counter, dynamic=False)
+    baseline = run(tiny)
+    frames_after_baseline = counter.frame_count
+    with forecache.cached(
+        tiny.model, TaylorSeerConfig(interval=3, warmup=2, target="blocks"), num_inference_steps=STEPS
+    ):
+        cached = run(tiny)
+        decisions = "".join(forecache.stats(tiny.model).contexts["branch0"].decisions)
+    assert decisions == "CCCFFCFC"
+    assert counter.frame_count == frames_after_baseline, "forecache made the compiled blocks recompile"
+    assert all(torch.equal(a, b) for a, b, d in zip(baseline, cached, decisions, strict=True) if d == "C")
+
+
+def test_diffusers_group_offloading_hooks_already_on_the_model():
+    from diffusers.hooks import apply_group_offloading
+
+    tiny = build_tiny("SD3Transformer2DModel")
+    apply_group_offloading(
+        tiny.model, onload_device=torch.device("cpu"), offload_type="block_level", num_blocks_per_group=1
+    )
+    baseline = run(tiny)
+    with forecache.cached(tiny.model, ConfidenceGateConfig(threshold=10.0), num_inference_steps=STEPS):
+        cached = run(tiny)
+        assert forecache.stats(tiny.model).forecast_steps > 0
+    assert torch.equal(cached[0], baseline[0])
+    after = run(tiny)
+    assert all(torch.equal(a, b) for a, b in zip(baseline, after, strict=True))
