@@ -171,6 +171,8 @@ class ConfidenceGateConfig:
         warmup: Leading full steps (>= 1). Default 2.
         cooldown: Trailing full steps (>= 1). Default 1.
         probe_blocks: Blocks that always run (>= 1). Default 1.
+        reduce_across_ranks: All-reduce the gate's error over `torch.distributed` ranks holding
+            shards of one sequence (context parallelism). Default False.
         target: See `CacheConfig.target`. Default ``"blocks"``.
         coordinate: ``"step"`` (default) or ``"timestep"``.
         history_dtype: See `CacheConfig.history_dtype`. Default ``"auto"``.
@@ -183,6 +185,7 @@ class ConfidenceGateConfig:
     warmup: int = 2
     cooldown: int = 1
     probe_blocks: int = 1
+    reduce_across_ranks: bool = False
     target: Target = "blocks"
     coordinate: Literal["step", "timestep"] = "step"
     history_dtype: str = "auto"
@@ -194,6 +197,7 @@ class ConfidenceGateConfig:
         check_int("ConfidenceGateConfig", "warmup", self.warmup, 1)
         check_int("ConfidenceGateConfig", "cooldown", self.cooldown, 1)
         check_int("ConfidenceGateConfig", "probe_blocks", self.probe_blocks, 1)
+        check_instance("ConfidenceGateConfig", "reduce_across_ranks", self.reduce_across_ranks, (bool,))
         check_choice("ConfidenceGateConfig", "target", self.target, TARGETS)
         check_choice("ConfidenceGateConfig", "coordinate", self.coordinate, COORDINATES)
         check_choice("ConfidenceGateConfig", "history_dtype", self.history_dtype, HISTORY_DTYPES)
@@ -269,6 +273,7 @@ def _confidence_gate(config: ConfidenceGateConfig) -> CacheConfig:
             warmup=config.warmup,
             cooldown=config.cooldown,
             probe_blocks=config.probe_blocks,
+            reduce_across_ranks=config.reduce_across_ranks,
         ),
         forecaster=Taylor(order=config.order, coordinate=config.coordinate),
         target=config.target,

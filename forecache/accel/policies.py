@@ -120,6 +120,10 @@ class ConfidenceGate:
         cooldown: Trailing steps always computed (>= 1: the last step always runs). Default 1.
         probe_blocks: Blocks that always run and feed the gate (>= 1). Default 1. Each probe
             block costs its full compute at every step.
+        reduce_across_ranks: Under `torch.distributed` with context parallelism (one sequence
+            sharded across ranks), all-reduce the error's sums over the default process group so
+            every rank takes the same decision. Default False; when True every rank must call the
+            transformer in lockstep, and the gate costs one small all-reduce per probed step.
 
     """
 
@@ -128,8 +132,10 @@ class ConfidenceGate:
     warmup: int = 2
     cooldown: int = 1
     probe_blocks: int = 1
+    reduce_across_ranks: bool = False
 
     def __post_init__(self) -> None:
+        check_instance("ConfidenceGate", "reduce_across_ranks", self.reduce_across_ranks, (bool,))
         check_float("ConfidenceGate", "threshold", self.threshold, 0.0, 10.0)
         check_int("ConfidenceGate", "max_consecutive", self.max_consecutive, 1)
         check_int("ConfidenceGate", "warmup", self.warmup, 1)

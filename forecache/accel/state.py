@@ -25,6 +25,21 @@ from forecache.kernels import relative_l1
 __all__ = ["CacheSession", "ContextState", "FeatureCache", "Placeholder"]
 
 
+def gate_error(forecast: torch.Tensor, actual: torch.Tensor, reduce_across_ranks: bool) -> float:
+    """Return the largest per-sample relative L1 error ``sum|f - a| / sum|a|`` over the batch.
+
+    With `reduce_across_ranks` and an initialised `torch.distributed`, both sums are all-reduced
+    over the default group first (shards of one sequence), so all ranks get the same value.
+    """
+    if not (reduce_across_ranks and torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return float(relative_l1(forecast, actual, per_sample=True).max())
+    sums = torch.stack(
+        [(forecast - actual).abs().flatten(1).float().sum(1), actual.abs().flatten(1).float().sum(1)]
+    )
+    torch.distributed.all_reduce(sums)
+    return float((sums[0] / sums[1]).max())
+
+
 class FeatureCache:
     """The forecast history of one cached site: one `History` per tensor of its output."""
 
@@ -254,7 +269,7 @@ class CacheSession:
             probe = ctx.site("probe")
             if ctx.decision is Decision.PROBE:
                 forecast = probe.predict(ctx.x)
-                error = float(relative_l1(forecast, streams[0].detach(), per_sample=True).max())
+                error = gate_error(forecast, streams[0].detach(), policy.reduce_across_ranks)
                 ctx.stats.gate_errors.append((ctx.step, error))
                 ctx.decision = Decision.FORECAST if policy.accept(error) else Decision.COMPUTE
             if ctx.decision is Decision.COMPUTE:
