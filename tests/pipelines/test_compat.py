@@ -78,3 +78,24 @@ def test_diffusers_group_offloading_hooks_already_on_the_model():
     assert torch.equal(cached[0], baseline[0])
     after = run(tiny)
     assert all(torch.equal(a, b) for a, b in zip(baseline, after, strict=True))
+
+
+def test_lora_weights_loaded_through_diffusers_peft_integration():
+    from peft import LoraConfig
+
+    tiny = build_tiny("FluxTransformer2DModel")
+    base = run(tiny)
+    tiny.model.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    with torch.no_grad():
+        for name, param in tiny.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5, generator=torch.Generator().manual_seed(len(name)))
+    lora = run(tiny)
+    assert not torch.equal(lora[0], base[0]), "the LoRA must change the output for this test to mean anything"
+    with forecache.cached(tiny.model, TaylorSeerConfig(interval=1), num_inference_steps=STEPS):
+        assert all(torch.equal(a, b) for a, b in zip(lora, run(tiny), strict=True))
+    with forecache.cached(tiny.model, TaylorSeerConfig(interval=3, warmup=2), num_inference_steps=STEPS):
+        cached = run(tiny)
+        assert forecache.stats(tiny.model).forecast_steps == 3
+    assert torch.equal(cached[0], lora[0]) and all(torch.isfinite(o).all() for o in cached)
+    assert all(torch.equal(a, b) for a, b in zip(lora, run(tiny), strict=True))
