@@ -108,8 +108,12 @@ class RootHook(ModelHook):
         return module
 
     def reset_state(self, module: torch.nn.Module) -> torch.nn.Module:
-        """Forget all cache state (diffusers calls this through `_reset_stateful_cache`)."""
-        self.session.reset()
+        """End the generation (diffusers pipelines call this through `maybe_free_model_hooks`).
+
+        Frees the cached tensors but keeps the counters, so `forecache.stats` still reports the
+        call that just finished; the next transformer call starts a fresh generation.
+        """
+        self.session.release()
         return module
 
     def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:

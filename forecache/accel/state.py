@@ -163,6 +163,7 @@ class CacheSession:
         self.current: ContextState | None = None
         self._last_timestep: float | None = None
         self._branch = 0
+        self._ended = False
 
     @property
     def unit(self) -> str:
@@ -175,14 +176,14 @@ class CacheSession:
         self.current = None
         self._last_timestep = None
         self._branch = 0
+        self._ended = False
 
     def release(self) -> None:
-        """Free the tensors of every context and keep their counters (end of a generation)."""
+        """End the generation: free every tensor, keep the counters until the next call starts."""
         for ctx in self.contexts.values():
             ctx.release()
         self.current = None
-        self._last_timestep = None
-        self._branch = 0
+        self._ended = True
 
     def stats(self) -> CacheStats:
         """Statistics of the current or last generation."""
@@ -193,6 +194,8 @@ class CacheSession:
         self, timestep: float, context_name: str | None, context_steps: int | None
     ) -> ContextState:
         """Open the step of one transformer call and decide what it does."""
+        if self._ended:
+            self.reset()
         if context_name is None:
             if self._last_timestep is not None and timestep == self._last_timestep:
                 self._branch += 1

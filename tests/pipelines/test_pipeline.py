@@ -162,3 +162,23 @@ def test_preset_compute_ratios_at_50_steps(pipe, config, ratio):
     stats = forecache.stats(pipe)
     forecache.remove(pipe)
     assert stats.compute_ratio == pytest.approx(ratio), stats.summary()
+
+
+def test_stats_survive_the_pipelines_own_end_of_call_reset(pipe):
+    """Real diffusers pipelines call `maybe_free_model_hooks()` -> `_reset_stateful_cache()` at the end."""
+    forecache.apply(pipe, TaylorSeerConfig(interval=3, warmup=2))
+    sample(pipe, num_inference_steps=9)
+    pipe.transformer._reset_stateful_cache()
+    stats = forecache.stats(pipe)
+    assert "".join(stats.contexts["branch0"].decisions) == "CCCFFCFFC"
+    transformer = pipe.transformer
+    forecache.remove(pipe)
+    forecache.apply(transformer, TaylorSeerConfig(interval=3, warmup=2))
+    inputs = pipe.tiny.make_inputs(1, torch.Generator().manual_seed(0))
+    for t in (0.9, 0.8, 0.7):
+        transformer(**inputs, timestep=torch.tensor([t]))
+    transformer._reset_stateful_cache()
+    assert len(forecache.stats(transformer).contexts["branch0"].decisions) == 3
+    transformer(**inputs, timestep=torch.tensor([0.5]))  # lower timestep, but a new generation
+    assert forecache.stats(transformer).contexts["branch0"].decisions == ["C"]
+    forecache.remove(transformer)
