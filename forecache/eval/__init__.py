@@ -1,1 +1,32 @@
-"""forecache.eval."""
+"""The evaluation harness: benchmarks and sweeps of forecache and its peers on the same seeds.
+
+``bench`` runs the baseline and a list of methods (presets with overrides, config files, peers)
+and reports compute ratio, speed-up, paired quality against the baseline, FID, memory and the
+per-step decisions; ``sweep`` grids a preset's fields and writes the best configs per speed-up
+bucket. The ``forecache`` command line is a thin layer over these two functions.
+"""
+
+from forecache.eval.bench import DEFAULT_METHODS, BenchConfig, RunConfig, bench
+from forecache.eval.methods import MethodSpec, load_methods, make_method, parse_method, save_methods
+from forecache.eval.peers import PEERS
+from forecache.eval.schema import RESULTS_SCHEMA_VERSION, BenchResult, MethodResult
+from forecache.eval.sweep import SweepConfig, SweepResult, sweep
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "PEERS",
+    "RESULTS_SCHEMA_VERSION",
+    "BenchConfig",
+    "BenchResult",
+    "MethodResult",
+    "MethodSpec",
+    "RunConfig",
+    "SweepConfig",
+    "SweepResult",
+    "bench",
+    "load_methods",
+    "make_method",
+    "parse_method",
+    "save_methods",
+    "sweep",
+]

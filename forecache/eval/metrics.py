@@ -1,0 +1,220 @@
+"""Image quality metrics: paired PSNR/SSIM/LPIPS against the baseline, FID, class accuracy, CLIP score.
+
+Images are numpy arrays ``(batch, H, W, C)`` in [0, 1]. Metrics whose weights are not on this
+machine (Inception for FID, LPIPS backbones, CLIP) are never downloaded: they are reported as
+unavailable, with the reason, never as 0.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+__all__ = ["Metric", "QualityScorer", "psnr", "ssim", "to_tensor"]
+
+_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+_ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
+_CLIP_ID = "openai/clip-vit-base-patch16"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric value, or why there is none.
+
+    Attributes:
+        value: The number, or None when unavailable.
+        note: What was measured and how (always set when `value` is None).
+
+    """
+
+    value: float | None
+    note: str = ""
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """``(batch, H, W, C)`` numpy in [0, 1] -> ``(batch, C, H, W)`` float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
+
+
+def psnr(reference: np.ndarray, images: np.ndarray) -> tuple[float, list[float]]:
+    """Peak signal-to-noise ratio in dB (data range 1.0), pooled and per image.
+
+    ``10 log10(1 / MSE)``; the pooled value uses the MSE over all images. Identical images give
+    ``inf``.
+
+    Returns:
+        ``(pooled, per_image)``.
+
+    """
+    ref, img = to_tensor(reference).double(), to_tensor(images).double()
+    pooled = float(peak_signal_noise_ratio(img, ref, data_range=1.0))
+    per = peak_signal_noise_ratio(img, ref, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    return pooled, [float(v) for v in per]
+
+
+def ssim(reference: np.ndarray, images: np.ndarray) -> float:
+    """Mean structural similarity (Gaussian window, data range 1.0; window shrunk for images < 11 px)."""
+    ref, img = to_tensor(reference).double(), to_tensor(images).double()
+    side = min(ref.shape[-2:])
+    kernel = min(11, side - 1 if side % 2 == 0 else side)
+    sigma = 1.5 * kernel / 11  # torchmetrics sizes the Gaussian window from sigma, not kernel_size
+    value = structural_similarity_index_measure(img, ref, data_range=1.0, kernel_size=kernel, sigma=sigma)
+    return float(value[0] if isinstance(value, tuple) else value)
+
+
+def _hub_checkpoint(name: str) -> Path | None:
+    path = Path(torch.hub.get_dir()) / "checkpoints" / name
+    return path if path.is_file() else None
+
+
+@dataclass
+class QualityScorer:
+    """Distribution and perceptual metrics, set up once per benchmark.
+
+    Attributes:
+        real_images: The FID reference set ``(N, H, W, C)``.
+        real_note: What the reference set is.
+        labels: Requested class per sample (for class accuracy), or None.
+        prompts: Prompt per sample (for CLIP score), or None.
+        classifier: The reference digit classifier, or None.
+        notes: What each metric measures, or why it is unavailable (filled on construction).
+
+    """
+
+    real_images: np.ndarray | None
+    real_note: str
+    labels: Sequence[int] | None = None
+    prompts: Sequence[str] | None = None
+    classifier: Any = None
+    notes: dict[str, str] = field(default_factory=dict)
+    _fid: Any = None
+    _fid_rgb: bool = True
+    _lpips: Any = None
+
+    def __post_init__(self) -> None:
+        self._fid = self._make_fid()
+        self._lpips = self._make_lpips()
+        self.notes["clip_score"] = self._clip_status()
+        self.notes["class_accuracy"] = (
+            "fraction the reference digit classifier assigns to the requested class"
+            if self.classifier is not None and self.labels is not None
+            else "unavailable: needs a reference model (class labels and its classifier)"
+        )
+
+    def set_reference(self, images: np.ndarray, note: str) -> None:
+        """Replace the FID reference set (e.g. by the baseline's images for models without a data set)."""
+        self.real_images, self.real_note = images, note
+        self._fid = self._make_fid()
+
+    def _make_fid(self) -> Any:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        if self.real_images is None or len(self.real_images) < 2:
+            self.notes["fid"] = "unavailable: no reference set of at least 2 images"
+            return None
+        try:
+            if _hub_checkpoint(_INCEPTION_FILE) is not None:
+                fid = FrechetInceptionDistance(feature=2048, normalize=True, reset_real_features=False)
+                self.notes["fid"] = f"Inception-v3 pool features (2048-d) against {self.real_note}"
+            elif self.classifier is not None:
+                from forecache.pipelines.reference import DigitFeatureExtractor
+
+                extractor = DigitFeatureExtractor(self.classifier)
+                fid = FrechetInceptionDistance(feature=extractor, normalize=True, reset_real_features=False)
+                self.notes["fid"] = (
+                    f"reference digit classifier features ({extractor.num_features}-d), NOT Inception "
+                    f"(no local Inception weights), against {self.real_note}"
+                )
+            else:
+                self.notes["fid"] = "unavailable: no local Inception weights and no reference classifier"
+                return None
+            self._fid_rgb = self.classifier is None or "Inception" in self.notes["fid"]
+            fid.update(self._prepare(self.real_images), real=True)
+        except Exception as err:  # an optional metric must not stop the benchmark
+            self.notes["fid"] = f"unavailable: {type(err).__name__}: {err}"
+            return None
+        return fid
+
+    @staticmethod
+    def _rgb(images: np.ndarray) -> np.ndarray:
+        return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images[..., :3]
+
+    def _prepare(self, images: np.ndarray) -> torch.Tensor:
+        return to_tensor(self._rgb(images) if self._fid_rgb else images)
+
+    def fid(self, images: np.ndarray) -> Metric:
+        """FID of `images` against the reference set (see ``notes["fid"]`` for the features)."""
+        if self._fid is None or len(images) < 2:
+            return Metric(None, self.notes.get("fid", "unavailable: fewer than 2 generated images"))
+        self._fid.reset()
+        self._fid.update(self._prepare(images), real=False)
+        return Metric(float(self._fid.compute()), self.notes["fid"])
+
+    def accuracy(self, images: np.ndarray) -> Metric:
+        """Fraction of samples the reference classifier assigns to the requested class."""
+        if self.classifier is None or self.labels is None:
+            return Metric(None, "unavailable: needs a reference model (class labels and its classifier)")
+        from forecache.pipelines.reference import DigitFeatureExtractor
+
+        with torch.no_grad():
+            features = DigitFeatureExtractor(self.classifier)(to_tensor(images))
+            predicted = self.classifier.head(features).argmax(dim=1).cpu()
+        labels = torch.tensor(list(self.labels)[: len(images)])
+        return Metric(float((predicted == labels).double().mean()), "reference digit classifier")
+
+    def _make_lpips(self) -> Any:
+        if _hub_checkpoint(_ALEXNET_FILE) is None:
+            self.notes["lpips"] = "unavailable: no local AlexNet weights for LPIPS (never downloaded)"
+            return None
+        try:
+            from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+            lpips = LearnedPerceptualImagePatchSimilarity(net_type="alex", normalize=True)
+        except Exception as err:  # optional dependency (torchvision) or weights missing
+            self.notes["lpips"] = f"unavailable: {type(err).__name__}: {err}"
+            return None
+        self.notes["lpips"] = "LPIPS (AlexNet), lower is closer to the baseline"
+        return lpips
+
+    def lpips(self, reference: np.ndarray, images: np.ndarray) -> Metric:
+        """LPIPS of each image against the baseline image of the same seed (mean), when available."""
+        if self._lpips is None:
+            return Metric(None, self.notes["lpips"])
+        self._lpips.reset()
+        value = self._lpips(to_tensor(self._rgb(images)), to_tensor(self._rgb(reference)))
+        return Metric(float(value), self.notes["lpips"])
+
+    def _clip_status(self) -> str:
+        if self.prompts is None:
+            return "unavailable: the model takes no text prompts"
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(_CLIP_ID, "config.json")
+        except ImportError:
+            cached = None
+        if not isinstance(cached, str):
+            return f"unavailable: {_CLIP_ID} is not in the local Hugging Face cache (never downloaded)"
+        return f"CLIP score ({_CLIP_ID})"
+
+    def clip_score(self, images: np.ndarray) -> Metric:
+        """CLIP score of images against their prompts, when prompts and local CLIP weights exist."""
+        if self.notes["clip_score"].startswith("unavailable"):
+            return Metric(None, self.notes["clip_score"])
+        try:
+            from torchmetrics.multimodal.clip_score import CLIPScore
+
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            metric = CLIPScore(model_name_or_path=_CLIP_ID)  # type: ignore[arg-type]  # literal of ids
+            pixels = (to_tensor(self._rgb(images)) * 255).to(torch.uint8)
+            value = metric(list(pixels), list(self.prompts or [])[: len(images)])
+        except Exception as err:  # optional model: report, never fail the benchmark
+            return Metric(None, f"unavailable: {type(err).__name__}: {err}")
+        return Metric(float(value), self.notes["clip_score"])

@@ -1,0 +1,175 @@
+"""Hooks that measure a pipeline from outside: transformer FLOPs executed, loop time, peak memory.
+
+They watch the transformer with plain PyTorch hooks and torch's `FlopCounterMode`, so they see every
+method the same way (forecache, diffusers' caches, cache-dit): a cache that skips a block, or only
+its attention, simply executes fewer matrix-multiply and attention FLOPs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+__all__ = ["ComputeCount", "LoopClock", "MemoryProbe", "count_compute", "loop_clock", "memory_probe"]
+
+
+@dataclass
+class ComputeCount:
+    """FLOPs of every transformer call (matmuls, convolutions, attention; element-wise ops excluded).
+
+    Attributes:
+        per_call: FLOPs of each transformer call, in call order.
+
+    """
+
+    per_call: list[int] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """FLOPs of all calls."""
+        return sum(self.per_call)
+
+
+@contextmanager
+def count_compute(transformer: torch.nn.Module) -> Iterator[ComputeCount]:
+    """Count the FLOPs of every transformer call while the ``with`` block runs.
+
+    Args:
+        transformer: The pipeline's transformer.
+
+    Yields:
+        The `ComputeCount`, filled as calls happen. `FlopCounterMode` costs Python time per
+        operator: keep it out of timed runs.
+
+    """
+    count = ComputeCount()
+    mode = FlopCounterMode(display=False)
+    before = [0]
+
+    def pre(*_: Any) -> None:
+        before[0] = mode.get_total_flops()
+
+    def post(*_: Any) -> None:
+        count.per_call.append(mode.get_total_flops() - before[0])
+
+    handles = [transformer.register_forward_pre_hook(pre), transformer.register_forward_hook(post)]
+    try:
+        with mode:
+            yield count
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@dataclass
+class LoopClock:
+    """Seconds from the start of the first transformer call to the end of the last, summed per run."""
+
+    seconds: float = 0.0
+    _start: float | None = None
+    _end: float | None = None
+
+    def close_run(self, sync: bool) -> None:
+        """Add the span of the run that just finished and reset for the next one."""
+        if sync:
+            torch.cuda.synchronize()
+            self._end = time.perf_counter()
+        if self._start is not None and self._end is not None:
+            self.seconds += self._end - self._start
+        self._start = self._end = None
+
+
+@contextmanager
+def loop_clock(transformer: torch.nn.Module, sync: bool) -> Iterator[LoopClock]:
+    """Time the denoising loop (first transformer call to last) of each pipeline run.
+
+    Args:
+        transformer: The pipeline's transformer.
+        sync: Synchronize CUDA at the first call's start and in `close_run` (GPU timings). The
+            end time of a run on GPU is taken after that synchronization, so it includes the
+            scheduler's last step (microseconds).
+
+    """
+    clock = LoopClock()
+
+    def pre(*_: Any) -> None:
+        if clock._start is None:
+            if sync:
+                torch.cuda.synchronize()
+            clock._start = time.perf_counter()
+
+    def post(*_: Any) -> None:
+        clock._end = time.perf_counter()
+
+    handles = [transformer.register_forward_pre_hook(pre), transformer.register_forward_hook(post)]
+    try:
+        yield clock
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class MemoryProbe:
+    """Peak memory of a run and how it was measured.
+
+    Attributes:
+        peak_bytes: CUDA: max allocated during the run. CPU: the largest increase of the process's
+            resident set size over its value at the start, sampled at every transformer call.
+            None when unavailable.
+        method: How `peak_bytes` was measured, for reports.
+
+    """
+
+    peak_bytes: int | None = None
+    method: str = "unavailable"
+
+
+@contextmanager
+def memory_probe(transformer: torch.nn.Module, device: torch.device) -> Iterator[MemoryProbe]:
+    """Measure the peak memory of the runs inside the ``with`` block (see `MemoryProbe`)."""
+    probe = MemoryProbe()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        try:
+            yield probe
+        finally:
+            torch.cuda.synchronize(device)
+            probe.peak_bytes = torch.cuda.max_memory_allocated(device) - base
+            probe.method = "cuda max_memory_allocated above the start of the run"
+        return
+    start = _rss_bytes()
+    if start is None:
+        yield probe
+        return
+    peak = [start]
+
+    def sample(*_: Any) -> None:
+        now = _rss_bytes()
+        if now is not None:
+            peak[0] = max(peak[0], now)
+
+    handle = transformer.register_forward_hook(sample)
+    try:
+        yield probe
+    finally:
+        handle.remove()
+        probe.peak_bytes = peak[0] - start
+        probe.method = "cpu: peak RSS increase over the run, sampled after each transformer call (/proc)"

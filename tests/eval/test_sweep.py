@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from forecache.eval import SweepConfig, bench, load_methods, sweep
+from forecache.eval.sweep import parse_grid
+
+FAST = {"steps": 8, "seeds": (0, 1), "batch_size": 2, "repeats": 1, "progress": False}
+
+
+def test_parse_grid():
+    assert parse_grid(("interval=2:8", "order=0:3")) == {
+        "interval": [2, 3, 4, 5, 6, 7, 8],
+        "order": [0, 1, 2, 3],
+    }
+    assert parse_grid(("threshold=0.1:0.3:0.1",)) == {"threshold": [0.1, 0.2, 0.3]}
+    assert parse_grid(("order=0,2", "target=blocks")) == {"order": [0, 2], "target": ["blocks"]}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pieces"),
+    [
+        ({"grid": ("interval=8:2",)}, ["interval", "a <= b", "8:2"]),
+        ({"grid": ("interval",)}, ["field=a:b", "'interval'"]),
+        ({"grid": ("interval=0:2",)}, ["interval", "int >= 1", "0"]),
+        ({"preset": "fbcache"}, ["preset", "taylorseer", "'fbcache'"]),
+        ({"bucket_by": "time"}, ["bucket_by", "speedup", "'time'"]),
+        ({"bucket_edges": (2.0, 1.5)}, ["bucket_edges", "increasing", "(2.0, 1.5)"]),
+        ({"grid": ("interval=1:300",)}, ["at most 256", "300"]),
+    ],
+)
+def test_bad_sweeps_name_the_field(kwargs, pieces):
+    with pytest.raises(ValueError) as info:
+        SweepConfig(**kwargs)
+    for piece in pieces:
+        assert piece in str(info.value), (piece, str(info.value))
+
+
+def test_sweep_writes_best_configs_that_bench_reads(flux_pipe, tmp_path):
+    result = sweep(
+        model=flux_pipe,
+        preset="taylorseer",
+        grid=("interval=1:3", "order=1", "target=blocks"),
+        bucket_by="compute_ratio",
+        bucket_edges=(1.2, 1.4),
+        out=str(tmp_path),
+        **FAST,
+    )
+    rows = result.bench.methods
+    assert [r.label for r in rows] == [
+        "baseline",
+        "taylorseer:interval=1,order=1,target=blocks",
+        "taylorseer:interval=2,order=1,target=blocks",
+        "taylorseer:interval=3,order=1,target=blocks",
+    ]
+    # 8 steps, warm-up 3, cool-down 1: interval 1, 2, 3 compute 8, 6, 6 steps
+    assert [r.compute_ratio for r in rows[1:]] == pytest.approx([1.0, 8 / 6, 8 / 6])
+    assert set(result.best) == {"1-1.2x", "1.2-1.4x"}
+    assert result.front_psnr and result.front_psnr[0] == "taylorseer:interval=1,order=1,target=blocks"
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["schema_version"] == 1 and doc["kind"] == "sweep"
+    assert doc["sweep"]["front_psnr"] == result.front_psnr
+    assert (tmp_path / "pareto.png").is_file() and "Pareto front" in (tmp_path / "report.md").read_text()
+
+    best = tmp_path / "best_1.2-1.4x.json"
+    (spec,) = load_methods(best)
+    assert spec == result.best["1.2-1.4x"] and spec.config.target == "blocks"
+    again = bench(model=flux_pipe, config_files=(str(best),), **FAST)
+    assert [r.label for r in again.methods] == ["baseline", spec.label]
+    assert again.methods[1].compute_ratio == pytest.approx(8 / 6)
