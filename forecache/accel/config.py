@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 
@@ -80,6 +80,15 @@ class CacheConfig:
         return HISTORY_DTYPES[self.history_dtype]
 
 
+def _check_schedule_fields(owner: str, config: Any, min_cooldown: int) -> None:
+    """Validate the fields every preset shares (warm-up, cool-down, target, coordinate, dtype)."""
+    check_int(owner, "warmup", config.warmup, 1)
+    check_int(owner, "cooldown", config.cooldown, min_cooldown)
+    check_choice(owner, "target", config.target, TARGETS)
+    check_choice(owner, "coordinate", config.coordinate, COORDINATES)
+    check_choice(owner, "history_dtype", config.history_dtype, HISTORY_DTYPES)
+
+
 @dataclass(frozen=True)
 class TaylorSeerConfig:
     """TaylorSeer ("From Reusing to Forecasting", arXiv:2503.06923) as a preset.
@@ -109,13 +118,9 @@ class TaylorSeerConfig:
     history_dtype: str = "auto"
 
     def __post_init__(self) -> None:
+        _check_schedule_fields("TaylorSeerConfig", self, min_cooldown=0)
         check_int("TaylorSeerConfig", "interval", self.interval, 1)
         check_int("TaylorSeerConfig", "order", self.order, 0, 8)
-        check_int("TaylorSeerConfig", "warmup", self.warmup, 1)
-        check_int("TaylorSeerConfig", "cooldown", self.cooldown, 0)
-        check_choice("TaylorSeerConfig", "target", self.target, TARGETS)
-        check_choice("TaylorSeerConfig", "coordinate", self.coordinate, COORDINATES)
-        check_choice("TaylorSeerConfig", "history_dtype", self.history_dtype, HISTORY_DTYPES)
 
 
 @dataclass(frozen=True)
@@ -146,13 +151,9 @@ class AdamsBashforthConfig:
     history_dtype: str = "auto"
 
     def __post_init__(self) -> None:
+        _check_schedule_fields("AdamsBashforthConfig", self, min_cooldown=0)
         check_int("AdamsBashforthConfig", "interval", self.interval, 1)
         check_int("AdamsBashforthConfig", "order", self.order, 1, 8)
-        check_int("AdamsBashforthConfig", "warmup", self.warmup, 1)
-        check_int("AdamsBashforthConfig", "cooldown", self.cooldown, 0)
-        check_choice("AdamsBashforthConfig", "target", self.target, TARGETS)
-        check_choice("AdamsBashforthConfig", "coordinate", self.coordinate, COORDINATES)
-        check_choice("AdamsBashforthConfig", "history_dtype", self.history_dtype, HISTORY_DTYPES)
 
 
 @dataclass(frozen=True)
@@ -191,16 +192,12 @@ class ConfidenceGateConfig:
     history_dtype: str = "auto"
 
     def __post_init__(self) -> None:
+        _check_schedule_fields("ConfidenceGateConfig", self, min_cooldown=1)
         check_float("ConfidenceGateConfig", "threshold", self.threshold, 0.0, 10.0)
         check_int("ConfidenceGateConfig", "order", self.order, 0, 8)
         check_int("ConfidenceGateConfig", "max_consecutive", self.max_consecutive, 1)
-        check_int("ConfidenceGateConfig", "warmup", self.warmup, 1)
-        check_int("ConfidenceGateConfig", "cooldown", self.cooldown, 1)
         check_int("ConfidenceGateConfig", "probe_blocks", self.probe_blocks, 1)
         check_instance("ConfidenceGateConfig", "reduce_across_ranks", self.reduce_across_ranks, (bool,))
-        check_choice("ConfidenceGateConfig", "target", self.target, TARGETS)
-        check_choice("ConfidenceGateConfig", "coordinate", self.coordinate, COORDINATES)
-        check_choice("ConfidenceGateConfig", "history_dtype", self.history_dtype, HISTORY_DTYPES)
 
 
 C = TypeVar("C")

@@ -227,39 +227,46 @@ class BlockHook(ModelHook):
         return tuple(None if slot is None else streams[slot] for slot in template)
 
 
-class ModuleHook(ModelHook):
+class _SubmoduleHook(ModelHook):
+    """Runs a sub-module and records it at computed steps; replaces its call at forecast steps."""
+
+    def __init__(self, session: CacheSession, key: str) -> None:
+        super().__init__()
+        self.session = session
+        self.key = key
+
+    def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        """Run and record, or replace, the sub-module."""
+        ctx = self.session.current
+        if ctx is not None and ctx.decision is Decision.FORECAST:
+            return self._replace(ctx)
+        output = self.fn_ref.original_forward(*args, **kwargs)
+        if ctx is not None:
+            self._record(ctx, output)
+        return output
+
+    def _replace(self, ctx: ContextState) -> Any:
+        raise NotImplementedError
+
+    def _record(self, ctx: ContextState, output: Any) -> None:
+        raise NotImplementedError
+
+
+class ModuleHook(_SubmoduleHook):
     """Returns a cached sub-module's forecast at forecast steps; feeds its history at computed ones."""
 
-    def __init__(self, session: CacheSession, key: str) -> None:
-        super().__init__()
-        self.session = session
-        self.key = key
+    def _replace(self, ctx: ContextState) -> Any:
+        return ctx.site(self.key).predict(ctx.x)
 
-    def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-        """Run and record, or forecast, the sub-module."""
-        ctx = self.session.current
-        if ctx is not None and ctx.decision is Decision.FORECAST:
-            return ctx.site(self.key).predict(ctx.x)
-        output = self.fn_ref.original_forward(*args, **kwargs)
-        if ctx is not None:
-            ctx.site(self.key).update(output, ctx.x)
-        return output
+    def _record(self, ctx: ContextState, output: Any) -> None:
+        ctx.site(self.key).update(output, ctx.x)
 
 
-class SkipHook(ModelHook):
+class SkipHook(_SubmoduleHook):
     """Returns zeros of the recorded shape at forecast steps for a sub-module whose output is unused."""
 
-    def __init__(self, session: CacheSession, key: str) -> None:
-        super().__init__()
-        self.session = session
-        self.key = key
+    def _replace(self, ctx: ContextState) -> Any:
+        return ctx.placeholders[self.key].build()
 
-    def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-        """Run and record the output shape, or return the zero placeholder."""
-        ctx = self.session.current
-        if ctx is not None and ctx.decision is Decision.FORECAST:
-            return ctx.placeholders[self.key].build()
-        output = self.fn_ref.original_forward(*args, **kwargs)
-        if ctx is not None:
-            ctx.placeholders[self.key] = Placeholder(output, self.key)
-        return output
+    def _record(self, ctx: ContextState, output: Any) -> None:
+        ctx.placeholders[self.key] = Placeholder(output, self.key)
