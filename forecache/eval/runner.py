@@ -135,21 +135,12 @@ class Harness:
 
     def _generate_measured(self, spec: MethodSpec, result: MethodResult) -> None:
         images, stats, counts = [], [], []
-        tap: list[Any] = [None]
-        with contextlib.ExitStack() as stack:
-            if spec.kind == "forecache":
-                # forecache.stats is read after every transformer call: a pipeline's own
-                # maybe_free_model_hooks() may reset the cache's counters at the end of the call.
-                hook = self.transformer.register_forward_hook(
-                    lambda *_: tap.__setitem__(0, forecache.stats(self.workload.pipe))
-                )
-                stack.callback(hook.remove)
-            memory = stack.enter_context(memory_probe(self.transformer, self.workload.device))
+        with memory_probe(self.transformer, self.workload.device) as memory:
             for batch in self._batches:
                 with count_compute(self.transformer) as count:
                     images.append(self.workload(batch))
                 counts.append(count)
-                stats.append(tap[0])
+                stats.append(forecache.stats(self.workload.pipe) if spec.kind == "forecache" else None)
         self.memory_note = memory.method
         result.peak_memory_bytes = memory.peak_bytes
         result.images = np.concatenate(images)
