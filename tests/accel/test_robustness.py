@@ -144,3 +144,68 @@ def test_each_call_equals_a_fresh_run_when_inputs_change_between_calls(pipe):
         with forecache.cached(fresh, config):
             expected = fresh(generator=torch.Generator().manual_seed(1), **kw).latents
         assert torch.equal(got, expected), kw
+
+
+def test_scheduler_guidance_and_dtype_changes_between_calls_equal_fresh_runs():
+    from diffusers import EulerDiscreteScheduler
+
+    from forecache.pipelines.reference import load_reference
+
+    def call(pipe, **kw):
+        return pipe(
+            class_labels=[1, 7], generator=torch.Generator().manual_seed(2), output_type="pt", **kw
+        ).images
+
+    def configure(pipe, variant):
+        if variant == "euler":
+            pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+        if variant == "bf16":
+            pipe.to(torch.bfloat16)
+
+    runs = [
+        ("ddim", {"num_inference_steps": 12}),
+        ("euler", {"num_inference_steps": 9}),
+        ("euler", {"num_inference_steps": 10, "guidance_scale": 1.0}),
+        ("bf16", {"num_inference_steps": 8}),
+    ]
+    config = TaylorSeerConfig(interval=3, warmup=2)
+    pipe = load_reference("dit-digits")
+    pipe.set_progress_bar_config(disable=True)
+    forecache.apply(pipe, config)
+    sequential = []
+    for variant, kw in runs:
+        configure(pipe, variant)
+        sequential.append(call(pipe, **kw))
+    forecache.remove(pipe)
+    for (variant, kw), got in zip(runs, sequential, strict=True):
+        fresh = load_reference("dit-digits")
+        fresh.set_progress_bar_config(disable=True)
+        for earlier in ("euler",) if variant in ("euler", "bf16") else ():
+            configure(fresh, earlier)
+        configure(fresh, variant)
+        with forecache.cached(fresh, config):
+            assert torch.equal(got, call(fresh, **kw)), (variant, kw)
+
+
+def test_resolution_changes_between_generations_of_a_bare_transformer():
+    from forecache.pipelines.tiny import build_tiny
+
+    def generation(model, size):
+        x = torch.randn(1, 4, size, size, generator=torch.Generator().manual_seed(size))
+        text = torch.randn(1, 5, 32, generator=torch.Generator().manual_seed(1))
+        cond = {"resolution": None, "aspect_ratio": None}
+        with torch.no_grad():
+            return [
+                model(x, encoder_hidden_states=text, timestep=torch.tensor([t]), added_cond_kwargs=cond)[0]
+                for t in (900.0, 700.0, 500.0, 300.0, 100.0)
+            ]
+
+    model = build_tiny("PixArtTransformer2DModel").model
+    config = TaylorSeerConfig(interval=2, warmup=1)
+    forecache.apply(model, config, num_inference_steps=5)
+    sequential = [generation(model, size) for size in (8, 16, 8)]
+    forecache.remove(model)
+    for size, got in zip((8, 16, 8), sequential, strict=True):
+        with forecache.cached(model, config, num_inference_steps=5):
+            expected = generation(model, size)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True)), size
