@@ -99,3 +99,21 @@ def test_lora_weights_loaded_through_diffusers_peft_integration():
         assert forecache.stats(tiny.model).forecast_steps == 3
     assert torch.equal(cached[0], lora[0]) and all(torch.isfinite(o).all() for o in cached)
     assert all(torch.equal(a, b) for a, b in zip(lora, run(tiny), strict=True))
+
+
+def test_accelerate_offload_hooks_already_on_the_model():
+    """`enable_model_cpu_offload` puts accelerate hooks on the transformer; forecache composes with them."""
+    from accelerate import cpu_offload_with_hook
+
+    tiny = build_tiny("WanTransformer3DModel")
+    baseline = run(tiny)
+    _, offload = cpu_offload_with_hook(tiny.model, execution_device="cpu")
+    offloaded = run(tiny)
+    assert all(torch.equal(a, b) for a, b in zip(baseline, offloaded, strict=True))
+    with forecache.cached(tiny.model, TaylorSeerConfig(interval=3, warmup=2), num_inference_steps=STEPS):
+        cached = run(tiny)
+        assert forecache.stats(tiny.model).forecast_steps == 3
+    assert torch.equal(cached[0], baseline[0]) and all(torch.isfinite(o).all() for o in cached)
+    assert hasattr(tiny.model, "_hf_hook"), "forecache.remove dropped accelerate's hook"
+    assert all(torch.equal(a, b) for a, b in zip(baseline, run(tiny), strict=True))
+    offload.remove()
