@@ -246,3 +246,10 @@ def test_dit_works_with_another_scheduler(classifier):
     with torch.no_grad():
         accuracy = (classifier(_to_classifier_input(images)).argmax(1) == torch.tensor(labels)).float().mean()
     assert accuracy >= 0.9, f"EulerDiscreteScheduler: class accuracy {accuracy:.2f}"
+
+
+def test_reference_helpers_are_reachable_from_forecache_pipelines():
+    import forecache.pipelines
+
+    assert forecache.pipelines.reference_models() == ["flux-digits", "dit-digits"]
+    assert forecache.pipelines.load_reference is not None
