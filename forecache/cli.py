@@ -5,6 +5,7 @@ Subcommands::
     forecache bench  [--model M] [--methods SPEC ...] [--config FILE ...] [--out DIR] ...
     forecache sweep  --preset taylorseer --grid interval=2:8 order=0:3 [--out DIR] ...
     forecache models
+    forecache profile --arch flux-dev [--size tiny|full] [--height H --width W --frames F] ...
 
 All checking happens in the config dataclasses; this module only turns strings into their fields.
 Bad input exits with status 2 and a message naming the field, the allowed values and the value.
@@ -104,7 +105,65 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--bucket-by", default="speedup", help="speedup (default) or compute_ratio")
     sweep.add_argument("--quality", default="psnr", help="best per bucket by psnr (default) or fid")
     sub.add_parser("models", help="list the supported transformer classes, reference models and peers")
+    _add_profile(sub)
     return parser
+
+
+def _add_profile(sub: Any) -> None:
+    from forecache.eval.arch import arch_names
+    from forecache.eval.profile import DEFAULT_PROFILE_METHODS
+
+    profile = sub.add_parser(
+        "profile", help="speed and memory of a published architecture with random weights (no quality)"
+    )
+    profile.add_argument("--arch", required=True, help=f"one of {', '.join(arch_names())}")
+    profile.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="accepted for clarity: profile always uses random weights",
+    )
+    profile.add_argument("--size", default="full", help="full (published config, default) or tiny (CPU)")
+    profile.add_argument("--height", type=int, help="pixels (default: the architecture's)")
+    profile.add_argument("--width", type=int, help="pixels (default: the architecture's)")
+    profile.add_argument("--frames", type=int, help="video frames, 4k+1 (default: the architecture's)")
+    profile.add_argument("--steps", type=int, default=28, help="denoising steps (default 28)")
+    profile.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    profile.add_argument("--dtype", help="default bfloat16 on CUDA, float32 otherwise")
+    profile.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(DEFAULT_PROFILE_METHODS),
+        help="method specs (baseline always runs)",
+    )
+    profile.add_argument("--warmup", type=int, default=1, help="untimed trajectories per method (default 1)")
+    profile.add_argument("--out", help="folder for profile.json and profile.md")
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from forecache.eval.profile import ProfileConfig, format_profile, profile
+
+    dtype = args.dtype or ("bfloat16" if str(args.device).startswith("cuda") else "float32")
+    try:
+        config = ProfileConfig(
+            arch=args.arch,
+            size=args.size,
+            height=args.height,
+            width=args.width,
+            frames=args.frames,
+            steps=args.steps,
+            device=args.device,
+            dtype=dtype,
+            methods=tuple(args.methods),
+            warmup=args.warmup,
+            out=args.out,
+        )
+        print(format_profile(profile(config)))
+    except (ValueError, TypeError, ImportError, RuntimeError) as err:
+        print(f"forecache profile: error: {err}", file=sys.stderr)
+        return 2
+    if args.out:
+        print(f"wrote {args.out}/profile.json and profile.md")
+    return 0
 
 
 def _run_fields(args: argparse.Namespace) -> dict[str, Any]:
@@ -156,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "models":
         return _models()
+    if args.command == "profile":
+        return _profile(args)
     from forecache.eval import BenchConfig, SweepConfig, bench, sweep
     from forecache.eval.report import format_table
 
