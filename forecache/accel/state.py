@@ -155,6 +155,7 @@ class CacheSession:
     ) -> None:
         self.config = config
         self.units_per_block = units_per_block
+        self.units_per_step = sum(units_per_block)
         self.num_blocks = len(units_per_block)
         self.probe_blocks = config.policy.probe_blocks
         self.num_inference_steps = num_inference_steps
@@ -222,7 +223,7 @@ class CacheSession:
         if ctx.step == 0:
             decision = Decision.COMPUTE
         ctx.decision = decision
-        ctx.stats.total_units += sum(self.units_per_block)
+        ctx.stats.total_units += self.units_per_step
         self.current = ctx
         return ctx
 
