@@ -21,8 +21,8 @@ bench: $(STAMP)
 	$(BIN)/forecache bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check forecache tests benchmarks
-	$(BIN)/ruff format --check forecache tests benchmarks
+	$(BIN)/ruff check forecache tests benchmarks notebooks
+	$(BIN)/ruff format --check forecache tests benchmarks notebooks
 	$(BIN)/mypy
 
 test: lint
