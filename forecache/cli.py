@@ -104,7 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--bucket-edges", default="1.5,2,3,4", help="speed bucket edges (default 1.5,2,3,4)")
     sweep.add_argument("--bucket-by", default="speedup", help="speedup (default) or compute_ratio")
     sweep.add_argument("--quality", default="psnr", help="best per bucket by psnr (default) or fid")
-    sub.add_parser("models", help="list the supported transformer classes, reference models and peers")
+    models = sub.add_parser(
+        "models", help="list the supported transformer classes, reference models and peers"
+    )
+    models.add_argument("--markdown", action="store_true", help="print the README's supported-model table")
     _add_profile(sub)
     return parser
 
@@ -195,10 +198,15 @@ def _edges(text: str) -> tuple[float, ...]:
         ) from err
 
 
-def _models() -> int:
+def _models(markdown: bool) -> int:
     import forecache
     from forecache.eval.peers import PEERS
     from forecache.pipelines.reference import reference_models
+    from forecache.pipelines.registry import supported_models_markdown
+
+    if markdown:
+        print(supported_models_markdown(), end="")
+        return 0
 
     names = forecache.supported_models()
     print(f"Supported transformer classes ({len(names)}):")
@@ -214,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "models":
-        return _models()
+        return _models(args.markdown)
     if args.command == "profile":
         return _profile(args)
     from forecache.eval import BenchConfig, SweepConfig, bench, sweep

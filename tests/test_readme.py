@@ -17,3 +17,10 @@ def test_readme_starts_with_the_two_commands():
     lines = README.read_text().splitlines()
     block = lines[lines.index("```bash") + 1 : lines.index("```bash") + 3]
     assert block[0].startswith("make bench") and block[1].startswith("make test")
+
+
+def test_forecache_models_markdown_prints_the_table(capsys):
+    from forecache.cli import main
+
+    assert main(["models", "--markdown"]) == 0
+    assert capsys.readouterr().out == supported_models_markdown()
