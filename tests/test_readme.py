@@ -24,3 +24,11 @@ def test_forecache_models_markdown_prints_the_table(capsys):
 
     assert main(["models", "--markdown"]) == 0
     assert capsys.readouterr().out == supported_models_markdown()
+
+
+def test_the_readmes_first_python_example_runs_as_written():
+    text = README.read_text()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["images"].shape == (2, 16, 16, 1)
