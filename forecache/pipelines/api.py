@@ -107,6 +107,17 @@ def apply(target: Any, config: Any, *, num_inference_steps: int | None = None) -
 def remove(target: Any) -> None:
     """Remove forecache from a pipeline or transformer; its outputs are bitwise what they were before.
 
+    Example:
+        >>> import forecache
+        >>> from forecache.pipelines.tiny_pipeline import TinyPipeline
+        >>> pipe = TinyPipeline.from_tiny("SD3Transformer2DModel")
+        >>> pipe.set_progress_bar_config(disable=True)
+        >>> before = pipe(num_inference_steps=6).latents
+        >>> _ = forecache.apply(pipe, forecache.TaylorSeerConfig(interval=2, warmup=1))
+        >>> forecache.remove(pipe)
+        >>> bool((pipe(num_inference_steps=6).latents == before).all())
+        True
+
     Raises:
         ValueError: If forecache is not applied to `target`.
 
@@ -140,6 +151,17 @@ def cached(target: Any, config: Any, *, num_inference_steps: int | None = None) 
 
 def stats(target: Any) -> CacheStats:
     """Return the cache statistics of the current or last generation of `target`.
+
+    Example:
+        >>> import forecache
+        >>> from forecache.pipelines.tiny_pipeline import TinyPipeline
+        >>> pipe = TinyPipeline.from_tiny("FluxTransformer2DModel")
+        >>> pipe.set_progress_bar_config(disable=True)
+        >>> with forecache.cached(pipe, forecache.TaylorSeerConfig(interval=3, warmup=2)):
+        ...     _ = pipe(num_inference_steps=10)
+        ...     s = forecache.stats(pipe)
+        >>> "".join(s.contexts["branch0"].decisions), round(s.compute_ratio, 2)
+        ('CCCFFCFFCC', 1.67)
 
     Per context (guidance branch): computed and forecast steps, the compute ratio (block or
     module executions without the cache over those with it), gate errors per step and the peak

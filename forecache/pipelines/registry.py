@@ -46,7 +46,13 @@ def register_layout(class_name: str, layout: ModelLayout) -> None:
 
 
 def supported_models() -> list[str]:
-    """Return the registered transformer class names, sorted."""
+    """Return the registered transformer class names, sorted.
+
+    Example:
+        >>> "FluxTransformer2DModel" in supported_models()
+        True
+
+    """
     return sorted(_REGISTRY)
 
 
