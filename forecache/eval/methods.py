@@ -12,16 +12,17 @@ is loaded. Config files are JSON (or YAML when PyYAML is importable)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import forecache
 from forecache.eval.files import atomic_write_text
-from forecache.eval.peers import PEERS
+from forecache.eval.peers import PEERS, PeerRun
 
 __all__ = [
     "BASELINE",
@@ -328,3 +329,31 @@ def load_methods(path: str | Path) -> list[MethodSpec]:
         except (ValueError, TypeError) as err:
             raise type(err)(f"{path}: methods[{index}]: {err}") from err
     return specs
+
+
+@contextlib.contextmanager
+def attached(spec: MethodSpec, cache_target: Any, peer_target: Any, run: PeerRun) -> Iterator[None]:
+    """Apply one method for the duration of a ``with`` block and remove it after, even on error.
+
+    Args:
+        spec: The method; a baseline attaches nothing.
+        cache_target: What `forecache.apply` receives (a pipeline or a transformer).
+        peer_target: What a peer's `attach` receives (an object with a `transformer`).
+        run: The peer's calibration run; its `info` is filled by the peer.
+
+    """
+    if spec.kind == "forecache":
+        forecache.apply(cache_target, spec.config)
+        try:
+            yield
+        finally:
+            forecache.remove(cache_target)
+    elif spec.kind == "peer":
+        peer = PEERS[spec.name]
+        detach = peer.attach(peer_target, {**peer.defaults, **spec.params}, run)
+        try:
+            yield
+        finally:
+            detach()
+    else:
+        yield

@@ -18,8 +18,8 @@ import torch
 import forecache
 from forecache.eval.arch import SIZES, Arch, LatentInputs, load_arch
 from forecache.eval.files import atomic_write_json, atomic_write_text
-from forecache.eval.methods import MethodSpec, parse_method
-from forecache.eval.peers import PEERS, PeerRun
+from forecache.eval.methods import MethodSpec, attached, parse_method
+from forecache.eval.peers import PeerRun
 from forecache.eval.probes import count_compute, memory_probe
 from forecache.eval.workload import DTYPES
 
@@ -213,26 +213,6 @@ def _count_syncs(device: torch.device) -> Iterator[list[int]]:
     count[0] = sum("synchroniz" in str(w.message) for w in caught)
 
 
-@contextlib.contextmanager
-def _attached(model: torch.nn.Module, spec: MethodSpec, row: ProfileRow, rerun: Any) -> Iterator[None]:
-    if spec.kind == "forecache":
-        forecache.apply(model, spec.config)
-        try:
-            yield
-        finally:
-            forecache.remove(model)
-    elif spec.kind == "peer":
-        peer = PEERS[spec.name]
-        run = PeerRun(num_inference_steps=rerun.steps, run_once=rerun)
-        detach = peer.attach(SimpleNamespace(transformer=model), {**peer.defaults, **spec.params}, run)
-        try:
-            yield
-        finally:
-            detach()
-    else:
-        yield
-
-
 def _measure(
     model: torch.nn.Module, spec: MethodSpec, config: ProfileConfig, run: Any, baseline: ProfileRow | None
 ) -> ProfileRow:
@@ -240,7 +220,8 @@ def _measure(
     cuda = device.type == "cuda"
     row = ProfileRow(spec.label, spec.kind)
     try:
-        with _attached(model, spec, row, run):
+        peer_run = PeerRun(num_inference_steps=run.steps, run_once=run)
+        with attached(spec, model, SimpleNamespace(transformer=model), peer_run):
             for _ in range(config.warmup):
                 run()
             with count_compute(model) as count, _count_syncs(device) as syncs:

@@ -21,8 +21,8 @@ import torch
 
 import forecache
 from forecache.eval import metrics
-from forecache.eval.methods import MethodSpec
-from forecache.eval.peers import PEERS, PeerRun
+from forecache.eval.methods import MethodSpec, attached
+from forecache.eval.peers import PeerRun
 from forecache.eval.probes import count_compute, loop_clock, memory_probe
 from forecache.eval.schema import MethodResult, speedup
 from forecache.eval.workload import Workload
@@ -76,25 +76,12 @@ class Harness:
     @contextlib.contextmanager
     def _attached(self, spec: MethodSpec, result: MethodResult) -> Iterator[None]:
         pipe = self.workload.pipe
-        if spec.kind == "forecache":
-            forecache.apply(pipe, spec.config)
-            try:
-                yield
-            finally:
-                forecache.remove(pipe)
-        elif spec.kind == "peer":
-            peer = PEERS[spec.name]
-            run = PeerRun(
-                num_inference_steps=self.workload.call_kwargs["num_inference_steps"],
-                run_once=self._run_first_batch,
-            )
-            detach = peer.attach(pipe, {**peer.defaults, **spec.params}, run)
+        run = PeerRun(
+            num_inference_steps=self.workload.call_kwargs["num_inference_steps"],
+            run_once=self._run_first_batch,
+        )
+        with attached(spec, pipe, pipe, run):
             result.info.update(run.info)
-            try:
-                yield
-            finally:
-                detach()
-        else:
             yield
 
     def _run_first_batch(self) -> None:
