@@ -18,6 +18,7 @@ from forecache.accel.forecasters import COORDINATES, AdamsBashforth, ForecasterS
 from forecache.accel.policies import ConfidenceGate, Interval, PolicySpec, StepMask
 
 __all__ = [
+    "FALLBACKS",
     "HISTORY_DTYPES",
     "TARGETS",
     "AdamsBashforthConfig",
@@ -30,6 +31,7 @@ __all__ = [
 
 Target = Literal["modules", "blocks", "output"]
 TARGETS: tuple[str, ...] = ("modules", "blocks", "output")
+FALLBACKS: tuple[str, ...] = ("reuse", "recompute")
 HISTORY_DTYPES: dict[str, torch.dtype | None] = {
     "auto": None,
     "float32": torch.float32,
@@ -53,10 +55,15 @@ class CacheConfig:
         history_dtype: Storage dtype of the history: ``"auto"`` (default, the feature's dtype),
             ``"float32"``, ``"bfloat16"`` or ``"float16"``. Lower precision halves the cache memory
             and bandwidth; differences of close features lose relative precision.
-        fallback_margin: A step any of whose forecasts is not finite, or larger in magnitude than
-            this factor times the largest value its site had at the computed steps, is computed
-            instead (counted in `stats().fallbacks`). Default 4.0. None disables the guard, saving
-            one reduction per forecast tensor and one host synchronisation per forecast step.
+        fallback_margin: Guard against diverging forecasts: a forecast that is not finite, or
+            larger in magnitude than this factor times the largest value its site had at the
+            computed steps, is refused (the step is counted in `stats().fallbacks`). Default 4.0.
+            None disables the guard, saving one reduction over each forecast tensor.
+        fallback: What replaces a refused forecast. ``"reuse"`` (default): that site's last
+            computed value, selected on the device, so the guard never synchronises the host
+            (one extra pass over each forecast tensor); the counter is read when `stats()` is
+            called or the pipeline call ends. ``"recompute"``: the whole step is computed instead,
+            exact, at the price of one host synchronisation per forecast step.
 
     """
 
@@ -65,10 +72,12 @@ class CacheConfig:
     target: Target = "blocks"
     history_dtype: str = "auto"
     fallback_margin: float | None = 4.0
+    fallback: Literal["reuse", "recompute"] = "reuse"
 
     def __post_init__(self) -> None:
         if self.fallback_margin is not None:
             check_float("CacheConfig", "fallback_margin", self.fallback_margin, 1.0)
+        check_choice("CacheConfig", "fallback", self.fallback, FALLBACKS)
         check_instance("CacheConfig", "policy", self.policy, (Interval, StepMask, ConfidenceGate))
         check_instance("CacheConfig", "forecaster", self.forecaster, (Reuse, Taylor, AdamsBashforth))
         check_choice("CacheConfig", "target", self.target, TARGETS)

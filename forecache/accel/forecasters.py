@@ -112,6 +112,10 @@ class History(Protocol):
         """Return a new tensor forecasting the feature at coordinate `x`, in the feature's dtype."""
 
     @property
+    def last(self) -> torch.Tensor:
+        """The last computed feature, in the storage dtype (the fallback of a refused forecast)."""
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by the history tensors."""
 
@@ -147,6 +151,10 @@ class _TaylorHistory:
         for i in range(1, len(self.factors)):
             weights.append(weights[-1] * (x - self.xs[-i]))
         return weighted_sum(self.factors, weights).to(self.out_dtype)
+
+    @property
+    def last(self) -> torch.Tensor:
+        return self.factors[0]
 
     @property
     def nbytes(self) -> int:
@@ -196,6 +204,10 @@ class _AdamsBashforthHistory:
 
     def predict(self, x: float) -> torch.Tensor:
         return weighted_sum(self.ring, lagrange_weights(self.xs, x)).to(self.out_dtype)
+
+    @property
+    def last(self) -> torch.Tensor:
+        return self.ring[-1]
 
     @property
     def nbytes(self) -> int:

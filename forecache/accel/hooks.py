@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from diffusers.hooks.hooks import BaseState, ModelHook, StateManager
 
+from forecache.accel.clock import host_timestep
 from forecache.accel.layout import BlockListLayout
 from forecache.accel.policies import Decision
 from forecache.accel.state import CacheSession, ContextState, Placeholder
@@ -76,14 +77,6 @@ class _ContextReceiver(StateManager):
         return (None, None) if context is None else (context.name, context.num_inference_steps)
 
 
-def _scalar(timestep: Any) -> float:
-    if isinstance(timestep, torch.Tensor):
-        return float(timestep.reshape(-1)[0])
-    if timestep is None:
-        raise ValueError("forecache: the transformer was called without a `timestep`; cannot place the step")
-    return float(timestep)
-
-
 def _sample(output: Any) -> torch.Tensor:
     """Return the denoiser's prediction in a transformer output (tuple or `Transformer2DModelOutput`)."""
     return output[0] if isinstance(output, tuple) else output.sample
@@ -120,7 +113,8 @@ class RootHook(ModelHook):
         """Run, or forecast, one transformer call."""
         assert self._args is not None
         name, steps = self.receiver.name_and_steps
-        ctx = self.session.begin_call(_scalar(self._args.get(self.timestep_arg, args, kwargs)), name, steps)
+        timestep = host_timestep(self._args.get(self.timestep_arg, args, kwargs), self.session.clock)
+        ctx = self.session.begin_call(timestep, name, steps)
         try:
             output = self._step(ctx, args, kwargs)
             if ctx.decision is Decision.FORECAST and not self.session.forecasts_accepted(ctx):

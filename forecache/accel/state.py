@@ -9,12 +9,12 @@ that raised.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from forecache.accel._compile import compiler_disable
+from forecache.accel.clock import ScheduleClock
 from forecache.accel.config import CacheConfig
 from forecache.accel.forecasters import History, make_history
 from forecache.accel.policies import ConfidenceGate, Decision
@@ -72,13 +72,18 @@ class FeatureCache:
         """Return the forecast of the site's output at coordinate `x`, structured like the output.
 
         With a fallback margin, each forecast tensor also queues a device-side check (finite and
-        within the margin of the largest computed value) that the root hook reads once per step.
+        within the margin of the largest computed value). With the ``"reuse"`` fallback a refused
+        tensor is replaced by the site's last computed value on the device; with ``"recompute"``
+        the root hook reads the checks once per step and recomputes the step.
         """
         forecasts = [history.predict(x) for history in self._histories]
         margin = self._config.fallback_margin
         if margin is not None:
-            for forecast, peak in zip(forecasts, self._peaks, strict=True):
-                self._checks.append(forecast.abs().amax().float() <= margin * peak)
+            for i, (history, peak) in enumerate(zip(self._histories, self._peaks, strict=True)):
+                accepted = forecasts[i].abs().amax().float() <= margin * peak
+                self._checks.append(accepted)
+                if self._config.fallback == "reuse":
+                    forecasts[i] = torch.where(accepted, forecasts[i], history.last.to(forecasts[i].dtype))
         return unflatten(self._spec, forecasts)
 
     @property
@@ -117,6 +122,7 @@ class ContextState:
         self.templates: dict[int, Any] = {}
         self.stack_input: list[torch.Tensor | None] = []
         self.checks: list[torch.Tensor] = []
+        self.pending_fallbacks: torch.Tensor | None = None
 
     @property
     def x(self) -> float:
@@ -130,8 +136,23 @@ class ContextState:
             cache = self.sites[key] = FeatureCache(self.config, key, self.checks)
         return cache
 
+    def count_refused(self) -> None:
+        """Add a device-side count of this forecast step if any of its checks refused (no sync)."""
+        if self.checks:
+            refused = (~torch.stack(self.checks).all()).to(torch.int64)
+            pending = self.pending_fallbacks
+            self.pending_fallbacks = refused if pending is None else pending + refused
+            self.checks.clear()
+
+    def settle(self) -> None:
+        """Fold the device-side fallback count into `stats.fallbacks` (one host read, if any pending)."""
+        if self.pending_fallbacks is not None:
+            self.stats.fallbacks += int(self.pending_fallbacks)
+            self.pending_fallbacks = None
+
     def release(self) -> None:
         """Drop every tensor held (histories, templates, inputs); keep the counters."""
+        self.settle()
         self.sites.clear()
         self.placeholders.clear()
         self.templates.clear()
@@ -159,7 +180,7 @@ class CacheSession:
         self.num_blocks = len(units_per_block)
         self.probe_blocks = config.policy.probe_blocks
         self.num_inference_steps = num_inference_steps
-        self.steps_source: Callable[[], int | None] | None = None
+        self.clock: ScheduleClock | None = None
         self.contexts: dict[str, ContextState] = {}
         self.current: ContextState | None = None
         self._last_timestep: float | None = None
@@ -173,6 +194,8 @@ class CacheSession:
 
     def reset(self) -> None:
         """Forget every context: histories, counters and the step clock."""
+        if self.clock is not None:
+            self.clock.verify()
         self.contexts = {}
         self.current = None
         self._last_timestep = None
@@ -181,13 +204,17 @@ class CacheSession:
 
     def release(self) -> None:
         """End the generation: free every tensor, keep the counters until the next call starts."""
+        if self.clock is not None:
+            self.clock.verify()
         for ctx in self.contexts.values():
             ctx.release()
         self.current = None
         self._ended = True
 
     def stats(self) -> CacheStats:
-        """Statistics of the current or last generation."""
+        """Statistics of the current or last generation (reads pending fallback counts: one sync)."""
+        for ctx in self.contexts.values():
+            ctx.settle()
         return CacheStats(unit=self.unit, contexts=dict((n, c.stats) for n, c in self.contexts.items()))
 
     @compiler_disable
@@ -195,7 +222,9 @@ class CacheSession:
         self, timestep: float, context_name: str | None, context_steps: int | None
     ) -> ContextState:
         """Open the step of one transformer call and decide what it does."""
-        if self._ended:
+        if self._ended or (self.clock is not None and self.clock.lost_trust):
+            if self.clock is not None:
+                self.clock.lost_trust = False
             self.reset()
         if context_name is None:
             if self._last_timestep is not None and timestep == self._last_timestep:
@@ -217,8 +246,8 @@ class CacheSession:
         ctx.timestep = timestep
         ctx.checks.clear()
         num_steps = context_steps or self.num_inference_steps
-        if num_steps is None and self.steps_source is not None:
-            num_steps = self.steps_source()
+        if num_steps is None and self.clock is not None:
+            num_steps = self.clock.num_steps()
         decision = self.config.policy.decide(ctx.step, num_steps, ctx.run_length)
         if ctx.step == 0:
             decision = Decision.COMPUTE
@@ -231,6 +260,7 @@ class CacheSession:
     def end_call(self, ctx: ContextState) -> None:
         """Close the step: counters, run length and peak cache memory."""
         if ctx.decision is Decision.FORECAST:
+            ctx.count_refused()
             ctx.stats.decisions.append("F")
             ctx.run_length += 1
         else:
@@ -244,11 +274,12 @@ class CacheSession:
     def forecasts_accepted(self, ctx: ContextState) -> bool:
         """Return False if any forecast of this step was not finite or left its site's computed range.
 
-        The checks queued by `FeatureCache.predict` are read here with one host synchronisation per
-        forecast step (NaN or inf makes a maximum NaN/inf and fails its check); the caller then
-        recomputes the step.
+        Only with the ``"recompute"`` fallback: the checks queued by `FeatureCache.predict` are read
+        here with one host synchronisation per forecast step (NaN or inf makes a maximum NaN/inf
+        and fails its check); the caller then recomputes the step. With ``"reuse"`` the refused
+        forecasts were already replaced on the device, and `end_call` counts them.
         """
-        if not ctx.checks:
+        if not ctx.checks or self.config.fallback == "reuse":
             return True
         accepted = bool(torch.stack(ctx.checks).all())
         ctx.checks.clear()

@@ -18,8 +18,10 @@ class ContextStats:
         total_units: Units that would have run without the cache.
         gate_errors: ``(step, relative L1 error)`` of every probe the gate evaluated.
         cache_bytes: Peak bytes held by the forecast histories.
-        fallbacks: Forecast steps whose output was not finite or left the range of the computed
-            steps' outputs by more than the configured margin, and were computed instead.
+        fallbacks: Forecast steps with a forecast that was not finite or left the range of the
+            computed steps' outputs by more than the configured margin; it was replaced by the
+            site's last computed value (``fallback="reuse"``) or the step was computed instead
+            (``"recompute"``).
 
     """
 

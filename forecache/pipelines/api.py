@@ -8,9 +8,11 @@ from typing import Any
 
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import unwrap_module
 
 from forecache.accel.attach import attach, detach, session_of
+from forecache.accel.clock import ScheduleClock
 from forecache.accel.config import resolve_config
 from forecache.accel.state import CacheSession
 from forecache.accel.stats import CacheStats
@@ -37,18 +39,12 @@ def _transformer_of(target: Any) -> torch.nn.Module:
     )
 
 
-def _num_steps(pipe: DiffusionPipeline) -> int | None:
-    timesteps = getattr(getattr(pipe, "scheduler", None), "timesteps", None)
-    return None if timesteps is None else len(timesteps)
-
-
 def _wrap_pipeline(pipe: DiffusionPipeline, session: CacheSession) -> None:
     """Give this pipeline instance a subclass whose `__call__` resets and frees the cache per call."""
     original = type(pipe)
 
     def __call__(self: DiffusionPipeline, *args: Any, **kwargs: Any) -> Any:
         session.reset()
-        session.steps_source = lambda: _num_steps(self)
         try:
             return original.__call__(self, *args, **kwargs)
         finally:
@@ -59,7 +55,9 @@ def _wrap_pipeline(pipe: DiffusionPipeline, session: CacheSession) -> None:
     pipe.__class__ = wrapped
 
 
-def apply(target: Any, config: Any, *, num_inference_steps: int | None = None) -> CacheSession:
+def apply(
+    target: Any, config: Any, *, num_inference_steps: int | None = None, scheduler: Any = None
+) -> CacheSession:
     """Make a diffusers pipeline or transformer forecast its features at most denoising steps.
 
     Hooks are attached to this instance only (never to its class) and removed by `remove`, after
@@ -73,7 +71,11 @@ def apply(target: Any, config: Any, *, num_inference_steps: int | None = None) -
         config: `TaylorSeerConfig`, `AdamsBashforthConfig`, `ConfidenceGateConfig` or a general
             `CacheConfig`. Never mutated.
         num_inference_steps: Steps per generation, for bare transformers (a pipeline knows them
-            from its scheduler). Without it the cool-down steps cannot be placed.
+            from its scheduler). Without it (or `scheduler`) the cool-down steps cannot be placed.
+        scheduler: For a bare transformer driven by your own loop: the diffusers scheduler of that
+            loop. Its ``timesteps`` and ``step_index`` then place each call, so a timestep on the
+            GPU is never read back (one host synchronisation saved per call), and they give the
+            number of steps. None (default) uses a pipeline's own scheduler.
 
     Returns:
         The cache session (its `stats()` is also reachable through `forecache.stats`).
@@ -81,7 +83,7 @@ def apply(target: Any, config: Any, *, num_inference_steps: int | None = None) -
     Raises:
         UnsupportedModelError: If the transformer's class has no layout.
         RuntimeError: If forecache is already applied.
-        TypeError: If `config` or `target` has an unsupported type.
+        TypeError: If `config`, `target` or `scheduler` has an unsupported type.
 
     Example:
         >>> import forecache
@@ -98,7 +100,13 @@ def apply(target: Any, config: Any, *, num_inference_steps: int | None = None) -
     layout = layout_for(transformer)
     if isinstance(target, DiffusionPipeline) and hasattr(target, _ORIGINAL_CLASS):
         raise RuntimeError(f"forecache is already applied to this {type(target).__name__}; remove it first")
+    if scheduler is not None and not isinstance(scheduler, SchedulerMixin):
+        raise TypeError(f"`scheduler` must be a diffusers scheduler or None, got {type(scheduler).__name__}")
     session = attach(transformer, cache_config, layout, num_inference_steps)
+    if scheduler is not None:
+        session.clock = ScheduleClock(lambda: scheduler)
+    elif isinstance(target, DiffusionPipeline):
+        session.clock = ScheduleClock(lambda: getattr(target, "scheduler", None))
     if isinstance(target, DiffusionPipeline):
         _wrap_pipeline(target, session)
     return session
@@ -131,7 +139,9 @@ def remove(target: Any) -> None:
 
 
 @contextmanager
-def cached(target: Any, config: Any, *, num_inference_steps: int | None = None) -> Iterator[CacheSession]:
+def cached(
+    target: Any, config: Any, *, num_inference_steps: int | None = None, scheduler: Any = None
+) -> Iterator[CacheSession]:
     """Apply forecache for the duration of a ``with`` block, removing it on exit (even on error).
 
     Example:
@@ -142,7 +152,7 @@ def cached(target: Any, config: Any, *, num_inference_steps: int | None = None) 
         ...     pass
 
     """
-    session = apply(target, config, num_inference_steps=num_inference_steps)
+    session = apply(target, config, num_inference_steps=num_inference_steps, scheduler=scheduler)
     try:
         yield session
     finally:

@@ -1,0 +1,149 @@
+"""Place each transformer call in time on the host, without reading the timestep off the device.
+
+The root hook needs every call's timestep as a Python float: to tell guidance branches and new
+trajectories apart, and as the forecasters' ``"timestep"`` coordinate. Reading a GPU tensor's
+value (``float(t)``, ``t.item()``) blocks the host until the device has finished all queued work,
+so the host would stop queueing kernels ahead of the device once per call. `host_timestep` avoids
+that:
+
+- a Python number is used as it is;
+- with a scheduler (a pipeline's, or the one given to `forecache.apply`), its
+  ``timesteps[step_index]`` is used, from a host copy of its schedule taken when the schedule is
+  set (one transfer per generation). diffusers' pipelines pass the transformer the scheduler's
+  timestep or a rescaled one (FLUX and QwenImage divide it by 1000); divided differences and
+  Lagrange weights do not change under such affine maps, so the forecasts are the same. This is
+  done on every device, so a CPU run makes exactly the reads a GPU run makes;
+- otherwise (no scheduler, or one that tracks no step index: DDIM, DDPM, PNDM) the tensor is read,
+  one host synchronisation per call on a GPU.
+
+The clock is checked at its second call and then whenever a generation ends: the timesteps the
+calls really received are read back (one transfer) and must be one increasing affine map of the
+clock's. A loop whose scheduler does not follow its transformer calls fails the check; forecache
+then warns, restarts its state and reads each call's timestep from then on.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+__all__ = ["ScheduleClock", "host_timestep"]
+
+
+class ScheduleClock:
+    """A scheduler's current timestep and step count, read from a host copy of its schedule.
+
+    Args:
+        scheduler: Returns the scheduler now in use (a pipeline's scheduler may be swapped after
+            `forecache.apply`).
+
+    """
+
+    def __init__(self, scheduler: Callable[[], Any]) -> None:
+        self._scheduler = scheduler
+        self._source: torch.Tensor | None = None
+        self._host: list[float] = []
+        self._witnesses: list[tuple[torch.Tensor, float]] = []
+        self._checked = False
+        self.trusted = True
+        self.lost_trust = False
+
+    def num_steps(self) -> int | None:
+        """Length of the scheduler's current schedule, or None before `set_timesteps`."""
+        timesteps = getattr(self._scheduler(), "timesteps", None)
+        return None if timesteps is None else len(timesteps)
+
+    def timestep(self) -> float | None:
+        """Return the timestep of the step the scheduler is at, or None when it cannot say.
+
+        Uses ``step_index`` (``begin_index`` or 0 before the first ``scheduler.step``, as diffusers'
+        schedulers do when a pipeline starts mid-schedule with ``set_begin_index``).
+        """
+        scheduler = self._scheduler()
+        timesteps = getattr(scheduler, "timesteps", None)
+        if not isinstance(timesteps, torch.Tensor) or not hasattr(type(scheduler), "step_index"):
+            return None
+        if timesteps is not self._source:  # `set_timesteps` assigns a new tensor
+            self._host = timesteps.detach().reshape(-1).to("cpu", torch.float64).tolist()
+            self._source = timesteps
+        index = scheduler.step_index
+        if index is None:
+            index = getattr(scheduler, "begin_index", None) or 0
+        return self._host[index] if 0 <= index < len(self._host) else None
+
+    def place(self, value: torch.Tensor) -> float | None:
+        """Return the clock's timestep for a call that received `value`, keeping `value` to verify.
+
+        The first check runs at the clock's second call, as soon as two calls can disagree; after
+        that, at the end of every generation. None when the clock cannot say or is distrusted.
+        """
+        known = self.timestep() if self.trusted else None
+        if known is None:
+            return None
+        self._witnesses.append((value.detach().reshape(-1)[:1], known))
+        if (len(self._witnesses) == 2 and not self._checked) or len(self._witnesses) >= _MAX_WITNESSES:
+            self._checked = True
+            if not self.verify():
+                return None
+        return known
+
+    def verify(self) -> bool:
+        """Check the calls placed since the last check (one read of their timesteps); distrust on failure.
+
+        Their real timesteps must be ``a * clock + b`` with ``a > 0``, to 1e-3 of their range.
+        On failure `lost_trust` is set, for the session to restart its state.
+
+        Returns:
+            Whether the clock is still trusted.
+
+        """
+        if not self._witnesses:
+            return self.trusted
+        real = torch.cat([w.to("cpu", torch.float64) for w, _ in self._witnesses]).tolist()
+        placed = [known for _, known in self._witnesses]
+        self._witnesses = []
+        low, high = placed.index(min(placed)), placed.index(max(placed))
+        if placed[high] == placed[low]:
+            consistent = max(real) == min(real)
+        else:
+            scale = (real[high] - real[low]) / (placed[high] - placed[low])
+            tolerance = 1e-3 * abs(real[high] - real[low])
+            fitted = [real[low] + scale * (p - placed[low]) for p in placed]
+            consistent = scale > 0 and all(abs(f - r) <= tolerance for f, r in zip(fitted, real, strict=True))
+        if not consistent:
+            self.trusted = False
+            self.lost_trust = True
+            warnings.warn(
+                "forecache: the scheduler's step index does not follow this transformer's calls; "
+                "reading each call's timestep instead (one host synchronisation per call on a GPU)",
+                stacklevel=2,
+            )
+        return self.trusted
+
+
+_MAX_WITNESSES = 4096
+
+
+def host_timestep(value: Any, clock: ScheduleClock | None) -> float:
+    """Return the timestep of a transformer call as a float, reading the device only as a last resort.
+
+    Args:
+        value: The call's ``timestep`` argument (tensor of shape ``(batch,)`` or ``()``, or a number).
+        clock: The scheduler's clock, when the pipeline (or the caller of `forecache.apply`) gave one.
+
+    Raises:
+        ValueError: If the call passed no timestep.
+
+    """
+    if value is None:
+        raise ValueError("forecache: the transformer was called without a `timestep`; cannot place the step")
+    if not isinstance(value, torch.Tensor):
+        return float(value)
+    if clock is not None:
+        known = clock.place(value)
+        if known is not None:
+            return known
+    return float(value.reshape(-1)[0])
