@@ -332,7 +332,9 @@ def load_methods(path: str | Path) -> list[MethodSpec]:
 
 
 @contextlib.contextmanager
-def attached(spec: MethodSpec, cache_target: Any, peer_target: Any, run: PeerRun) -> Iterator[None]:
+def attached(
+    spec: MethodSpec, cache_target: Any, peer_target: Any, run: PeerRun, scheduler: Any = None
+) -> Iterator[None]:
     """Apply one method for the duration of a ``with`` block and remove it after, even on error.
 
     Args:
@@ -340,10 +342,12 @@ def attached(spec: MethodSpec, cache_target: Any, peer_target: Any, run: PeerRun
         cache_target: What `forecache.apply` receives (a pipeline or a transformer).
         peer_target: What a peer's `attach` receives (an object with a `transformer`).
         run: The peer's calibration run; its `info` is filled by the peer.
+        scheduler: The scheduler of a loop that calls a bare transformer (`forecache.apply`'s
+            `scheduler`); None for a pipeline.
 
     """
     if spec.kind == "forecache":
-        forecache.apply(cache_target, spec.config)
+        forecache.apply(cache_target, spec.config, scheduler=scheduler)
         try:
             yield
         finally:

@@ -1,4 +1,4 @@
-"""Hooks that measure a pipeline from outside: transformer FLOPs executed, loop time, peak memory.
+"""Hooks that measure a pipeline from outside: FLOPs executed, host reads, loop time, peak memory.
 
 They watch the transformer with plain PyTorch hooks and torch's `FlopCounterMode`, so they see every
 method the same way (forecache, diffusers' caches, cache-dit): a cache that skips a block, or only
@@ -15,9 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["ComputeCount", "LoopClock", "MemoryProbe", "count_compute", "loop_clock", "memory_probe"]
+__all__ = [
+    "HOST_READS",
+    "ComputeCount",
+    "HostReads",
+    "LoopClock",
+    "MemoryProbe",
+    "count_compute",
+    "count_host_reads",
+    "loop_clock",
+    "memory_probe",
+]
 
 
 @dataclass
@@ -63,6 +74,103 @@ def count_compute(transformer: torch.nn.Module) -> Iterator[ComputeCount]:
     try:
         with mode:
             yield count
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+HOST_READS = frozenset(
+    {
+        "item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__", "__complex__",
+        "nonzero", "argwhere", "masked_select", "unique", "unique_consecutive", "equal", "allclose",
+    }
+)  # fmt: skip
+"""Tensor operations whose result the host must wait for: on a GPU each is a synchronisation."""
+
+
+@dataclass
+class HostReads:
+    """Operations that read tensor values back to the host, per transformer call.
+
+    Attributes:
+        per_call: Reads during each transformer call (hooks included), in call order.
+        ops: Read operation name -> count, over the calls.
+
+    """
+
+    per_call: list[int] = field(default_factory=list)
+    ops: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """Reads of all calls."""
+        return sum(self.per_call)
+
+
+def _is_read(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    if name in HOST_READS:
+        return True
+    if name == "__getitem__" and len(args) > 1:  # a boolean mask gives a data-dependent shape
+        index = args[1] if isinstance(args[1], tuple) else (args[1],)
+        return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in index)
+    if name in ("cpu", "to") and args and isinstance(args[0], torch.Tensor) and args[0].device.type != "cpu":
+        return name == "cpu" or "cpu" in [str(a) for a in (*args[1:], kwargs.get("device"))]
+    return False
+
+
+class _ReadCounter(TorchFunctionMode):
+    def __init__(self, reads: HostReads) -> None:
+        super().__init__()
+        self.reads = reads
+        self.active = False
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        if self.active:
+            name = getattr(func, "__name__", "")
+            if _is_read(name, args, kwargs):
+                self.reads.per_call[-1] += 1
+                self.reads.ops[name] = self.reads.ops.get(name, 0) + 1
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def count_host_reads(transformer: torch.nn.Module) -> Iterator[HostReads]:
+    """Count the operations that read tensor values back to the host inside transformer calls.
+
+    Device-independent: on a CPU these reads cost nothing, on a GPU each one (``.item()``,
+    ``bool(t)``, ``.tolist()``, a boolean-mask index, ``.cpu()``...; see `HOST_READS`) blocks the
+    host until the device has finished its queued work. Counting them on a CPU tells how often a
+    cache would stall a GPU. Reads inside C++ operators are not seen; on CUDA,
+    ``torch.cuda.set_sync_debug_mode`` catches those.
+
+    Args:
+        transformer: The pipeline's transformer; reads between the start and the end of each of
+            its calls (its hooks included) are counted.
+
+    Yields:
+        The `HostReads`, filled as calls happen.
+
+    """
+    reads = HostReads()
+    counter = _ReadCounter(reads)
+
+    def pre(*_: Any) -> None:
+        reads.per_call.append(0)
+        counter.active = True
+
+    def post(*_: Any) -> None:
+        counter.active = False
+
+    handles = [
+        transformer.register_forward_pre_hook(pre, prepend=True),
+        transformer.register_forward_hook(post, always_call=True),
+    ]
+    try:
+        with counter:
+            yield reads
     finally:
         for handle in handles:
             handle.remove()

@@ -20,7 +20,7 @@ from forecache.eval.arch import SIZES, Arch, LatentInputs, load_arch
 from forecache.eval.files import atomic_write_json, atomic_write_text
 from forecache.eval.methods import MethodSpec, attached, parse_method
 from forecache.eval.peers import PeerRun
-from forecache.eval.probes import count_compute, memory_probe
+from forecache.eval.probes import count_compute, count_host_reads, memory_probe
 from forecache.eval.workload import DTYPES
 
 __all__ = [
@@ -117,7 +117,11 @@ class ProfileRow:
         peak_bytes: Peak memory of the measured loop (see `memory_method`).
         memory_method: CUDA max_memory_allocated or CPU peak RSS increase.
         cache_bytes: Bytes held by forecache's histories (forecache.stats); None for others.
-        syncs_per_step: Host synchronisations per step (CUDA only; None on CPU).
+        syncs_per_step: Host synchronisations per step over the whole loop, the scheduler's
+            included (CUDA only; None on CPU).
+        host_reads_per_step: Reads of tensor values back to the host inside transformer calls
+            (hooks included) per step, on any device (`forecache.eval.probes.count_host_reads`);
+            on a GPU each is a synchronisation.
 
     """
 
@@ -133,6 +137,7 @@ class ProfileRow:
     memory_method: str = ""
     cache_bytes: int | None = None
     syncs_per_step: float | None = None
+    host_reads_per_step: float | None = None
 
 
 @dataclass
@@ -163,20 +168,22 @@ class ProfileResult:
         return dataclasses.asdict(self)
 
 
-def _scheduler(arch: Arch, steps: int, device: torch.device) -> Any:
+def _scheduler(arch: Arch) -> Any:
+    """Build the architecture's scheduler: flow-matching Euler (with its shift), or DDIM for DiT."""
     from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
 
     if arch.scheduler["type"] == "flow":
-        scheduler: Any = FlowMatchEulerDiscreteScheduler(shift=float(arch.scheduler.get("shift", 1.0)))
-    else:
-        scheduler = DDIMScheduler(beta_schedule="linear", clip_sample=False)
-    scheduler.set_timesteps(steps, device=device)
-    return scheduler
+        return FlowMatchEulerDiscreteScheduler(shift=float(arch.scheduler.get("shift", 1.0)))
+    return DDIMScheduler(beta_schedule="linear", clip_sample=False)
 
 
-def _denoise(model: torch.nn.Module, arch: Arch, inputs: LatentInputs, steps: int) -> torch.Tensor:
+def _denoise(
+    model: torch.nn.Module, arch: Arch, inputs: LatentInputs, scheduler: Any, steps: int
+) -> torch.Tensor:
     """One trajectory: the transformer called directly, as the pipeline calls it, then the scheduler step."""
-    scheduler = _scheduler(arch, steps, inputs.latents.device)
+    scheduler.set_timesteps(steps, device=inputs.latents.device)
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(0)  # as diffusers' pipelines do; spares a timestep lookup
     latents = inputs.latents
     channels = latents.shape[1]
     context = getattr(model, "cache_context", None)
@@ -214,17 +221,22 @@ def _count_syncs(device: torch.device) -> Iterator[list[int]]:
 
 
 def _measure(
-    model: torch.nn.Module, spec: MethodSpec, config: ProfileConfig, run: Any, baseline: ProfileRow | None
+    model: torch.nn.Module,
+    spec: MethodSpec,
+    config: ProfileConfig,
+    run: Any,
+    scheduler: Any,
+    baseline: ProfileRow | None,
 ) -> ProfileRow:
     device = torch.device(config.device)
     cuda = device.type == "cuda"
     row = ProfileRow(spec.label, spec.kind)
     try:
         peer_run = PeerRun(num_inference_steps=run.steps, run_once=run)
-        with attached(spec, model, SimpleNamespace(transformer=model), peer_run):
+        with attached(spec, model, SimpleNamespace(transformer=model), peer_run, scheduler):
             for _ in range(config.warmup):
                 run()
-            with count_compute(model) as count, _count_syncs(device) as syncs:
+            with count_compute(model) as count, _count_syncs(device) as syncs, count_host_reads(model) as rd:
                 run()
             row.flops = count.total
             if spec.kind == "forecache":
@@ -232,6 +244,7 @@ def _measure(
                 row.compute_ratio, row.cache_bytes = stats.compute_ratio, stats.cache_bytes
                 row.compute_source = f"forecache.stats ({stats.unit} executions)"
             row.syncs_per_step = syncs[0] / config.steps if cuda else None
+            row.host_reads_per_step = rd.total / config.steps
             with memory_probe(model, device) as memory:
                 if cuda:
                     torch.cuda.synchronize(device)
@@ -279,9 +292,11 @@ def profile(config: ProfileConfig) -> ProfileResult:
         model_config, config.size, height, width, frames, device=device, dtype=dtype, generator=generator
     )
 
+    scheduler = _scheduler(arch)
+
     def run() -> None:
         with torch.no_grad():
-            _denoise(model, arch, inputs, config.steps)
+            _denoise(model, arch, inputs, scheduler, config.steps)
 
     run.steps = config.steps  # type: ignore[attr-defined]
     specs = [parse_method(s) for s in config.methods]
@@ -293,7 +308,7 @@ def profile(config: ProfileConfig) -> ProfileResult:
     )
     for spec in specs:
         baseline = result.rows[0] if result.rows else None
-        result.rows.append(_measure(model, spec, config, run, baseline))
+        result.rows.append(_measure(model, spec, config, run, scheduler, baseline))
     if config.out:
         out = Path(config.out)
         atomic_write_json(out / "profile.json", result.to_dict())
@@ -309,11 +324,12 @@ def format_profile(result: ProfileResult) -> str:
     """Format the table: one row per method, then errors, the memory method and `NOTE`."""
     cfg = result.config
     cpu = not str(cfg["device"]).startswith("cuda")
-    header = ["method", "loop s", "step ms", "compute", "source", "peak MiB", "cache MiB", "syncs/step"]
+    header = ["method", "loop s", "step ms", "compute", "source", "peak MiB", "cache MiB"]
+    header += ["reads/step", "syncs/step"]
     rows = [header]
     for r in result.rows:
         if r.error is not None:
-            rows.append([r.label, "error", *([""] * 6)])
+            rows.append([r.label, "error", *([""] * 7)])
             continue
         rows.append(
             [
@@ -324,6 +340,7 @@ def format_profile(result: ProfileResult) -> str:
                 r.compute_source,
                 _num(None if r.peak_bytes is None else r.peak_bytes / _MiB, ".1f"),
                 _num(None if r.cache_bytes is None else r.cache_bytes / _MiB, ".2f", "-"),
+                _num(r.host_reads_per_step, ".2f"),
                 "n/a (CPU)" if cpu else _num(r.syncs_per_step, ".2f"),
             ]
         )
@@ -339,5 +356,9 @@ def format_profile(result: ProfileResult) -> str:
     lines += [f"error  {r.label}: {r.error}" for r in result.rows if r.error is not None]
     methods = {r.memory_method for r in result.rows if r.memory_method}
     lines += [f"peak memory: {m}" for m in sorted(methods)]
+    lines.append(
+        "reads/step: tensor values read back to the host inside the transformer calls (a GPU waits on each); "
+        "syncs/step: CUDA synchronisations over the whole loop"
+    )
     lines.append(NOTE)
     return "\n".join(lines)

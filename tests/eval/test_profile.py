@@ -10,7 +10,7 @@ import torch
 import forecache
 from forecache import cli
 from forecache.eval.arch import arch_names, load_arch
-from forecache.eval.profile import NOTE, ProfileConfig, _denoise
+from forecache.eval.profile import NOTE, ProfileConfig, _denoise, _scheduler
 
 PUBLISHED = {  # parameters of the published checkpoints
     "flux-dev": 11.9e9,
@@ -81,8 +81,9 @@ def _stats_ratio(name: str, config: object, steps: int) -> float:
         dtype=torch.float32,
         generator=torch.Generator().manual_seed(0),
     )
-    with forecache.cached(model, config), torch.no_grad():
-        _denoise(model, arch, inputs, steps)
+    scheduler = _scheduler(arch)
+    with forecache.cached(model, config, scheduler=scheduler), torch.no_grad():
+        _denoise(model, arch, inputs, scheduler, steps)
         return forecache.stats(model).compute_ratio
 
 
@@ -109,6 +110,9 @@ def test_tiny_profile_runs_on_cpu(name, methods, preset, config, tmp_path, capsy
     assert rows[preset]["compute_ratio"] == pytest.approx(expected, rel=1e-12)
     assert rows[preset]["cache_bytes"] > 0 and rows[preset]["loop_s"] > 0
     assert rows["baseline"]["syncs_per_step"] is None  # CPU: not measured
+    # the preset reads tensor values back twice per trajectory (the schedule's host copy and the
+    # clock's check), never per step: a GPU does not wait for the host in the loop
+    assert rows["baseline"]["host_reads_per_step"] == 0 and rows[preset]["host_reads_per_step"] == 2 / 8
     if "diffusers.magcache" in rows:
         assert rows["diffusers.magcache"]["compute_source"] == "transformer FLOPs"
         assert rows["diffusers.magcache"]["compute_ratio"] > 1.0
