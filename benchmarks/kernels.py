@@ -21,8 +21,10 @@ from collections.abc import Callable
 import torch
 
 from forecache.kernels import (
+    guarded_weighted_sum_bytes,
     relative_l1_bytes,
     taylor_update_bytes,
+    torch_guarded_weighted_sum,
     torch_relative_l1,
     torch_taylor_update_,
     torch_weighted_sum,
@@ -72,6 +74,14 @@ def cases(numel: int, dtype: torch.dtype, device: torch.device, ks: list[int]):
             weighted_sum_bytes(numel, k, itemsize),
             lambda xs=xs, ws=ws, out=out: torch_weighted_sum(xs, ws, out),
             (lambda xs=xs, ws=ws, out=out: ops.triton_weighted_sum(xs, ws, out)) if ops else None,
+        )
+        guard = (torch.tensor(3.0, device=device), torch.zeros((), dtype=torch.int32, device=device))
+        yield (
+            "guarded_weighted_sum",
+            k,
+            guarded_weighted_sum_bytes(numel, k, itemsize),
+            lambda xs=xs, ws=ws, g=guard: torch_guarded_weighted_sum(xs, ws, 0, *g),
+            (lambda xs=xs, ws=ws, g=guard: ops.triton_guarded_weighted_sum(xs, ws, 0, *g)) if ops else None,
         )
         feature = torch.randn(numel, device=device, dtype=dtype)
         inv_dt = [0.5] * (k - 1)

@@ -14,7 +14,12 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from forecache.kernels.reference import torch_relative_l1, torch_taylor_update_, torch_weighted_sum
+from forecache.kernels.reference import (
+    torch_guarded_weighted_sum,
+    torch_relative_l1,
+    torch_taylor_update_,
+    torch_weighted_sum,
+)
 
 #: Name of the environment variable that forces a backend.
 ENV_VAR = "FORECACHE_KERNELS"
@@ -98,6 +103,41 @@ def weighted_sum(tensors: Sequence[Tensor], weights: Sequence[float], out: Tenso
 
         return triton_ops.triton_weighted_sum(tensors, weights, out)
     return torch_weighted_sum(tensors, weights, out)
+
+
+def guarded_weighted_sum(
+    tensors: Sequence[Tensor], weights: Sequence[float], fallback: int, limit: Tensor, refused: Tensor
+) -> Tensor:
+    """Compute a forecast ``sum_k weights[k] * tensors[k]`` and refuse its diverging elements, in one pass.
+
+    An element whose float32 sum is not finite or exceeds `limit` in magnitude takes the value of
+    ``tensors[fallback]`` (the last computed feature) instead, and `refused` counts it, all on the
+    device: the cache's divergence guard without a host synchronisation and, fused, without any
+    extra memory traffic over the plain weighted sum (the eager alternative reads the forecast
+    twice more and writes it once more).
+
+    Args:
+        tensors (Sequence[Tensor]): K >= 1 tensors of one shape (e.g. ``(batch, tokens, dim)``),
+            dtype (float32, bfloat16 or float16) and device.
+        weights (Sequence[float]): K weights, rounded to float32.
+        fallback (int): Index in `tensors` of the value that replaces a refused element.
+        limit (Tensor): One-element float32 tensor on the same device: the largest accepted magnitude.
+        refused (Tensor): One-element int32 tensor on the same device, incremented in place by the
+            number of refused elements.
+
+    Returns:
+        Tensor: A new contiguous tensor in the inputs' dtype.
+
+    Raises:
+        TypeError: On an unsupported dtype, a non-numeric weight or a bad guard argument type.
+        ValueError: On mismatched shapes, devices or lengths, or a `fallback` out of range.
+
+    """
+    if tensors and isinstance(tensors[0], Tensor) and backend_for(tensors[0]) == "triton":
+        from forecache.kernels import triton_ops
+
+        return triton_ops.triton_guarded_weighted_sum(tensors, weights, fallback, limit, refused)
+    return torch_guarded_weighted_sum(tensors, weights, fallback, limit, refused)
 
 
 def taylor_update_(factors: Sequence[Tensor], feature: Tensor, inv_dt: Sequence[float]) -> None:

@@ -35,6 +35,19 @@ def weighted_sum_bytes(numel: int, k: int, itemsize: int) -> int:
     return (k + 1) * numel * itemsize
 
 
+def guarded_weighted_sum_bytes(numel: int, k: int, itemsize: int) -> int:
+    """Bytes moved by :func:`torch_guarded_weighted_sum`: the same as the plain weighted sum.
+
+    The fallback tensor is one of the inputs (re-read from cache, not from memory) and the limit
+    and the counter are single scalars, so the guard moves no extra bytes when fused.
+
+    Returns:
+        int: ``(k + 1) * numel * itemsize``.
+
+    """
+    return weighted_sum_bytes(numel, k, itemsize)
+
+
 def taylor_update_bytes(numel: int, orders: int, factor_itemsize: int, feature_itemsize: int) -> int:
     """Bytes moved by :func:`torch_taylor_update_`: feature read, factors written, all but the last read.
 
@@ -144,6 +157,29 @@ def check_weighted_sum_args(
     return floats
 
 
+def check_guard_args(tensors: Sequence[Tensor], fallback: int, limit: Tensor, refused: Tensor) -> None:
+    """Validate the guard arguments of ``guarded_weighted_sum`` (the tensors are checked already).
+
+    Raises:
+        TypeError: On a non-int `fallback`, or a `limit`/`refused` of the wrong dtype.
+        ValueError: On an out-of-range `fallback`, or a `limit`/`refused` that is not one element
+            on the inputs' device.
+
+    """
+    if isinstance(fallback, bool) or not isinstance(fallback, int):
+        raise TypeError(f"`fallback` must be an int index into `tensors`, got {type(fallback).__name__}")
+    if not 0 <= fallback < len(tensors):
+        raise ValueError(f"`fallback` must be in [0, {len(tensors) - 1}], got {fallback}")
+    for name, t, dtype in (("limit", limit, torch.float32), ("refused", refused, torch.int32)):
+        if not isinstance(t, Tensor) or t.dtype != dtype:
+            got = t.dtype if isinstance(t, Tensor) else type(t).__name__
+            raise TypeError(f"`{name}` must be a one-element {dtype} tensor, got {got}")
+        if t.numel() != 1 or t.device != tensors[0].device:
+            raise ValueError(
+                f"`{name}` must be one element on {tensors[0].device}, got {t.numel()} on {t.device}"
+            )
+
+
 def check_taylor_update_args(
     factors: Sequence[Tensor], feature: Tensor, inv_dt: Sequence[float]
 ) -> tuple[float, ...]:
@@ -224,6 +260,37 @@ def torch_weighted_sum(
     if out is None:
         out = torch.empty(tensors[0].shape, dtype=tensors[0].dtype, device=tensors[0].device)
     return out.copy_(acc)
+
+
+def torch_guarded_weighted_sum(
+    tensors: Sequence[Tensor], weights: Sequence[float], fallback: int, limit: Tensor, refused: Tensor
+) -> Tensor:
+    """Weighted sum whose refused elements fall back to an input (reference for ``guarded_weighted_sum``).
+
+    ``acc`` is computed as in :func:`torch_weighted_sum`; an element is refused when
+    ``|acc| <= limit`` fails (so NaN and inf are refused) and takes ``tensors[fallback]``'s value
+    instead. ``refused`` is incremented by the number of refused elements, on the device.
+
+    Args:
+        tensors (Sequence[Tensor]): K tensors of one shape, dtype and device, any layout.
+        weights (Sequence[float]): K weights, rounded to float32.
+        fallback (int): Index of the tensor whose value replaces a refused element.
+        limit (Tensor): One-element float32 tensor on the inputs' device.
+        refused (Tensor): One-element int32 counter on the inputs' device, updated in place.
+
+    Returns:
+        Tensor: A new contiguous tensor in the inputs' dtype.
+
+    """
+    floats = check_weighted_sum_args(tensors, weights, None)
+    check_guard_args(tensors, fallback, limit, refused)
+    acc = tensors[0].float() * floats[0]
+    for t, w in zip(tensors[1:], floats[1:], strict=True):
+        acc = acc + t.float() * w
+    accepted = acc.abs() <= limit.reshape(())
+    refused.add_((~accepted).sum().to(refused.dtype).reshape(refused.shape))
+    out = torch.empty(tensors[0].shape, dtype=tensors[0].dtype, device=tensors[0].device)
+    return out.copy_(torch.where(accepted, acc, tensors[fallback].float()))
 
 
 def torch_taylor_update_(factors: Sequence[Tensor], feature: Tensor, inv_dt: Sequence[float]) -> None:

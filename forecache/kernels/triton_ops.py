@@ -24,6 +24,7 @@ from torch import Tensor
 from triton.runtime.interpreter import InterpretedFunction
 
 from forecache.kernels.reference import (
+    check_guard_args,
     check_relative_l1_args,
     check_taylor_update_args,
     check_weighted_sum_args,
@@ -134,6 +135,82 @@ def triton_weighted_sum(
     with _device_guard(out):
         _weighted_sum_kernel[grid](
             inputs, floats, out, n, K=len(inputs), BLOCK_SIZE=ELEMENTWISE_BLOCK, num_warps=ELEMENTWISE_WARPS
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- guarded weighted sum
+# Traffic: reference.guarded_weighted_sum_bytes = the weighted sum's; the guard is free when fused.
+
+
+@triton.jit
+def _guarded_weighted_sum_kernel(
+    in_ptrs,  # tuple of K pointers to the contiguous inputs, n_elements each
+    weights,  # tuple of K float32 weights
+    out_ptr,  # pointer to the contiguous output (a new tensor)
+    limit_ptr,  # pointer to one float32: the largest accepted |sum|
+    refused_ptr,  # pointer to one int32 counter, incremented by the refused elements
+    n_elements,  # elements per tensor
+    K: tl.constexpr,  # number of inputs (one compiled variant per K)
+    FALLBACK: tl.constexpr,  # index of the input whose value replaces a refused element
+    BLOCK_SIZE: tl.constexpr,  # elements per program
+):
+    pid = tl.program_id(0).to(tl.int64)
+    offs = pid * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    mask = offs < n_elements
+    acc = tl.load(in_ptrs[0] + offs, mask=mask, other=0.0).to(tl.float32) * weights[0]
+    for k in tl.static_range(1, K):
+        acc = acc + tl.load(in_ptrs[k] + offs, mask=mask, other=0.0).to(tl.float32) * weights[k]
+    accepted = tl.abs(acc) <= tl.load(limit_ptr)  # False for NaN and for inf
+    last = tl.load(in_ptrs[FALLBACK] + offs, mask=mask, other=0.0).to(tl.float32)  # cache hit
+    refused = (~accepted) & mask
+    tl.atomic_add(refused_ptr, tl.sum(refused.to(tl.int32), axis=0))
+    _store_rounded(out_ptr, offs, tl.where(accepted, acc, last), mask)
+
+
+def triton_guarded_weighted_sum(
+    tensors: Sequence[Tensor], weights: Sequence[float], fallback: int, limit: Tensor, refused: Tensor
+) -> Tensor:
+    """Weighted sum with refused elements replaced by ``tensors[fallback]``, in one pass.
+
+    See ``guarded_weighted_sum``. Non-contiguous inputs are copied with ``.contiguous()`` first.
+
+    Args:
+        tensors (Sequence[Tensor]): K tensors of one shape, dtype (fp32/bf16/fp16) and device.
+        weights (Sequence[float]): K weights, rounded to float32.
+        fallback (int): Index of the input that replaces a refused element.
+        limit (Tensor): One-element float32 tensor: the largest accepted magnitude.
+        refused (Tensor): One-element int32 counter, incremented in place (no host synchronisation).
+
+    Returns:
+        Tensor: A new contiguous tensor in the inputs' dtype.
+
+    Raises:
+        TypeError: On an unsupported dtype, a non-numeric weight or a bad guard argument type.
+        ValueError: On mismatched shapes/devices, a bad `fallback`, or an unreachable device.
+
+    """
+    floats = check_weighted_sum_args(tensors, weights, None)
+    check_guard_args(tensors, fallback, limit, refused)
+    _check_device(tensors[0], "tensors[0]")
+    inputs = tuple(t.contiguous() for t in tensors)
+    out = torch.empty(inputs[0].shape, dtype=inputs[0].dtype, device=inputs[0].device)
+    n = out.numel()
+    if n == 0:
+        return out
+    grid = (triton.cdiv(n, ELEMENTWISE_BLOCK),)
+    with _device_guard(out):
+        _guarded_weighted_sum_kernel[grid](
+            inputs,
+            floats,
+            out,
+            limit,
+            refused,
+            n,
+            K=len(inputs),
+            FALLBACK=fallback,
+            BLOCK_SIZE=ELEMENTWISE_BLOCK,
+            num_warps=ELEMENTWISE_WARPS,
         )
     return out
 

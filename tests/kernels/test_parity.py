@@ -13,8 +13,20 @@ import os
 import pytest
 import torch
 
-from forecache.kernels import backend_for, dispatch, relative_l1, taylor_update_, weighted_sum
-from forecache.kernels.reference import torch_relative_l1, torch_taylor_update_, torch_weighted_sum
+from forecache.kernels import (
+    backend_for,
+    dispatch,
+    guarded_weighted_sum,
+    relative_l1,
+    taylor_update_,
+    weighted_sum,
+)
+from forecache.kernels.reference import (
+    torch_guarded_weighted_sum,
+    torch_relative_l1,
+    torch_taylor_update_,
+    torch_weighted_sum,
+)
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 DEVICE = "cpu" if INTERPRETED else "cuda"
@@ -88,6 +100,54 @@ def test_weighted_sum_out_alias_and_noncontiguous():
     assert torch.equal(got, expected) if INTERPRETED else diff <= 2**-7 * expected.abs().max().item(), diff
     with pytest.raises(ValueError, match="`out` must be contiguous"):
         weighted_sum([b], [1.0], out=torch.empty_like(b))
+
+
+def poisoned(shape, dtype, k):
+    """K inputs whose last one holds NaN, inf and out-of-range values at scattered positions."""
+    tensors = [make(shape, dtype, seed) for seed in range(k)]
+    flat = tensors[-1].view(-1)
+    flat[::5] = 1e4
+    flat[1::7] = math.nan
+    flat[2::11] = -math.inf
+    return tensors
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (7,), (2048,), (4099,), (2, 37, 24)])
+@pytest.mark.parametrize(("k", "fallback"), [(1, 0), (2, 0), (3, 2), (5, 0)])
+def test_guarded_weighted_sum(dtype, shape, k, fallback):
+    tensors = poisoned(shape, dtype, k)
+    limit = torch.tensor(3.0, device=DEVICE)
+    got_count = torch.tensor(5, dtype=torch.int32, device=DEVICE)  # counts accumulate
+    ref_count = got_count.clone()
+    got = guarded_weighted_sum(tensors, WEIGHTS[:k], fallback, limit, got_count)
+    ref = torch_guarded_weighted_sum(tensors, WEIGHTS[:k], fallback, limit, ref_count)
+    what = f"guarded_weighted_sum {dtype} {shape} K={k} fallback={fallback}"
+    assert got.shape == shape and got.dtype == dtype, what
+    plain = torch_weighted_sum([t.float() for t in tensors], WEIGHTS[:k])  # the unrounded float32 sum
+    refused = ~(plain.abs() <= 3.0)
+    if INTERPRETED:  # bitwise but for NaN payloads
+        assert torch.equal(got.nan_to_num(7.0), ref.nan_to_num(7.0)) and got.isnan().equal(ref.isnan()), what
+    assert int(got_count) == int(ref_count) == 5 + int(refused.sum()), what
+    # refused elements hold the fallback's value exactly, accepted ones the plain weighted sum
+    source = tensors[fallback]
+    assert torch.equal(got[refused].nan_to_num(7.0), source[refused].nan_to_num(7.0)), what
+    assert got[refused].isnan().equal(source[refused].isnan()), what
+    assert torch.equal(got[~refused], plain[~refused].to(dtype)), what
+
+
+def test_guarded_weighted_sum_checks_its_guard_arguments():
+    x = make((7,), torch.float32, 0)
+    limit = torch.tensor(1.0, device=DEVICE)
+    count = torch.zeros((), dtype=torch.int32, device=DEVICE)
+    with pytest.raises(ValueError, match=r"`fallback` must be in \[0, 1\], got 2"):
+        guarded_weighted_sum([x, x], [1.0, 1.0], 2, limit, count)
+    with pytest.raises(TypeError, match=r"`limit` must be a one-element torch\.float32 tensor"):
+        guarded_weighted_sum([x], [1.0], 0, limit.double(), count)
+    with pytest.raises(TypeError, match=r"`refused` must be a one-element torch\.int32 tensor"):
+        guarded_weighted_sum([x], [1.0], 0, limit, count.long())
+    with pytest.raises(ValueError, match="`limit` must be one element"):
+        guarded_weighted_sum([x], [1.0], 0, torch.ones(2, device=DEVICE), count)
 
 
 @pytest.mark.parametrize("factor_dtype", DTYPES)
