@@ -62,17 +62,24 @@ class ScheduleClock:
         Uses ``step_index`` (``begin_index`` or 0 before the first ``scheduler.step``, as diffusers'
         schedulers do when a pipeline starts mid-schedule with ``set_begin_index``).
         """
-        scheduler = self._scheduler()
-        timesteps = getattr(scheduler, "timesteps", None)
-        if not isinstance(timesteps, torch.Tensor) or not hasattr(type(scheduler), "step_index"):
+        index = self.index()
+        if index is None:
             return None
+        timesteps = self._scheduler().timesteps
         if timesteps is not self._source:  # `set_timesteps` assigns a new tensor
             self._host = timesteps.detach().reshape(-1).to("cpu", torch.float64).tolist()
             self._source = timesteps
-        index = scheduler.step_index
-        if index is None:
-            index = getattr(scheduler, "begin_index", None) or 0
         return self._host[index] if 0 <= index < len(self._host) else None
+
+    def index(self) -> int | None:
+        """Return the scheduler's step index (None when it has no schedule or tracks no index)."""
+        scheduler = self._scheduler()
+        if not isinstance(getattr(scheduler, "timesteps", None), torch.Tensor):
+            return None
+        if not hasattr(type(scheduler), "step_index"):
+            return None
+        index = scheduler.step_index
+        return (getattr(scheduler, "begin_index", None) or 0) if index is None else int(index)
 
     def place(self, value: torch.Tensor) -> float | None:
         """Return the clock's timestep for a call that received `value`, keeping `value` to verify.
@@ -83,7 +90,7 @@ class ScheduleClock:
         known = self.timestep() if self.trusted else None
         if known is None:
             return None
-        self._witnesses.append((value.detach().reshape(-1)[:1], known))
+        self._witnesses.append((value.detach().amax().reshape(1), known))
         if (len(self._witnesses) == 2 and not self._checked) or len(self._witnesses) >= _MAX_WITNESSES:
             self._checked = True
             if not self.verify():
@@ -131,7 +138,8 @@ def host_timestep(value: Any, clock: ScheduleClock | None) -> float:
     """Return the timestep of a transformer call as a float, reading the device only as a last resort.
 
     Args:
-        value: The call's ``timestep`` argument (tensor of shape ``(batch,)`` or ``()``, or a number).
+        value: The call's ``timestep`` argument: a number, or a tensor of shape ``()``, ``(batch,)``
+            or ``(batch, tokens)``; a tensor is read as its largest value.
         clock: The scheduler's clock, when the pipeline (or the caller of `forecache.apply`) gave one.
 
     Raises:
@@ -146,4 +154,4 @@ def host_timestep(value: Any, clock: ScheduleClock | None) -> float:
         known = clock.place(value)
         if known is not None:
             return known
-    return float(value.reshape(-1)[0])
+    return float(value.amax())  # per-token timesteps (Wan 2.2 TI2V): the noisiest

@@ -19,12 +19,13 @@ from typing import Literal, Protocol
 import torch
 
 from forecache.accel._checks import check_choice, check_int
-from forecache.kernels import taylor_update_, weighted_sum
+from forecache.kernels import guarded_weighted_sum, taylor_update_, weighted_sum
 
 __all__ = [
     "COORDINATES",
     "AdamsBashforth",
     "ForecasterSpec",
+    "Guard",
     "History",
     "Reuse",
     "Taylor",
@@ -100,6 +101,17 @@ class AdamsBashforth:
 
 
 ForecasterSpec = Reuse | Taylor | AdamsBashforth
+Guard = tuple[torch.Tensor, torch.Tensor]
+"""``(limit, refused)``: the largest accepted magnitude (float32) and an int32 count of refusals."""
+
+
+def _combine(
+    tensors: list[torch.Tensor], weights: list[float], fallback: int, guard: Guard | None
+) -> torch.Tensor:
+    """Return the history's weighted sum; guarded, elements past the limit take `tensors[fallback]`."""
+    if guard is None:
+        return weighted_sum(tensors, weights)
+    return guarded_weighted_sum(tensors, weights, fallback, *guard)
 
 
 class History(Protocol):
@@ -108,12 +120,12 @@ class History(Protocol):
     def update(self, feature: torch.Tensor, x: float) -> None:
         """Record `feature` computed at coordinate `x` (copied, never aliased)."""
 
-    def predict(self, x: float) -> torch.Tensor:
-        """Return a new tensor forecasting the feature at coordinate `x`, in the feature's dtype."""
+    def predict(self, x: float, guard: Guard | None = None) -> torch.Tensor:
+        """Return a new tensor forecasting the feature at coordinate `x`, in the feature's dtype.
 
-    @property
-    def last(self) -> torch.Tensor:
-        """The last computed feature, in the storage dtype (the fallback of a refused forecast)."""
+        With a `guard`, elements that are not finite or exceed its limit take the last computed
+        value instead and are counted, in the same fused pass.
+        """
 
     @property
     def nbytes(self) -> int:
@@ -146,15 +158,11 @@ class _TaylorHistory:
         taylor_update_(self.factors[: known + 1], feature, inv_dt)
         self.xs = [*self.xs, x][-(self.order + 1) :]
 
-    def predict(self, x: float) -> torch.Tensor:
+    def predict(self, x: float, guard: Guard | None = None) -> torch.Tensor:
         weights = [1.0]
         for i in range(1, len(self.factors)):
             weights.append(weights[-1] * (x - self.xs[-i]))
-        return weighted_sum(self.factors, weights).to(self.out_dtype)
-
-    @property
-    def last(self) -> torch.Tensor:
-        return self.factors[0]
+        return _combine(self.factors, weights, 0, guard).to(self.out_dtype)  # factors[0]: last feature
 
     @property
     def nbytes(self) -> int:
@@ -202,12 +210,9 @@ class _AdamsBashforthHistory:
         self.ring.append(oldest)
         self.xs = [*self.xs[1:], x]
 
-    def predict(self, x: float) -> torch.Tensor:
-        return weighted_sum(self.ring, lagrange_weights(self.xs, x)).to(self.out_dtype)
-
-    @property
-    def last(self) -> torch.Tensor:
-        return self.ring[-1]
+    def predict(self, x: float, guard: Guard | None = None) -> torch.Tensor:
+        weights = lagrange_weights(self.xs, x)
+        return _combine(self.ring, weights, len(self.ring) - 1, guard).to(self.out_dtype)
 
     @property
     def nbytes(self) -> int:

@@ -9,6 +9,7 @@ that raised.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -43,10 +44,12 @@ def gate_error(forecast: torch.Tensor, actual: torch.Tensor, reduce_across_ranks
 class FeatureCache:
     """The forecast history of one cached site: one `History` per tensor of its output."""
 
-    def __init__(self, config: CacheConfig, where: str, checks: list[torch.Tensor]) -> None:
+    def __init__(
+        self, config: CacheConfig, where: str, refusals: Callable[[torch.device], torch.Tensor]
+    ) -> None:
         self._config = config
         self._where = where
-        self._checks = checks
+        self._refusals = refusals
         self._spec: TreeSpec = None
         self._histories: list[History] = []
         self._peaks: list[torch.Tensor] = []
@@ -63,7 +66,7 @@ class FeatureCache:
         for history, leaf in zip(self._histories, leaves, strict=True):
             history.update(leaf.detach(), x)
         if self._config.fallback_margin is not None:
-            peaks = [leaf.detach().abs().amax().float() for leaf in leaves]
+            peaks = [_peak(leaf.detach()) for leaf in leaves]
             if self._peaks:
                 peaks = [torch.maximum(old, new) for old, new in zip(self._peaks, peaks, strict=True)]
             self._peaks = peaks
@@ -71,25 +74,31 @@ class FeatureCache:
     def predict(self, x: float) -> Any:
         """Return the forecast of the site's output at coordinate `x`, structured like the output.
 
-        With a fallback margin, each forecast tensor also queues a device-side check (finite and
-        within the margin of the largest computed value). With the ``"reuse"`` fallback a refused
-        tensor is replaced by the site's last computed value on the device; with ``"recompute"``
-        the root hook reads the checks once per step and recomputes the step.
+        With a fallback margin, the forecast is guarded in the same fused pass: an element that is
+        not finite or exceeds the margin times the largest magnitude the site had at the computed
+        steps takes its last computed value and is counted on the device (the context's step
+        counter; see `ContextState.refusals`).
         """
-        forecasts = [history.predict(x) for history in self._histories]
         margin = self._config.fallback_margin
-        if margin is not None:
-            for i, (history, peak) in enumerate(zip(self._histories, self._peaks, strict=True)):
-                accepted = forecasts[i].abs().amax().float() <= margin * peak
-                self._checks.append(accepted)
-                if self._config.fallback == "reuse":
-                    forecasts[i] = torch.where(accepted, forecasts[i], history.last.to(forecasts[i].dtype))
+        if margin is None:
+            forecasts = [history.predict(x) for history in self._histories]
+        else:
+            forecasts = [
+                history.predict(x, (margin * peak, self._refusals(peak.device)))
+                for history, peak in zip(self._histories, self._peaks, strict=True)
+            ]
         return unflatten(self._spec, forecasts)
 
     @property
     def nbytes(self) -> int:
         """Bytes held by this site's histories."""
         return sum(history.nbytes for history in self._histories)
+
+
+def _peak(value: torch.Tensor) -> torch.Tensor:
+    """Largest magnitude of `value` as a float32 scalar on its device (one pass, no temporary)."""
+    low, high = torch.aminmax(value)
+    return torch.maximum(high, -low).float()
 
 
 class Placeholder:
@@ -121,8 +130,9 @@ class ContextState:
         self.placeholders: dict[str, Placeholder] = {}
         self.templates: dict[int, Any] = {}
         self.stack_input: list[torch.Tensor | None] = []
-        self.checks: list[torch.Tensor] = []
+        self.step_refusals: dict[torch.device, torch.Tensor] = {}
         self.pending_fallbacks: torch.Tensor | None = None
+        self.first_index = 0
 
     @property
     def x(self) -> float:
@@ -133,16 +143,31 @@ class ContextState:
         """Return the history of site `key`, created on first use."""
         cache = self.sites.get(key)
         if cache is None:
-            cache = self.sites[key] = FeatureCache(self.config, key, self.checks)
+            cache = self.sites[key] = FeatureCache(self.config, key, self.refusals)
         return cache
 
+    def refusals(self, device: torch.device) -> torch.Tensor:
+        """Return the int32 counter of elements refused this step on `device` (created on first use)."""
+        counter = self.step_refusals.get(device)
+        if counter is None:
+            counter = self.step_refusals[device] = torch.zeros((), dtype=torch.int32, device=device)
+        return counter
+
+    def refused_step(self) -> torch.Tensor | None:
+        """Return a device-side 0/1: whether this step refused any element (None: nothing guarded)."""
+        flags = [(counter > 0) for counter in self.step_refusals.values()]
+        self.step_refusals = {}
+        if not flags:
+            return None
+        device = flags[0].device  # a model split over devices: gather without a host read
+        return torch.stack([f.to(device, non_blocking=True) for f in flags]).any().to(torch.int64)
+
     def count_refused(self) -> None:
-        """Add a device-side count of this forecast step if any of its checks refused (no sync)."""
-        if self.checks:
-            refused = (~torch.stack(self.checks).all()).to(torch.int64)
+        """Add this forecast step to the device-side fallback count if it refused anything (no sync)."""
+        refused = self.refused_step()
+        if refused is not None:
             pending = self.pending_fallbacks
             self.pending_fallbacks = refused if pending is None else pending + refused
-            self.checks.clear()
 
     def settle(self) -> None:
         """Fold the device-side fallback count into `stats.fallbacks` (one host read, if any pending)."""
@@ -157,7 +182,7 @@ class ContextState:
         self.placeholders.clear()
         self.templates.clear()
         self.stack_input = []
-        self.checks.clear()
+        self.step_refusals = {}
 
 
 class CacheSession:
@@ -242,12 +267,16 @@ class CacheSession:
         ctx = self.contexts.get(context_name)
         if ctx is None:
             ctx = self.contexts[context_name] = ContextState(context_name, self.config)
+            # where this context joined the schedule: a second expert (Wan 2.2) or an img2img start
+            ctx.first_index = (self.clock.index() if self.clock is not None else None) or 0
         ctx.step += 1
         ctx.timestep = timestep
-        ctx.checks.clear()
+        ctx.step_refusals = {}
         num_steps = context_steps or self.num_inference_steps
         if num_steps is None and self.clock is not None:
             num_steps = self.clock.num_steps()
+        if num_steps is not None:
+            num_steps = max(num_steps - ctx.first_index, 1)  # the steps this context will see
         decision = self.config.policy.decide(ctx.step, num_steps, ctx.run_length)
         if ctx.step == 0:
             decision = Decision.COMPUTE
@@ -274,16 +303,15 @@ class CacheSession:
     def forecasts_accepted(self, ctx: ContextState) -> bool:
         """Return False if any forecast of this step was not finite or left its site's computed range.
 
-        Only with the ``"recompute"`` fallback: the checks queued by `FeatureCache.predict` are read
-        here with one host synchronisation per forecast step (NaN or inf makes a maximum NaN/inf
-        and fails its check); the caller then recomputes the step. With ``"reuse"`` the refused
-        forecasts were already replaced on the device, and `end_call` counts them.
+        Only with the ``"recompute"`` fallback: the step's refusal counters (filled by the guarded
+        forecasts of `FeatureCache.predict`) are read here with one host synchronisation per
+        forecast step; the caller then recomputes the step. With ``"reuse"`` the refused elements
+        already hold their last computed values, and `end_call` counts the step on the device.
         """
-        if not ctx.checks or self.config.fallback == "reuse":
+        if self.config.fallback == "reuse":
             return True
-        accepted = bool(torch.stack(ctx.checks).all())
-        ctx.checks.clear()
-        return accepted
+        refused = ctx.refused_step()
+        return refused is None or not bool(refused)
 
     @compiler_disable
     def enter_stack(self, ctx: ContextState, streams: list[torch.Tensor | None]) -> None:

@@ -18,9 +18,9 @@ class ContextStats:
         total_units: Units that would have run without the cache.
         gate_errors: ``(step, relative L1 error)`` of every probe the gate evaluated.
         cache_bytes: Peak bytes held by the forecast histories.
-        fallbacks: Forecast steps with a forecast that was not finite or left the range of the
-            computed steps' outputs by more than the configured margin; it was replaced by the
-            site's last computed value (``fallback="reuse"``) or the step was computed instead
+        fallbacks: Forecast steps with a forecast element that was not finite or left the range of
+            the computed steps' outputs by more than the configured margin; such elements took
+            their last computed values (``fallback="reuse"``) or the step was computed instead
             (``"recompute"``).
 
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,34 +22,44 @@ from forecache.pipelines.registry import UnsupportedModelError, layout_for
 __all__ = ["apply", "cached", "remove", "stats"]
 
 _ORIGINAL_CLASS = "_forecache_original_class"
+#: Pipeline components that hold a denoising transformer. Wan 2.2 has two experts: `transformer`
+#: for the high-noise steps and `transformer_2` for the low-noise ones; each gets its own cache.
+TRANSFORMER_COMPONENTS = ("transformer", "transformer_2")
 
 
-def _transformer_of(target: Any) -> torch.nn.Module:
+def _transformers_of(target: Any) -> dict[str, torch.nn.Module]:
+    """Return the transformers to cache by component name (``"transformer"`` for a bare one)."""
     if isinstance(target, DiffusionPipeline):
-        transformer = getattr(target, "transformer", None)
-        if not isinstance(transformer, torch.nn.Module):
+        found = {
+            name: unwrap_module(module)
+            for name in TRANSFORMER_COMPONENTS
+            if isinstance(module := getattr(target, name, None), torch.nn.Module)
+        }
+        if not found:
             raise UnsupportedModelError(
                 f"{type(target).__name__} has no `transformer` component; "
                 "forecache caches diffusion transformers"
             )
-        return unwrap_module(transformer)
+        return found
     if isinstance(target, torch.nn.Module):
-        return unwrap_module(target)
+        return {"transformer": unwrap_module(target)}
     raise TypeError(
         f"forecache: expected a diffusers DiffusionPipeline or transformer, got {type(target).__name__}"
     )
 
 
-def _wrap_pipeline(pipe: DiffusionPipeline, session: CacheSession) -> None:
+def _wrap_pipeline(pipe: DiffusionPipeline, sessions: list[CacheSession]) -> None:
     """Give this pipeline instance a subclass whose `__call__` resets and frees the cache per call."""
     original = type(pipe)
 
     def __call__(self: DiffusionPipeline, *args: Any, **kwargs: Any) -> Any:
-        session.reset()
+        for session in sessions:
+            session.reset()
         try:
             return original.__call__(self, *args, **kwargs)
         finally:
-            session.release()
+            for session in sessions:
+                session.release()
 
     wrapped = type(original.__name__, (original,), {"__call__": __call__, "__module__": original.__module__})
     setattr(pipe, _ORIGINAL_CLASS, original)
@@ -63,7 +74,9 @@ def apply(
     Hooks are attached to this instance only (never to its class) and removed by `remove`, after
     which the model computes exactly what it computed before. On a pipeline, the cache state
     resets at the start of every call and its tensors are freed at the end; on a bare
-    transformer, state resets when the timestep jumps back up (a new trajectory).
+    transformer, state resets when the timestep jumps back up (a new trajectory). A pipeline with
+    two experts (Wan 2.2: `transformer` and `transformer_2`) gets one cache per expert, each with
+    its own warm-up from its first step and the cool-down at the end of the steps it denoises.
 
     Args:
         target: A `DiffusionPipeline` with a `transformer`, or a diffusers transformer
@@ -78,7 +91,7 @@ def apply(
             number of steps. None (default) uses a pipeline's own scheduler.
 
     Returns:
-        The cache session (its `stats()` is also reachable through `forecache.stats`).
+        The cache session of the (first) transformer; `forecache.stats` reports all of them.
 
     Raises:
         UnsupportedModelError: If the transformer's class has no layout.
@@ -96,20 +109,28 @@ def apply(
     cache_config = resolve_config(config)
     if num_inference_steps is not None and (isinstance(num_inference_steps, bool) or num_inference_steps < 1):
         raise ValueError(f"`num_inference_steps` must be an int >= 1 or None, got {num_inference_steps!r}")
-    transformer = _transformer_of(target)
-    layout = layout_for(transformer)
-    if isinstance(target, DiffusionPipeline) and hasattr(target, _ORIGINAL_CLASS):
-        raise RuntimeError(f"forecache is already applied to this {type(target).__name__}; remove it first")
     if scheduler is not None and not isinstance(scheduler, SchedulerMixin):
         raise TypeError(f"`scheduler` must be a diffusers scheduler or None, got {type(scheduler).__name__}")
-    session = attach(transformer, cache_config, layout, num_inference_steps)
-    if scheduler is not None:
-        session.clock = ScheduleClock(lambda: scheduler)
-    elif isinstance(target, DiffusionPipeline):
-        session.clock = ScheduleClock(lambda: getattr(target, "scheduler", None))
+    transformers = _transformers_of(target)
+    layouts = {name: layout_for(module) for name, module in transformers.items()}  # refuse before hooking
+    if isinstance(target, DiffusionPipeline) and hasattr(target, _ORIGINAL_CLASS):
+        raise RuntimeError(f"forecache is already applied to this {type(target).__name__}; remove it first")
+    sessions: list[CacheSession] = []
+    try:
+        for name, module in transformers.items():
+            session = attach(module, cache_config, layouts[name], num_inference_steps)
+            sessions.append(session)
+            if scheduler is not None:
+                session.clock = ScheduleClock(lambda: scheduler)
+            elif isinstance(target, DiffusionPipeline):
+                session.clock = ScheduleClock(lambda: getattr(target, "scheduler", None))
+    except BaseException:
+        for module in list(transformers.values())[: len(sessions)]:
+            detach(module)
+        raise
     if isinstance(target, DiffusionPipeline):
-        _wrap_pipeline(target, session)
-    return session
+        _wrap_pipeline(target, sessions)
+    return sessions[0]
 
 
 def remove(target: Any) -> None:
@@ -130,8 +151,10 @@ def remove(target: Any) -> None:
         ValueError: If forecache is not applied to `target`.
 
     """
-    transformer = _transformer_of(target)
-    detach(transformer)
+    transformers = _transformers_of(target)
+    hooked = [module for module in transformers.values() if session_of(module) is not None]
+    for module in hooked or list(transformers.values())[:1]:  # nothing hooked: detach raises
+        detach(module)
     original = getattr(target, _ORIGINAL_CLASS, None)
     if original is not None:
         target.__class__ = original
@@ -175,15 +198,24 @@ def stats(target: Any) -> CacheStats:
 
     Per context (guidance branch): computed and forecast steps, the compute ratio (block or
     module executions without the cache over those with it), gate errors per step and the peak
-    bytes held by the cache.
+    bytes held by the cache. The contexts of a second expert (Wan 2.2's `transformer_2`) are
+    named ``"transformer_2/<context>"``.
 
     Raises:
         ValueError: If forecache is not applied to `target`.
 
     """
-    session = session_of(_transformer_of(target))
-    if session is None:
+    unit, contexts = None, {}
+    for name, module in _transformers_of(target).items():
+        session = session_of(module)
+        if session is not None:
+            part = session.stats()
+            prefix = "" if name == "transformer" else f"{name}/"
+            unit = part.unit
+            for key, ctx in part.contexts.items():
+                contexts[prefix + key] = dataclasses.replace(ctx, name=prefix + ctx.name) if prefix else ctx
+    if unit is None:
         raise ValueError(
             f"forecache is not applied to this {type(target).__name__}; call forecache.apply first"
         )
-    return session.stats()
+    return CacheStats(unit, contexts)

@@ -18,6 +18,26 @@ def pipe():
     return pipe
 
 
+def poisoned_derivative(poison, steps):
+    """A Taylor predict whose first derivative holds `poison` at `steps`: the forecast diverges there.
+
+    The last computed feature (the guard's fallback) stays clean, so a guarded output stays finite.
+    """
+    original = _TaylorHistory.predict
+
+    def predict(self, x, guard=None):
+        if x not in steps:
+            return original(self, x, guard)
+        saved = self.factors[1]
+        self.factors[1] = torch.full_like(saved, poison)
+        try:
+            return original(self, x, guard)
+        finally:
+            self.factors[1] = saved
+
+    return predict
+
+
 def record_outputs(pipe):
     seen = []
     handle = pipe.transformer.register_forward_hook(lambda m, a, out: seen.append(out[0].clone()))
@@ -40,13 +60,7 @@ def test_bad_forecasts_are_never_used(pipe, monkeypatch, target, poison, fallbac
     clean_decisions = "".join(forecache.stats(pipe).contexts["branch0"].decisions)
     seen.clear()
 
-    original = _TaylorHistory.predict
-
-    def poisoned(self, x):
-        value = original(self, x)
-        return torch.full_like(value, poison) if x in (3.0, 6.0) else value  # steps 3 and 6
-
-    monkeypatch.setattr(_TaylorHistory, "predict", poisoned)
+    monkeypatch.setattr(_TaylorHistory, "predict", poisoned_derivative(poison, steps=(3.0, 6.0)))
     pipe(num_inference_steps=STEPS)
     stats = forecache.stats(pipe)
     handle.remove()
@@ -64,10 +78,7 @@ def test_bad_forecasts_are_never_used(pipe, monkeypatch, target, poison, fallbac
 
 def test_guard_can_be_disabled_and_then_lets_bad_values_through(pipe, monkeypatch):
     forecache.apply(pipe, CacheConfig(policy=Interval(every=3, warmup=2), fallback_margin=None))
-    original = _TaylorHistory.predict
-    monkeypatch.setattr(
-        _TaylorHistory, "predict", lambda self, x: torch.full_like(original(self, x), float("nan"))
-    )
+    monkeypatch.setattr(_TaylorHistory, "predict", poisoned_derivative(float("nan"), steps=(3.0, 4.0)))
     latents = pipe(num_inference_steps=STEPS).latents
     assert forecache.stats(pipe).fallbacks == 0
     assert torch.isnan(latents).all()
