@@ -3,10 +3,10 @@
     python benchmarks/quality.py --models flux-digits dit-digits --seeds 8 --json quality.json
 
 For every interval in --intervals it runs reuse, Taylor orders 1-3 and Adams-Bashforth orders 2-3
-on the same schedule (blocks target unless --target), plus the confidence gate at several
-thresholds, and prints a markdown table: compute ratio, mean paired PSNR (dB) against the
-full-compute output of the same seed and class, and class accuracy by the shipped classifier.
-CPU by default; a few minutes per model.
+on the same schedule (blocks target unless --target; the guard's fallback per --fallback), plus
+the confidence gate at several thresholds, and prints a markdown table: compute ratio, mean
+paired PSNR (dB) against the full-compute output of the same seed and class, and class accuracy
+by the shipped classifier. CPU by default; a few minutes per model.
 """
 
 from __future__ import annotations
@@ -43,17 +43,18 @@ def accuracy(classifier, images, labels):
     return float((predicted == torch.tensor(labels)).float().mean())
 
 
-def methods(intervals, target, thresholds):
+def methods(intervals, target, thresholds, fallback):
+    common = {"target": target, "fallback": fallback}
     for every in intervals:
         policy = Interval(every=every, warmup=2, cooldown=1)
-        yield f"reuse N={every}", CacheConfig(policy, Reuse(), target)
+        yield f"reuse N={every}", CacheConfig(policy, Reuse(), **common)
         for order in (1, 2, 3):
-            yield f"taylor{order} N={every}", CacheConfig(policy, Taylor(order=order), target)
+            yield f"taylor{order} N={every}", CacheConfig(policy, Taylor(order=order), **common)
         for order in (2, 3):
-            yield f"ab{order} N={every}", CacheConfig(policy, AdamsBashforth(order=order), target)
+            yield f"ab{order} N={every}", CacheConfig(policy, AdamsBashforth(order=order), **common)
     for threshold in thresholds:
         gate = ConfidenceGate(threshold=threshold, max_consecutive=5, warmup=2)
-        yield f"gate t={threshold}", CacheConfig(gate, Taylor(order=1), target)
+        yield f"gate t={threshold}", CacheConfig(gate, Taylor(order=1), **common)
 
 
 def main():
@@ -65,6 +66,7 @@ def main():
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--intervals", type=int, nargs="+", default=[2, 3, 4, 5, 6, 8])
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.4])
+    parser.add_argument("--fallback", default="reuse", choices=["reuse", "recompute"], help="guard fallback")
     parser.add_argument("--target", default="blocks", choices=["modules", "blocks", "output"])
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -84,7 +86,7 @@ def main():
         print(
             f"{model}: full compute {base_time:.1f}s for {args.seeds * 10} samples, accuracy {base_acc:.3f}"
         )
-        for name, config in methods(args.intervals, args.target, args.thresholds):
+        for name, config in methods(args.intervals, args.target, args.thresholds, args.fallback):
             outputs, ratios = [], []
             with forecache.cached(pipe, config):
                 for seed in range(args.seeds):
@@ -111,9 +113,8 @@ def main():
         print("| " + " | ".join(cells) + " |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(
-                {"target": args.target, "steps": args.steps, "seeds": args.seeds, "rows": rows}, f, indent=1
-            )
+            settings = {key: getattr(args, key) for key in ("target", "fallback", "steps", "seeds")}
+            json.dump({**settings, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ class CacheStats:
 
     @property
     def fallbacks(self) -> int:
-        """Forecasts refused by the guard and computed instead, over all contexts."""
+        """Forecast steps in which the guard refused something (see `ContextStats.fallbacks`), over all contexts."""
         return sum(c.fallbacks for c in self.contexts.values())
 
     def summary(self) -> str:
