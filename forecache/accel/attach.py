@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
+from forecache.accel._compile import move_compile_inside
 from forecache.accel.config import CacheConfig
 from forecache.accel.hooks import (
     BLOCK_HOOK,
@@ -108,19 +109,42 @@ def attach(
     session = CacheSession(config, units, num_inference_steps)
     try:
         _register(transformer, RootHook(session, layout.timestep_arg), ROOT_HOOK)
+        hooked: list[tuple[torch.nn.Module, BlockHook, str]] = []
         for index, (block_name, block, block_list) in enumerate(blocks):
-            _register(block, BlockHook(session, index, block_list), BLOCK_HOOK)
+            block_hook = BlockHook(session, index, block_list)
+            _register(block, block_hook, BLOCK_HOOK)
+            hooked.append((block, block_hook, f"{name}.{block_name}"))
             if index < probes:
                 continue
             for sub in cached[index]:
                 _register(block.get_submodule(sub), ModuleHook(session, f"{block_name}.{sub}"), MODULE_HOOK)
             for sub in skipped[index]:
                 _register(block.get_submodule(sub), SkipHook(session, f"{block_name}.{sub}"), SKIP_HOOK)
+        session.check_compiled = lambda: _move_compiles(session, hooked, config.target != "modules")
+        session.check_compiled()
     except BaseException:
         _remove_hooks(transformer)
+        _undo(session)
         raise
     setattr(transformer, _SESSION_ATTR, session)
     return session
+
+
+def _move_compiles(
+    session: CacheSession, hooked: list[tuple[torch.nn.Module, BlockHook, str]], allow_fullgraph: bool
+) -> None:
+    """Move `Module.compile()` of any block (compiled before or since `apply`) under its hook."""
+    for block, hook, owner in hooked:
+        if getattr(block, "_compiled_call_impl", None) is not None:
+            restore = move_compile_inside(block, hook, owner, allow_fullgraph)
+            if restore is not None:
+                session.undo.append(restore)
+
+
+def _undo(session: CacheSession) -> None:
+    """Give compiled blocks back their compiled call, after the hooks are gone."""
+    while session.undo:
+        session.undo.pop()()
 
 
 def _remove_hooks(transformer: torch.nn.Module) -> None:
@@ -137,7 +161,9 @@ def detach(transformer: torch.nn.Module) -> None:
         ValueError: If forecache is not attached to `transformer`.
 
     """
-    if session_of(transformer) is None:
+    session = session_of(transformer)
+    if session is None:
         raise ValueError(f"forecache is not applied to this {type(transformer).__name__}; nothing to remove")
     _remove_hooks(transformer)
+    _undo(session)
     delattr(transformer, _SESSION_ATTR)

@@ -112,6 +112,8 @@ class RootHook(ModelHook):
     def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
         """Run, or forecast, one transformer call."""
         assert self._args is not None
+        if self.session.check_compiled is not None and not torch.compiler.is_compiling():
+            self.session.check_compiled()  # a block compiled since `apply` (compile_repeated_blocks)
         name, steps = self.receiver.name_and_steps
         timestep = host_timestep(self._args.get(self.timestep_arg, args, kwargs), self.session.clock)
         ctx = self.session.begin_call(timestep, name, steps)

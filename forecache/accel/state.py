@@ -206,6 +206,8 @@ class CacheSession:
         self.probe_blocks = config.policy.probe_blocks
         self.num_inference_steps = num_inference_steps
         self.clock: ScheduleClock | None = None
+        self.undo: list[Callable[[], None]] = []  # restores blocks whose compile was moved inside
+        self.check_compiled: Callable[[], None] | None = None  # moves compiles done after `apply`
         self.contexts: dict[str, ContextState] = {}
         self.current: ContextState | None = None
         self._last_timestep: float | None = None

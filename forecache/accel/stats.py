@@ -94,7 +94,7 @@ class CacheStats:
 
     @property
     def fallbacks(self) -> int:
-        """Forecast steps in which the guard refused something (see `ContextStats.fallbacks`), over all contexts."""
+        """Forecast steps in which the guard refused something, over all contexts (see `ContextStats`)."""
         return sum(c.fallbacks for c in self.contexts.values())
 
     def summary(self) -> str:

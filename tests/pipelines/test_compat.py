@@ -64,6 +64,71 @@ def test_compiled_blocks_compile_once_and_decisions_stay_outside():
     assert all(torch.equal(a, b) for a, b, d in zip(baseline, cached, decisions, strict=True) if d == "C")
 
 
+REGIONAL = {
+    "ts-blocks": TaylorSeerConfig(interval=3, warmup=2, target="blocks"),
+    "ab-output": forecache.AdamsBashforthConfig(),
+    "cg": ConfidenceGateConfig(threshold=0.3),
+}
+
+
+@pytest.mark.parametrize("order", ["compile-then-apply", "apply-then-compile"])
+@pytest.mark.parametrize("name", list(REGIONAL))
+def test_regional_fullgraph_compile_keeps_decisions_outside_and_never_recompiles(order, name):
+    """diffusers' `compile_repeated_blocks(fullgraph=True)`, before or after `apply`."""
+    from torch._dynamo.testing import CompileCounter
+
+    from forecache.pipelines.tiny_pipeline import TinyPipeline
+
+    config = REGIONAL[name]
+    eager = TinyPipeline.from_tiny("FluxTransformer2DModel")
+    eager.set_progress_bar_config(disable=True)
+    with forecache.cached(eager, config):
+        expected = eager(num_inference_steps=10).latents
+        expected_decisions = forecache.stats(eager).contexts["branch0"].decisions
+
+    torch._dynamo.reset()
+    plain = TinyPipeline.from_tiny("FluxTransformer2DModel")
+    plain.set_progress_bar_config(disable=True)
+    plain_counter = CompileCounter()
+    plain.transformer.compile_repeated_blocks(backend=plain_counter, fullgraph=True)
+    baseline = plain(num_inference_steps=10).latents
+
+    torch._dynamo.reset()
+    pipe = TinyPipeline.from_tiny("FluxTransformer2DModel")
+    pipe.set_progress_bar_config(disable=True)
+    counter = CompileCounter()
+    blocks = [*pipe.transformer.transformer_blocks, *pipe.transformer.single_transformer_blocks]
+    if order == "compile-then-apply":
+        pipe.transformer.compile_repeated_blocks(backend=counter, fullgraph=True)
+        compiled_calls = [block._compiled_call_impl for block in blocks]
+        forecache.apply(pipe, config)
+    else:
+        forecache.apply(pipe, config)
+        pipe.transformer.compile_repeated_blocks(backend=counter, fullgraph=True)
+    first = pipe(num_inference_steps=10).latents
+    frames = counter.frame_count
+    second = pipe(num_inference_steps=10).latents
+    decisions = forecache.stats(pipe).contexts["branch0"].decisions
+    forecache.remove(pipe)
+    assert frames == plain_counter.frame_count  # the blocks' graphs, as many as without forecache
+    assert counter.frame_count == frames, "a cached run recompiled a block"
+    assert decisions == expected_decisions and "F" in decisions
+    assert torch.equal(first, expected) and torch.equal(second, expected)  # same ops as eager
+    if order == "compile-then-apply":
+        assert [block._compiled_call_impl for block in blocks] == compiled_calls
+    assert torch.equal(pipe(num_inference_steps=10).latents, baseline)  # removed: bitwise
+
+
+def test_fullgraph_blocks_refuse_the_modules_target_by_name():
+    from forecache.pipelines.tiny_pipeline import TinyPipeline
+
+    pipe = TinyPipeline.from_tiny("FluxTransformer2DModel")
+    pipe.transformer.compile_repeated_blocks(backend="eager", fullgraph=True)
+    with pytest.raises(ValueError, match=r"fullgraph=True, but target='modules'"):
+        forecache.apply(pipe, TaylorSeerConfig())
+    assert all(b._compiled_call_impl is not None for b in pipe.transformer.transformer_blocks)
+
+
 def test_diffusers_group_offloading_hooks_already_on_the_model():
     from diffusers.hooks import apply_group_offloading
 
