@@ -140,6 +140,11 @@ def _add_profile(sub: Any) -> None:
     )
     profile.add_argument("--warmup", type=int, default=1, help="untimed trajectories per method (default 1)")
     profile.add_argument("--out", help="folder for profile.json and profile.md")
+    profile.add_argument(
+        "--compile",
+        metavar="BACKEND",
+        help="compile the blocks (diffusers' compile_repeated_blocks) with this backend, count recompiles",
+    )
 
 
 def _profile(args: argparse.Namespace) -> int:
@@ -159,6 +164,7 @@ def _profile(args: argparse.Namespace) -> int:
             methods=tuple(args.methods),
             warmup=args.warmup,
             out=args.out,
+            compile=args.compile,
         )
         print(format_profile(profile(config)))
     except (ValueError, TypeError, ImportError, RuntimeError) as err:

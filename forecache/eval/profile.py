@@ -66,6 +66,10 @@ class ProfileConfig:
         warmup: Untimed trajectories per method before the measured ones (default 1).
         seed: Seed of the random inputs.
         out: Folder for ``profile.json`` and ``profile.md`` (written atomically); None: print only.
+        compile: `torch.compile` backend for diffusers' regional compilation of the blocks
+            (``compile_repeated_blocks``, e.g. ``"inductor"``), applied once before all methods;
+            None (default) runs eagerly. Each row then reports the graphs compiled during its
+            timed trajectory: 0 means no recompilation as steps switch between compute and forecast.
 
     """
 
@@ -81,8 +85,11 @@ class ProfileConfig:
     warmup: int = 1
     seed: int = 0
     out: str | None = None
+    compile: str | None = None
 
     def __post_init__(self) -> None:
+        if self.compile is not None and (not isinstance(self.compile, str) or not self.compile):
+            raise ValueError(f"`compile` must be a torch.compile backend name or None, got {self.compile!r}")
         load_arch(self.arch)
         if self.size not in SIZES:
             raise ValueError(f"`size` must be one of {list(SIZES)}, got {self.size!r}")
@@ -122,6 +129,8 @@ class ProfileRow:
         host_reads_per_step: Reads of tensor values back to the host inside transformer calls
             (hooks included) per step, on any device (`forecache.eval.probes.count_host_reads`);
             on a GPU each is a synchronisation.
+        recompiles: With `ProfileConfig.compile`: graphs dynamo compiled during the timed
+            trajectory (after the warm-up and counted ones); None when not compiling.
 
     """
 
@@ -138,6 +147,14 @@ class ProfileRow:
     cache_bytes: int | None = None
     syncs_per_step: float | None = None
     host_reads_per_step: float | None = None
+    recompiles: int | None = None
+
+
+def _graphs_compiled() -> int:
+    """Graphs dynamo has compiled in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 @dataclass
@@ -245,6 +262,7 @@ def _measure(
                 row.compute_source = f"forecache.stats ({stats.unit} executions)"
             row.syncs_per_step = syncs[0] / config.steps if cuda else None
             row.host_reads_per_step = rd.total / config.steps
+            graphs = _graphs_compiled() if config.compile else 0
             with memory_probe(model, device) as memory:
                 if cuda:
                     torch.cuda.synchronize(device)
@@ -254,6 +272,7 @@ def _measure(
                     torch.cuda.synchronize(device)
                 row.loop_s = time.perf_counter() - start
             row.step_s = row.loop_s / config.steps
+            row.recompiles = _graphs_compiled() - graphs if config.compile else None
             row.peak_bytes, row.memory_method = memory.peak_bytes, memory.method
     except Exception as err:  # a method that cannot run is reported, not dropped
         row.error = f"{type(err).__name__}: {err}"
@@ -282,6 +301,9 @@ def profile(config: ProfileConfig) -> ProfileResult:
     device = torch.device(config.device)
     dtype = DTYPES[config.dtype]
     model = arch.build(config.size, device, dtype)
+    if config.compile:
+        compile_blocks: Any = model.compile_repeated_blocks  # diffusers' ModelMixin
+        compile_blocks(backend=config.compile)  # regional: the blocks, not the hooks
     model_config = arch.model_config(config.size)
     defaults = arch.sized(config.size, "defaults")
     height = config.height or int(defaults["height"])
@@ -325,11 +347,11 @@ def format_profile(result: ProfileResult) -> str:
     cfg = result.config
     cpu = not str(cfg["device"]).startswith("cuda")
     header = ["method", "loop s", "step ms", "compute", "source", "peak MiB", "cache MiB"]
-    header += ["reads/step", "syncs/step"]
+    header += ["reads/step", "syncs/step", "recompiles"]
     rows = [header]
     for r in result.rows:
         if r.error is not None:
-            rows.append([r.label, "error", *([""] * 7)])
+            rows.append([r.label, "error", *([""] * 8)])
             continue
         rows.append(
             [
@@ -342,6 +364,7 @@ def format_profile(result: ProfileResult) -> str:
                 _num(None if r.cache_bytes is None else r.cache_bytes / _MiB, ".2f", "-"),
                 _num(r.host_reads_per_step, ".2f"),
                 "n/a (CPU)" if cpu else _num(r.syncs_per_step, ".2f"),
+                _num(r.recompiles, "d", "-"),
             ]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

@@ -118,6 +118,16 @@ def test_tiny_profile_runs_on_cpu(name, methods, preset, config, tmp_path, capsy
         assert rows["diffusers.magcache"]["compute_ratio"] > 1.0
 
 
+def test_regionally_compiled_profile_never_recompiles_in_the_timed_run(tmp_path):
+    argv = ["profile", "--arch", "flux-dev", "--size", "tiny", "--steps", "8", "--compile", "eager"]
+    methods = ["taylorseer", "ab", "cg", "diffusers.magcache"]
+    assert cli.main([*argv, "--methods", *methods, "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "profile.json").read_text())["rows"]
+    assert [row["label"] for row in rows] == ["baseline", *methods]
+    assert all(row["error"] is None and row["recompiles"] == 0 for row in rows), rows
+    assert all(row["compute_ratio"] > 1.0 for row in rows[1:]), rows
+
+
 def test_bad_arch_names_the_allowed_values(capsys):
     assert cli.main(["profile", "--arch", "flux-schnell-xxl", "--size", "tiny"]) == 2
     err = capsys.readouterr().err
