@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import triton
@@ -83,6 +84,24 @@ def _device_guard(t: Tensor) -> contextlib.AbstractContextManager[object]:
 
 
 @triton.jit
+def _weighted_block(
+    in_ptrs,  # tuple of K pointers to the contiguous inputs, n_elements each
+    weights,  # tuple of K float32 weights
+    n_elements,  # elements per tensor
+    K: tl.constexpr,  # number of inputs
+    BLOCK_SIZE: tl.constexpr,  # elements per program
+):
+    # This program's offsets, their bounds mask and sum_k weights[k] * inputs[k] there, in float32.
+    pid = tl.program_id(0).to(tl.int64)
+    offs = pid * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    mask = offs < n_elements
+    acc = tl.load(in_ptrs[0] + offs, mask=mask, other=0.0).to(tl.float32) * weights[0]
+    for k in tl.static_range(1, K):
+        acc = acc + tl.load(in_ptrs[k] + offs, mask=mask, other=0.0).to(tl.float32) * weights[k]
+    return offs, mask, acc
+
+
+@triton.jit
 def _weighted_sum_kernel(
     in_ptrs,  # tuple of K pointers to the contiguous inputs, n_elements each
     weights,  # tuple of K float32 weights
@@ -91,12 +110,7 @@ def _weighted_sum_kernel(
     K: tl.constexpr,  # number of inputs (one compiled variant per K)
     BLOCK_SIZE: tl.constexpr,  # elements per program
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    offs = pid * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    mask = offs < n_elements
-    acc = tl.load(in_ptrs[0] + offs, mask=mask, other=0.0).to(tl.float32) * weights[0]
-    for k in tl.static_range(1, K):
-        acc = acc + tl.load(in_ptrs[k] + offs, mask=mask, other=0.0).to(tl.float32) * weights[k]
+    offs, mask, acc = _weighted_block(in_ptrs, weights, n_elements, K, BLOCK_SIZE)
     _store_rounded(out_ptr, offs, acc, mask)
 
 
@@ -124,6 +138,18 @@ def triton_weighted_sum(
 
     """
     floats = check_weighted_sum_args(tensors, weights, out)
+    return _launch_weighted(_weighted_sum_kernel, tensors, floats, out, (), {})
+
+
+def _launch_weighted(
+    kernel: Any,
+    tensors: Sequence[Tensor],
+    floats: tuple[float, ...],
+    out: Tensor | None,
+    extra: tuple[Tensor, ...],
+    extra_constexprs: dict[str, int],
+) -> Tensor:
+    """Launch a weighted-sum kernel on contiguous copies of `tensors`; `extra` goes before the size."""
     _check_device(tensors[0], "tensors[0]")
     inputs = tuple(t.contiguous() for t in tensors)
     if out is None:
@@ -132,10 +158,9 @@ def triton_weighted_sum(
     if n == 0:
         return out
     grid = (triton.cdiv(n, ELEMENTWISE_BLOCK),)
+    constexprs = {"K": len(inputs), "BLOCK_SIZE": ELEMENTWISE_BLOCK, "num_warps": ELEMENTWISE_WARPS}
     with _device_guard(out):
-        _weighted_sum_kernel[grid](
-            inputs, floats, out, n, K=len(inputs), BLOCK_SIZE=ELEMENTWISE_BLOCK, num_warps=ELEMENTWISE_WARPS
-        )
+        kernel[grid](inputs, floats, out, *extra, n, **constexprs, **extra_constexprs)
     return out
 
 
@@ -155,12 +180,7 @@ def _guarded_weighted_sum_kernel(
     FALLBACK: tl.constexpr,  # index of the input whose value replaces a refused element
     BLOCK_SIZE: tl.constexpr,  # elements per program
 ):
-    pid = tl.program_id(0).to(tl.int64)
-    offs = pid * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    mask = offs < n_elements
-    acc = tl.load(in_ptrs[0] + offs, mask=mask, other=0.0).to(tl.float32) * weights[0]
-    for k in tl.static_range(1, K):
-        acc = acc + tl.load(in_ptrs[k] + offs, mask=mask, other=0.0).to(tl.float32) * weights[k]
+    offs, mask, acc = _weighted_block(in_ptrs, weights, n_elements, K, BLOCK_SIZE)
     accepted = tl.abs(acc) <= tl.load(limit_ptr)  # False for NaN and for inf
     last = tl.load(in_ptrs[FALLBACK] + offs, mask=mask, other=0.0).to(tl.float32)  # cache hit
     refused = (~accepted) & mask
@@ -192,27 +212,9 @@ def triton_guarded_weighted_sum(
     """
     floats = check_weighted_sum_args(tensors, weights, None)
     check_guard_args(tensors, fallback, limit, refused)
-    _check_device(tensors[0], "tensors[0]")
-    inputs = tuple(t.contiguous() for t in tensors)
-    out = torch.empty(inputs[0].shape, dtype=inputs[0].dtype, device=inputs[0].device)
-    n = out.numel()
-    if n == 0:
-        return out
-    grid = (triton.cdiv(n, ELEMENTWISE_BLOCK),)
-    with _device_guard(out):
-        _guarded_weighted_sum_kernel[grid](
-            inputs,
-            floats,
-            out,
-            limit,
-            refused,
-            n,
-            K=len(inputs),
-            FALLBACK=fallback,
-            BLOCK_SIZE=ELEMENTWISE_BLOCK,
-            num_warps=ELEMENTWISE_WARPS,
-        )
-    return out
+    return _launch_weighted(
+        _guarded_weighted_sum_kernel, tensors, floats, None, (limit, refused), {"FALLBACK": fallback}
+    )
 
 
 # --------------------------------------------------------------------------- Taylor update
