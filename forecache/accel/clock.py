@@ -12,14 +12,16 @@ that:
   set (one transfer per generation). diffusers' pipelines pass the transformer the scheduler's
   timestep or a rescaled one (FLUX and QwenImage divide it by 1000); divided differences and
   Lagrange weights do not change under such affine maps, so the forecasts are the same. This is
-  done on every device, so a CPU run makes exactly the reads a GPU run makes;
-- otherwise (no scheduler, or one that tracks no step index: DDIM, DDPM, PNDM) the tensor is read,
-  one host synchronisation per call on a GPU.
+  done on every device, so a CPU run makes exactly the reads a GPU run makes. A scheduler that
+  tracks no step index (DDIM, DDPM, PNDM) is indexed by the calls counted since its schedule was
+  set, right for one call per step (DiT and CogVideoX batch their guidance);
+- otherwise (no scheduler) the tensor is read, one host synchronisation per call on a GPU.
 
 The clock is checked at its second call and then whenever a generation ends: the timesteps the
 calls really received are read back (one transfer) and must be one increasing affine map of the
-clock's. A loop whose scheduler does not follow its transformer calls fails the check; forecache
-then warns, restarts its state and reads each call's timestep from then on.
+clock's. A loop the clock does not follow (two calls per step with a counted index, or a
+scheduler that is not the loop's) fails the check; forecache then restarts its state and reads
+each call's timestep from then on, with a warning where the scheduler's own step index was wrong.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class ScheduleClock:
         self._source: torch.Tensor | None = None
         self._host: list[float] = []
         self._witnesses: list[tuple[torch.Tensor, float]] = []
+        self._calls = 0  # calls placed since the schedule was set (schedulers without step_index)
+        self._current: int | None = None
         self._checked = False
         self.trusted = True
         self.lost_trust = False
@@ -57,27 +61,35 @@ class ScheduleClock:
         return None if timesteps is None else len(timesteps)
 
     def timestep(self) -> float | None:
-        """Return the timestep of the step the scheduler is at, or None when it cannot say.
+        """Return the timestep of the call being placed, or None when the clock cannot say.
 
-        Uses ``step_index`` (``begin_index`` or 0 before the first ``scheduler.step``, as diffusers'
-        schedulers do when a pipeline starts mid-schedule with ``set_begin_index``).
+        The index is the scheduler's ``step_index`` (``begin_index`` or 0 before the first
+        ``scheduler.step``, as diffusers' schedulers do when a pipeline starts mid-schedule with
+        ``set_begin_index``); for a scheduler that tracks none (DDIM, DDPM, PNDM), the number of
+        calls placed since its schedule was set, which holds for one call per step (batched
+        guidance, as DiT and CogVideoX do) and is caught by `verify` otherwise.
         """
-        index = self.index()
-        if index is None:
+        scheduler = self._scheduler()
+        timesteps = getattr(scheduler, "timesteps", None)
+        if not isinstance(timesteps, torch.Tensor):
             return None
-        timesteps = self._scheduler().timesteps
         if timesteps is not self._source:  # `set_timesteps` assigns a new tensor
             self._host = timesteps.detach().reshape(-1).to("cpu", torch.float64).tolist()
             self._source = timesteps
-        return self._host[index] if 0 <= index < len(self._host) else None
+            self._calls = 0
+        if not hasattr(type(scheduler), "step_index"):
+            self._current, self._calls = self._calls, self._calls + 1
+        index = self.index()
+        return self._host[index] if index is not None and 0 <= index < len(self._host) else None
 
     def index(self) -> int | None:
-        """Return the scheduler's step index (None when it has no schedule or tracks no index)."""
+        """Return the step index of the call being placed (None when the scheduler has no schedule)."""
         scheduler = self._scheduler()
-        if not isinstance(getattr(scheduler, "timesteps", None), torch.Tensor):
+        timesteps = getattr(scheduler, "timesteps", None)
+        if not isinstance(timesteps, torch.Tensor):
             return None
-        if not hasattr(type(scheduler), "step_index"):
-            return None
+        if not hasattr(type(scheduler), "step_index"):  # counted calls (see `timestep`)
+            return self._current if timesteps is self._source else None
         index = scheduler.step_index
         return (getattr(scheduler, "begin_index", None) or 0) if index is None else int(index)
 
@@ -123,6 +135,8 @@ class ScheduleClock:
         if not consistent:
             self.trusted = False
             self.lost_trust = True
+            if not hasattr(type(self._scheduler()), "step_index"):
+                return False  # counted calls (two per step): the per-call read is expected, no warning
             warnings.warn(
                 "forecache: the scheduler's step index does not follow this transformer's calls; "
                 "reading each call's timestep instead (one host synchronisation per call on a GPU)",

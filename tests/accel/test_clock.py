@@ -4,6 +4,8 @@ The clock is used on every device, so `count_host_reads` on this CPU counts exac
 GPU would stall on.
 """
 
+import warnings
+
 import pytest
 import torch
 from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
@@ -76,12 +78,35 @@ def test_recompute_fallback_reads_once_per_forecast_step_reuse_never(flux):
     assert ctx.forecast_steps > 0 and reads.ops == {"tolist": 2}
 
 
-def test_schedulers_without_a_step_index_fall_back_to_one_read_per_call():
-    pipe = load_reference("dit-digits")  # DDIM: no step_index
+@pytest.mark.parametrize("config", [TaylorSeerConfig(), AdamsBashforthConfig()], ids=["taylorseer", "ab"])
+def test_schedulers_without_a_step_index_are_indexed_by_counted_calls(config):
+    pipe = load_reference("dit-digits")  # DDIM: no step_index; guidance batched, one call per step
     pipe.set_progress_bar_config(disable=True)
     assert not hasattr(type(pipe.scheduler), "step_index")
-    _, _, reads = generate(pipe, TaylorSeerConfig())
-    assert reads.per_call == [1] * STEPS and reads.ops == {"__float__": STEPS}
+    read_images, read_ctx, read_reads = generate(pipe, config, use_clock=False)
+    assert read_reads.ops == {"__float__": STEPS}
+    images, ctx, reads = generate(pipe, config)
+    assert reads.per_call == [1, 1] + [0] * (STEPS - 2) and reads.ops == {"tolist": 2}
+    assert ctx.decisions == read_ctx.decisions
+    assert float((images - read_images).abs().max()) < 1e-5
+
+
+def test_counted_calls_with_two_calls_per_step_fall_back_to_reads_without_a_warning():
+    from forecache.pipelines.tiny_pipeline import TinyPipeline
+
+    pipe = TinyPipeline.from_tiny("FluxTransformer2DModel")
+    pipe.scheduler = DDIMScheduler()  # no step_index, and two named calls per step
+    pipe.set_progress_bar_config(disable=True)
+    with forecache.cached(pipe, TaylorSeerConfig(interval=3, warmup=2)):
+        with count_host_reads(pipe.transformer) as reads, warnings.catch_warnings():
+            warnings.simplefilter("error")  # the expected fallback is silent
+            latents = pipe(num_inference_steps=12, guidance_scale=3.0).latents
+        stats = forecache.stats(pipe)
+    # call 1: the schedule's copy; call 2: the failed check, then its timestep read; the state
+    # restarts at call 2 and every call from then on reads its timestep
+    assert reads.per_call[:3] == [1, 2, 1] and reads.ops == {"tolist": 2, "__float__": 23}
+    assert {k: len(c.decisions) for k, c in stats.contexts.items()} == {"uncond": 12, "cond": 11}
+    assert "F" in stats.contexts["cond"].decisions and torch.isfinite(latents).all()
 
 
 def test_a_bare_transformer_loop_passes_its_scheduler():
