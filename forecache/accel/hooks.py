@@ -71,10 +71,12 @@ class _ContextReceiver(StateManager):
         super().__init__(_NoState)
 
     @property
-    def name_and_steps(self) -> tuple[str | None, int | None]:
-        """The context name and its `num_inference_steps`, or Nones when no context is set."""
+    def context(self) -> tuple[str | None, int | None, int | None]:
+        """The context's name, `num_inference_steps` and `step_index`; Nones when none is set."""
         context = self._context
-        return (None, None) if context is None else (context.name, context.num_inference_steps)
+        if context is None:
+            return None, None, None
+        return context.name, context.num_inference_steps, getattr(context, "step_index", None)
 
 
 def _sample(output: Any) -> torch.Tensor:
@@ -114,9 +116,9 @@ class RootHook(ModelHook):
         assert self._args is not None
         if self.session.check_compiled is not None and not torch.compiler.is_compiling():
             self.session.check_compiled()  # a block compiled since `apply` (compile_repeated_blocks)
-        name, steps = self.receiver.name_and_steps
+        name, steps, index = self.receiver.context
         timestep = host_timestep(self._args.get(self.timestep_arg, args, kwargs), self.session.clock)
-        ctx = self.session.begin_call(timestep, name, steps)
+        ctx = self.session.begin_call(timestep, name, steps, index)
         try:
             output = self._step(ctx, args, kwargs)
             if ctx.decision is Decision.FORECAST and not self.session.forecasts_accepted(ctx):

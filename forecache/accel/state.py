@@ -246,9 +246,21 @@ class CacheSession:
 
     @compiler_disable
     def begin_call(
-        self, timestep: float, context_name: str | None, context_steps: int | None
+        self,
+        timestep: float,
+        context_name: str | None,
+        context_steps: int | None,
+        context_index: int | None = None,
     ) -> ContextState:
-        """Open the step of one transformer call and decide what it does."""
+        """Open the step of one transformer call and decide what it does.
+
+        Args:
+            timestep: The call's timestep on the host.
+            context_name: The pipeline's `cache_context` name, None without one.
+            context_steps: The context's `num_inference_steps` (the pipeline's loop length), if set.
+            context_index: The context's `step_index` (the loop index), if set.
+
+        """
         if self._ended or (self.clock is not None and self.clock.lost_trust):
             if self.clock is not None:
                 self.clock.lost_trust = False
@@ -269,8 +281,12 @@ class CacheSession:
         ctx = self.contexts.get(context_name)
         if ctx is None:
             ctx = self.contexts[context_name] = ContextState(context_name, self.config)
-            # where this context joined the schedule: a second expert (Wan 2.2) or an img2img start
-            ctx.first_index = (self.clock.index() if self.clock is not None else None) or 0
+            # where this context joined the loop (a second expert, an img2img start), counted in the
+            # frame of the step count used below: the pipeline's loop if it tells, else the scheduler's
+            if context_steps is not None:
+                ctx.first_index = context_index or 0
+            elif self.clock is not None:
+                ctx.first_index = self.clock.index() or 0
         ctx.step += 1
         ctx.timestep = timestep
         ctx.step_refusals = {}

@@ -174,3 +174,52 @@ def test_host_timestep_reads_numbers_and_host_tensors_directly():
     assert host_timestep(torch.tensor([500.0, 500.0]), None) == 500.0
     with pytest.raises(ValueError, match="without a `timestep`"):
         host_timestep(None, None)
+
+
+class _StubClock:
+    """A scheduler clock at a fixed index of a 12-step schedule."""
+
+    lost_trust = False
+
+    def __init__(self, index):
+        self._index = index
+
+    def index(self):
+        return self._index
+
+    def num_steps(self):
+        return 12
+
+    def verify(self):
+        return True
+
+
+def _decisions(session, calls, **context):
+    from forecache.accel.policies import Decision
+
+    out = []
+    for i in range(calls):
+        kwargs = {k: v(i) if callable(v) else v for k, v in context.items()}
+        ctx = session.begin_call(1000.0 - i, "cond", **kwargs)
+        out.append("F" if ctx.decision is Decision.FORECAST else "C")
+        session.end_call(ctx)
+    return "".join(out)
+
+
+@pytest.mark.parametrize(
+    ("clock_index", "context", "calls", "expected"),
+    [
+        # the scheduler's frame: joined at index 6 of 12 (Wan 2.2's second expert) -> 6 steps left
+        (6, {"context_steps": None}, 6, "CCCFCC"),
+        # the pipeline's loop frame wins when it tells: 6 steps from loop index 0 (an img2img loop
+        # over a sliced schedule whose scheduler index starts at 6)
+        (6, {"context_steps": 6, "context_index": lambda i: i}, 6, "CCCFCC"),
+    ],
+)
+def test_cooldown_is_placed_at_the_end_of_the_steps_a_context_sees(clock_index, context, calls, expected):
+    from forecache import CacheConfig, Interval
+    from forecache.accel.state import CacheSession
+
+    session = CacheSession(CacheConfig(policy=Interval(every=2, warmup=2, cooldown=1)), [1], None)
+    session.clock = _StubClock(clock_index)
+    assert _decisions(session, calls, **context) == expected
