@@ -52,7 +52,7 @@ class FeatureCache:
         self._refusals = refusals
         self._spec: TreeSpec = None
         self._histories: list[History] = []
-        self._peaks: list[torch.Tensor] = []
+        self._limits: list[torch.Tensor] = []  # margin x the largest magnitude computed, per tensor
 
     def update(self, value: Any, x: float) -> None:
         """Record the site's output `value` computed at coordinate `x`."""
@@ -62,14 +62,15 @@ class FeatureCache:
             self._histories = [
                 make_history(self._config.forecaster, self._config.storage_dtype) for _ in leaves
             ]
-            self._peaks = []
+            self._limits = []
         for history, leaf in zip(self._histories, leaves, strict=True):
             history.update(leaf.detach(), x)
-        if self._config.fallback_margin is not None:
-            peaks = [_peak(leaf.detach()) for leaf in leaves]
-            if self._peaks:
-                peaks = [torch.maximum(old, new) for old, new in zip(self._peaks, peaks, strict=True)]
-            self._peaks = peaks
+        margin = self._config.fallback_margin
+        if margin is not None:
+            limits = [_peak(leaf.detach()) * margin for leaf in leaves]
+            if self._limits:
+                limits = [torch.maximum(old, new) for old, new in zip(self._limits, limits, strict=True)]
+            self._limits = limits
 
     def predict(self, x: float) -> Any:
         """Return the forecast of the site's output at coordinate `x`, structured like the output.
@@ -79,13 +80,12 @@ class FeatureCache:
         steps takes its last computed value and is counted on the device (the context's step
         counter; see `ContextState.refusals`).
         """
-        margin = self._config.fallback_margin
-        if margin is None:
+        if self._config.fallback_margin is None:
             forecasts = [history.predict(x) for history in self._histories]
         else:
             forecasts = [
-                history.predict(x, (margin * peak, self._refusals(peak.device)))
-                for history, peak in zip(self._histories, self._peaks, strict=True)
+                history.predict(x, (limit, self._refusals(limit.device)))
+                for history, limit in zip(self._histories, self._limits, strict=True)
             ]
         return unflatten(self._spec, forecasts)
 
@@ -96,9 +96,8 @@ class FeatureCache:
 
 
 def _peak(value: torch.Tensor) -> torch.Tensor:
-    """Largest magnitude of `value` as a float32 scalar on its device (one pass, no temporary)."""
-    low, high = torch.aminmax(value)
-    return torch.maximum(high, -low).float()
+    """Largest magnitude of `value` as a float32 scalar on its device (one reduction, no temporary)."""
+    return torch.linalg.vector_norm(value, float("inf"), dtype=torch.float32)
 
 
 class Placeholder:
