@@ -102,7 +102,7 @@ class ScheduleClock:
         known = self.timestep() if self.trusted else None
         if known is None:
             return None
-        self._witnesses.append((value.detach().amax().reshape(1), known))
+        self._witnesses.append((value.detach(), known))  # reduced in `verify`, not per call
         if (len(self._witnesses) == 2 and not self._checked) or len(self._witnesses) >= _MAX_WITNESSES:
             self._checked = True
             if not self.verify():
@@ -121,7 +121,9 @@ class ScheduleClock:
         """
         if not self._witnesses:
             return self.trusted
-        real = torch.cat([w.to("cpu", torch.float64) for w, _ in self._witnesses]).tolist()
+        device = self._witnesses[0][0].device
+        maxima = [w.amax().to(device, torch.float64, non_blocking=True) for w, _ in self._witnesses]
+        real = torch.stack(maxima).tolist()  # one transfer
         placed = [known for _, known in self._witnesses]
         self._witnesses = []
         low, high = placed.index(min(placed)), placed.index(max(placed))

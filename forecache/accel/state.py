@@ -154,12 +154,13 @@ class ContextState:
 
     def refused_step(self) -> torch.Tensor | None:
         """Return a device-side 0/1: whether this step refused any element (None: nothing guarded)."""
-        flags = [(counter > 0) for counter in self.step_refusals.values()]
+        counters = list(self.step_refusals.values())
         self.step_refusals = {}
-        if not flags:
+        if not counters:
             return None
-        device = flags[0].device  # a model split over devices: gather without a host read
-        return torch.stack([f.to(device, non_blocking=True) for f in flags]).any().to(torch.int64)
+        if len(counters) > 1:  # a model split over devices: gather without a host read
+            counters = [torch.stack([c.to(counters[0].device, non_blocking=True) for c in counters]).sum()]
+        return (counters[0] > 0).to(torch.int64)
 
     def count_refused(self) -> None:
         """Add this forecast step to the device-side fallback count if it refused anything (no sync)."""

@@ -17,6 +17,7 @@ import torch
 
 import forecache
 from forecache.eval.arch import SIZES, Arch, LatentInputs, load_arch
+from forecache.eval.bench import DEFAULT_METHODS
 from forecache.eval.files import atomic_write_json, atomic_write_text
 from forecache.eval.methods import MethodSpec, attached, parse_method
 from forecache.eval.peers import PeerRun
@@ -33,15 +34,9 @@ __all__ = [
     "profile",
 ]
 
-DEFAULT_PROFILE_METHODS = (
-    "baseline",
-    "taylorseer",
-    "ab",
-    "cg",
-    "diffusers.taylorseer",
-    "diffusers.fbcache",
-    "diffusers.magcache",
-)
+# bench's methods but cache-dit, whose enable_cache takes a whole pipeline (profile drives a bare
+# transformer)
+DEFAULT_PROFILE_METHODS = ("baseline", *(m for m in DEFAULT_METHODS if not m.startswith("cachedit.")))
 NOTE = (
     "Random weights: speed, compute and memory do not depend on the weights; "
     "quality is never reported from random weights."

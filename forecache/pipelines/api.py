@@ -48,6 +48,25 @@ def _transformers_of(target: Any) -> dict[str, torch.nn.Module]:
     )
 
 
+def _hooked(target: Any) -> list[tuple[str, torch.nn.Module, CacheSession]]:
+    """Return ``(component name, transformer, session)`` of each transformer forecache is applied to.
+
+    Raises:
+        ValueError: If it is applied to none of them.
+
+    """
+    hooked = [
+        (name, module, session)
+        for name, module in _transformers_of(target).items()
+        if (session := session_of(module)) is not None
+    ]
+    if not hooked:
+        raise ValueError(
+            f"forecache is not applied to this {type(target).__name__}; call forecache.apply first"
+        )
+    return hooked
+
+
 def _wrap_pipeline(pipe: DiffusionPipeline, sessions: list[CacheSession]) -> None:
     """Give this pipeline instance a subclass whose `__call__` resets and frees the cache per call."""
     original = type(pipe)
@@ -151,9 +170,7 @@ def remove(target: Any) -> None:
         ValueError: If forecache is not applied to `target`.
 
     """
-    transformers = _transformers_of(target)
-    hooked = [module for module in transformers.values() if session_of(module) is not None]
-    for module in hooked or list(transformers.values())[:1]:  # nothing hooked: detach raises
+    for _, module, _ in _hooked(target):
         detach(module)
     original = getattr(target, _ORIGINAL_CLASS, None)
     if original is not None:
@@ -205,17 +222,11 @@ def stats(target: Any) -> CacheStats:
         ValueError: If forecache is not applied to `target`.
 
     """
-    unit, contexts = None, {}
-    for name, module in _transformers_of(target).items():
-        session = session_of(module)
-        if session is not None:
-            part = session.stats()
-            prefix = "" if name == "transformer" else f"{name}/"
-            unit = part.unit
-            for key, ctx in part.contexts.items():
-                contexts[prefix + key] = dataclasses.replace(ctx, name=prefix + ctx.name) if prefix else ctx
-    if unit is None:
-        raise ValueError(
-            f"forecache is not applied to this {type(target).__name__}; call forecache.apply first"
-        )
+    unit, contexts = "", {}
+    for name, _, session in _hooked(target):
+        part = session.stats()
+        prefix = "" if name == "transformer" else f"{name}/"
+        unit = part.unit
+        for key, ctx in part.contexts.items():
+            contexts[prefix + key] = dataclasses.replace(ctx, name=prefix + ctx.name) if prefix else ctx
     return CacheStats(unit, contexts)

@@ -234,32 +234,27 @@ class FluxDigitsPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         self.scheduler.set_begin_index(0)
         timesteps = self.scheduler.timesteps
+
+        def predict(context: str, x: torch.Tensor, t: torch.Tensor, condition: tuple) -> torch.Tensor:
+            """One transformer call in `cache_context(context)`; `condition` is (pooled, embeddings)."""
+            with self.transformer.cache_context(context):
+                return self.transformer(
+                    hidden_states=x,
+                    timestep=t / 1000,
+                    guidance=None,
+                    pooled_projections=condition[0],
+                    encoder_hidden_states=condition[1],
+                    txt_ids=text_ids,
+                    img_ids=img_ids,
+                    return_dict=False,
+                )[0]
+
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for t in timesteps:
                 timestep = t.expand(batch).to(dtype)
-                with self.transformer.cache_context("cond"):
-                    noise_pred = self.transformer(
-                        hidden_states=latents,
-                        timestep=timestep / 1000,
-                        guidance=None,
-                        pooled_projections=pooled,
-                        encoder_hidden_states=prompt_embeds,
-                        txt_ids=text_ids,
-                        img_ids=img_ids,
-                        return_dict=False,
-                    )[0]
+                noise_pred = predict("cond", latents, timestep, (pooled, prompt_embeds))
                 if do_cfg:
-                    with self.transformer.cache_context("uncond"):
-                        neg_noise_pred = self.transformer(
-                            hidden_states=latents,
-                            timestep=timestep / 1000,
-                            guidance=None,
-                            pooled_projections=neg_pooled,
-                            encoder_hidden_states=neg_prompt_embeds,
-                            txt_ids=text_ids,
-                            img_ids=img_ids,
-                            return_dict=False,
-                        )[0]
+                    neg_noise_pred = predict("uncond", latents, timestep, (neg_pooled, neg_prompt_embeds))
                     noise_pred = neg_noise_pred + guidance_scale * (noise_pred - neg_noise_pred)
                 latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
                 progress_bar.update()
