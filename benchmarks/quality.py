@@ -21,7 +21,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 
 import forecache
 from forecache import AdamsBashforth, CacheConfig, ConfidenceGate, Interval, Reuse, Taylor
-from forecache.pipelines.reference import load_classifier, load_reference
+from forecache.reference import load_classifier, load_reference
 
 
 def generate(pipe, labels, steps, seed):

@@ -29,19 +29,19 @@ from forecache.accel.policies import ConfidenceGate, Interval, StepMask
 from forecache.accel.stats import CacheStats, ContextStats
 
 if TYPE_CHECKING:
-    from forecache.pipelines.api import apply, cached, remove, stats
-    from forecache.pipelines.registry import UnsupportedModelError, register_layout, supported_models
+    from forecache.api import apply, cached, remove, stats
+    from forecache.layouts.registry import UnsupportedModelError, register_layout, supported_models
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "apply": "forecache.pipelines.api",
-    "cached": "forecache.pipelines.api",
-    "remove": "forecache.pipelines.api",
-    "stats": "forecache.pipelines.api",
-    "UnsupportedModelError": "forecache.pipelines.registry",
-    "register_layout": "forecache.pipelines.registry",
-    "supported_models": "forecache.pipelines.registry",
+    "apply": "forecache.api",
+    "cached": "forecache.api",
+    "remove": "forecache.api",
+    "stats": "forecache.api",
+    "UnsupportedModelError": "forecache.layouts.registry",
+    "register_layout": "forecache.layouts.registry",
+    "supported_models": "forecache.layouts.registry",
 }
 
 

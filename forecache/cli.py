@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_profile(sub: Any) -> None:
-    from forecache.eval.arch import arch_names
     from forecache.eval.profile import DEFAULT_PROFILE_METHODS
+    from forecache.testing.arch import arch_names
 
     profile = sub.add_parser(
         "profile", help="speed and memory of a published architecture with random weights (no quality)"
@@ -207,8 +207,8 @@ def _edges(text: str) -> tuple[float, ...]:
 def _models(markdown: bool) -> int:
     import forecache
     from forecache.eval.peers import PEERS
-    from forecache.pipelines.reference import reference_models
-    from forecache.pipelines.registry import supported_models_markdown
+    from forecache.layouts.registry import supported_models_markdown
+    from forecache.reference import reference_models
 
     if markdown:
         print(supported_models_markdown(), end="")

@@ -4,7 +4,7 @@ import pytest
 
 import forecache
 from forecache import cli
-from forecache.pipelines.reference import reference_path
+from forecache.reference import reference_path
 
 TINY = ["--model", "tiny:FluxTransformer2DModel", "--steps", "6", "--seeds", "0-1", "--batch-size", "2"]
 QUIET = ["--repeats", "1", "--no-progress", "--threads", "1"]

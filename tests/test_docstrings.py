@@ -5,13 +5,11 @@ import doctest
 import pytest
 
 import forecache.accel.config
-import forecache.pipelines.api
-import forecache.pipelines.registry
+import forecache.api
+import forecache.layouts.registry
 
 
-@pytest.mark.parametrize(
-    "module", [forecache.pipelines.api, forecache.pipelines.registry, forecache.accel.config]
-)
+@pytest.mark.parametrize("module", [forecache.api, forecache.layouts.registry, forecache.accel.config])
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0, (

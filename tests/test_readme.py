@@ -1,7 +1,7 @@
 import re
 from pathlib import Path
 
-from forecache.pipelines.registry import supported_models_markdown
+from forecache.layouts.registry import supported_models_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -228,7 +228,7 @@ def prepare(config: RunConfig) -> tuple[Harness, dict[str, Any]]:
         The harness (no method run yet) and the workload description.
 
     """
-    from forecache.pipelines import reference
+    from forecache import reference
 
     pipe, source = load_pipeline(config.model, config.device, config.dtype)
     conditions, described = conditions_for(pipe, len(config.seeds), config.prompts)

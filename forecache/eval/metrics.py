@@ -124,7 +124,7 @@ class QualityScorer:
                 fid = FrechetInceptionDistance(feature=2048, normalize=True, reset_real_features=False)
                 self.notes["fid"] = f"Inception-v3 pool features (2048-d) against {self.real_note}"
             elif self.classifier is not None:
-                from forecache.pipelines.reference import DigitFeatureExtractor
+                from forecache.reference import DigitFeatureExtractor
 
                 extractor = DigitFeatureExtractor(self.classifier)
                 fid = FrechetInceptionDistance(feature=extractor, normalize=True, reset_real_features=False)
@@ -161,7 +161,7 @@ class QualityScorer:
         """Fraction of samples the reference classifier assigns to the requested class."""
         if self.classifier is None or self.labels is None:
             return Metric(None, "unavailable: needs a reference model (class labels and its classifier)")
-        from forecache.pipelines.reference import DigitFeatureExtractor
+        from forecache.reference import DigitFeatureExtractor
 
         with torch.no_grad():
             features = DigitFeatureExtractor(self.classifier)(to_tensor(images))

@@ -72,8 +72,8 @@ def load_pipeline(model: Any, device: str, dtype: str) -> tuple[Any, str]:
     """
     from diffusers import DiffusionPipeline
 
-    from forecache.pipelines import reference
-    from forecache.pipelines.tiny_pipeline import TinyPipeline
+    from forecache import reference
+    from forecache.testing.tiny_pipeline import TinyPipeline
 
     if model is not None and not isinstance(model, str):
         if not isinstance(getattr(model, "transformer", None), torch.nn.Module):
@@ -147,7 +147,7 @@ class Workload:
     @property
     def is_tiny(self) -> bool:
         """Whether the pipeline is forecache's `TinyPipeline` (latents out, one generator per batch)."""
-        from forecache.pipelines.tiny_pipeline import TinyPipeline
+        from forecache.testing.tiny_pipeline import TinyPipeline
 
         return isinstance(self.pipe, TinyPipeline)
 
@@ -196,7 +196,7 @@ def conditions_for(pipe: Any, n: int, prompts: str | None) -> tuple[list[int | s
         ValueError: If prompts are given to a class-conditional pipeline or the tiny pipeline.
 
     """
-    from forecache.pipelines.tiny_pipeline import TinyPipeline
+    from forecache.testing.tiny_pipeline import TinyPipeline
 
     if isinstance(pipe, TinyPipeline) or _accepts(pipe, "class_labels"):
         if prompts is not None:

@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 import forecache
 from forecache import CacheConfig, ConfidenceGate, Taylor
 from forecache.accel.layout import BlockListLayout, ModelLayout
-from forecache.pipelines import registry
+from forecache.layouts import registry
 
 TOKENS, STEPS = 8, 12
 

@@ -6,7 +6,7 @@ import torch
 import forecache
 from forecache import CacheConfig, ConfidenceGate, Taylor
 from forecache.accel.layout import BlockListLayout, ModelLayout
-from forecache.pipelines import registry
+from forecache.layouts import registry
 
 
 class ShiftBlock(torch.nn.Module):

@@ -11,7 +11,7 @@ import forecache
 from forecache import AdamsBashforth, CacheConfig, ConfidenceGate, Interval, Reuse, StepMask, Taylor
 from forecache.accel.layout import BlockListLayout, ModelLayout
 from forecache.accel.policies import Decision
-from forecache.pipelines import registry
+from forecache.layouts import registry
 
 
 class CountingLinear(torch.nn.Linear):

@@ -6,7 +6,7 @@ import torch
 import forecache
 from forecache import CacheConfig, Interval, Taylor, TaylorSeerConfig
 from forecache.accel.forecasters import _TaylorHistory
-from forecache.pipelines.tiny_pipeline import TinyPipeline
+from forecache.testing.tiny_pipeline import TinyPipeline
 
 STEPS = 10
 
@@ -116,7 +116,7 @@ class InPlaceModel(torch.nn.Module):
 @pytest.mark.parametrize("target", ["modules", "blocks", "output"])
 def test_in_place_blocks_do_not_change_what_the_cache_holds(target):
     from forecache.accel.layout import BlockListLayout, ModelLayout
-    from forecache.pipelines import registry
+    from forecache.layouts import registry
 
     forecache.register_layout(
         "InPlaceModel", ModelLayout((BlockListLayout("transformer_blocks", None, None, ("lin",)),))
@@ -166,7 +166,7 @@ def test_each_call_equals_a_fresh_run_when_inputs_change_between_calls(pipe):
 def test_scheduler_guidance_and_dtype_changes_between_calls_equal_fresh_runs():
     from diffusers import EulerDiscreteScheduler
 
-    from forecache.pipelines.reference import load_reference
+    from forecache.reference import load_reference
 
     def call(pipe, **kw):
         return pipe(
@@ -205,7 +205,7 @@ def test_scheduler_guidance_and_dtype_changes_between_calls_equal_fresh_runs():
 
 
 def test_resolution_changes_between_generations_of_a_bare_transformer():
-    from forecache.pipelines.tiny import build_tiny
+    from forecache.testing.tiny import build_tiny
 
     def generation(model, size):
         x = torch.randn(1, 4, size, size, generator=torch.Generator().manual_seed(size))

@@ -13,7 +13,7 @@ def _one_thread():
 @pytest.fixture
 def flux_pipe():
     """The FLUX reference pipeline architecture with random weights: the real call convention, fast."""
-    from forecache.pipelines.reference.flux_digits import build_flux_digits
+    from forecache.reference.flux_digits import build_flux_digits
 
     torch.manual_seed(0)
     pipe = build_flux_digits()

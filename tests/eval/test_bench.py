@@ -7,7 +7,7 @@ import torch
 import forecache
 from forecache.eval import BenchConfig, bench, runner
 from forecache.eval.methods import parse_method
-from forecache.pipelines.tiny_pipeline import TinyPipeline
+from forecache.testing.tiny_pipeline import TinyPipeline
 
 FAST = {"steps": 8, "seeds": (0, 1), "batch_size": 2, "repeats": 1, "progress": False}
 

@@ -60,7 +60,7 @@ def test_missing_weights_are_unavailable_never_zero():
 
 
 def test_fid_with_a_custom_feature_network_is_labelled_and_zero_for_the_same_set():
-    from forecache.pipelines.reference import DigitClassifier
+    from forecache.reference import DigitClassifier
 
     classifier = DigitClassifier().eval()
     real = _images(n=12, seed=3)

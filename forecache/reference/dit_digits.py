@@ -13,7 +13,7 @@ from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from forecache.pipelines.reference.data import IMAGE_SIZE, NUM_CLASSES, check_call_args
+from forecache.reference.data import IMAGE_SIZE, NUM_CLASSES, check_call_args
 
 __all__ = ["DiTDigitsPipeline", "build_dit_digits"]
 

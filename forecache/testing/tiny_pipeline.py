@@ -15,7 +15,7 @@ import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from diffusers.utils import BaseOutput
 
-from forecache.pipelines.tiny import Inputs, TinyModel, build_tiny
+from forecache.testing.tiny import Inputs, TinyModel, build_tiny
 
 __all__ = ["TinyPipeline", "TinyPipelineOutput"]
 
@@ -46,7 +46,7 @@ def _negative(inputs: Inputs) -> Inputs:
 
 
 class TinyPipeline(DiffusionPipeline):
-    """Flow-matching sampler over a tiny diffusers transformer (see `forecache.pipelines.tiny`)."""
+    """Flow-matching sampler over a tiny diffusers transformer (see `forecache.testing.tiny`)."""
 
     def __init__(self, transformer: torch.nn.Module, scheduler: FlowMatchEulerDiscreteScheduler) -> None:
         super().__init__()

@@ -2,11 +2,11 @@
 
 Usage::
 
-    python -m forecache.pipelines.reference.train --model flux-digits --out DIR --steps N
-    python -m forecache.pipelines.reference.train --model dit-digits --out DIR --steps N
-    python -m forecache.pipelines.reference.train --model classifier --out DIR --steps N
+    python -m forecache.reference.train --model flux-digits --out DIR --steps N
+    python -m forecache.reference.train --model dit-digits --out DIR --steps N
+    python -m forecache.reference.train --model classifier --out DIR --steps N
 
-The shipped weights were made with the commands in `forecache/pipelines/reference/__init__.py`.
+The shipped weights were made with the commands in `forecache/reference/__init__.py`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forecache.pipelines.reference.classifier import DigitClassifier
-from forecache.pipelines.reference.data import IMAGE_SIZE, NUM_CLASSES, load_digits_16
-from forecache.pipelines.reference.dit_digits import DiTDigitsPipeline, build_dit_digits
-from forecache.pipelines.reference.flux_digits import (
+from forecache.reference.classifier import DigitClassifier
+from forecache.reference.data import IMAGE_SIZE, NUM_CLASSES, load_digits_16
+from forecache.reference.dit_digits import DiTDigitsPipeline, build_dit_digits
+from forecache.reference.flux_digits import (
     FluxDigitsPipeline,
     build_flux_digits,
     image_ids,

@@ -17,7 +17,7 @@ from forecache.accel.clock import ScheduleClock
 from forecache.accel.config import resolve_config
 from forecache.accel.state import CacheSession
 from forecache.accel.stats import CacheStats
-from forecache.pipelines.registry import UnsupportedModelError, layout_for
+from forecache.layouts.registry import UnsupportedModelError, layout_for
 
 __all__ = ["apply", "cached", "remove", "stats"]
 
@@ -119,7 +119,7 @@ def apply(
 
     Example:
         >>> import forecache
-        >>> from forecache.pipelines.tiny import build_tiny
+        >>> from forecache.testing.tiny import build_tiny
         >>> tiny = build_tiny("DiTTransformer2DModel")
         >>> session = forecache.apply(tiny.model, forecache.TaylorSeerConfig(interval=2))
         >>> forecache.remove(tiny.model)
@@ -157,7 +157,7 @@ def remove(target: Any) -> None:
 
     Example:
         >>> import forecache
-        >>> from forecache.pipelines.tiny_pipeline import TinyPipeline
+        >>> from forecache.testing.tiny_pipeline import TinyPipeline
         >>> pipe = TinyPipeline.from_tiny("SD3Transformer2DModel")
         >>> pipe.set_progress_bar_config(disable=True)
         >>> before = pipe(num_inference_steps=6).latents
@@ -186,7 +186,7 @@ def cached(
 
     Example:
         >>> import forecache
-        >>> from forecache.pipelines.tiny import build_tiny
+        >>> from forecache.testing.tiny import build_tiny
         >>> model = build_tiny("FluxTransformer2DModel").model
         >>> with forecache.cached(model, forecache.ConfidenceGateConfig()) as session:
         ...     pass
@@ -204,7 +204,7 @@ def stats(target: Any) -> CacheStats:
 
     Example:
         >>> import forecache
-        >>> from forecache.pipelines.tiny_pipeline import TinyPipeline
+        >>> from forecache.testing.tiny_pipeline import TinyPipeline
         >>> pipe = TinyPipeline.from_tiny("FluxTransformer2DModel")
         >>> pipe.set_progress_bar_config(disable=True)
         >>> with forecache.cached(pipe, forecache.TaylorSeerConfig(interval=3, warmup=2)):

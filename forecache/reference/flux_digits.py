@@ -14,7 +14,7 @@ from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchE
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
-from forecache.pipelines.reference.data import IMAGE_SIZE, NUM_CLASSES, check_call_args
+from forecache.reference.data import IMAGE_SIZE, NUM_CLASSES, check_call_args
 
 __all__ = ["ClassTokenEmbedding", "FluxDigitsPipeline", "build_flux_digits"]
 
@@ -23,7 +23,7 @@ class ClassTokenEmbedding(ModelMixin, ConfigMixin):
     """Learned "text" conditioning of the Flux reference model: a few tokens and a pooled vector per class.
 
     `save_pretrained` records it in `model_index.json` as
-    `["forecache.pipelines.reference.flux_digits", "ClassTokenEmbedding"]`; diffusers' `from_pretrained`
+    `["forecache.reference.flux_digits", "ClassTokenEmbedding"]`; diffusers' `from_pretrained`
     resolves that module from `sys.modules` and finds `ModelMixin` in its namespace, which is how it
     learns to load the component with `from_pretrained`.
 

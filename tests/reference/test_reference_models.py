@@ -11,7 +11,7 @@ import torch
 from diffusers import EulerDiscreteScheduler
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from forecache.pipelines.reference import (
+from forecache.reference import (
     DigitFeatureExtractor,
     DiTDigitsPipeline,
     FluxDigitsPipeline,
@@ -248,8 +248,8 @@ def test_dit_works_with_another_scheduler(classifier):
     assert accuracy >= 0.9, f"EulerDiscreteScheduler: class accuracy {accuracy:.2f}"
 
 
-def test_reference_helpers_are_reachable_from_forecache_pipelines():
-    import forecache.pipelines
+def test_reference_helpers_are_reachable_from_forecache_reference():
+    import forecache.reference
 
-    assert forecache.pipelines.reference_models() == ["flux-digits", "dit-digits"]
-    assert forecache.pipelines.load_reference is not None
+    assert forecache.reference.reference_models() == ["flux-digits", "dit-digits"]
+    assert forecache.reference.load_reference is not None

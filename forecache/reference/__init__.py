@@ -14,9 +14,9 @@ digit classifier to judge their samples:
 The weights live in ``weights/<name>/`` (diffusers `save_pretrained` layout, safetensors) and were
 made on one CPU thread with::
 
-    python -m forecache.pipelines.reference.train --model classifier --out weights/classifier --steps 1500
-    python -m forecache.pipelines.reference.train --model flux-digits --out weights/flux-digits --steps 900
-    python -m forecache.pipelines.reference.train --model dit-digits --out weights/dit-digits --steps 1500
+    python -m forecache.reference.train --model classifier --out weights/classifier --steps 1500
+    python -m forecache.reference.train --model flux-digits --out weights/flux-digits --steps 900
+    python -m forecache.reference.train --model dit-digits --out weights/dit-digits --steps 1500
 
 Nothing is loaded at import time.
 """
@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 
-from forecache.pipelines.reference.classifier import DigitClassifier, DigitFeatureExtractor
-from forecache.pipelines.reference.data import IMAGE_SIZE, NUM_CLASSES, load_digits_16
-from forecache.pipelines.reference.dit_digits import DiTDigitsPipeline
-from forecache.pipelines.reference.flux_digits import ClassTokenEmbedding, FluxDigitsPipeline
+from forecache.reference.classifier import DigitClassifier, DigitFeatureExtractor
+from forecache.reference.data import IMAGE_SIZE, NUM_CLASSES, load_digits_16
+from forecache.reference.dit_digits import DiTDigitsPipeline
+from forecache.reference.flux_digits import ClassTokenEmbedding, FluxDigitsPipeline
 
 __all__ = [
     "IMAGE_SIZE",

@@ -8,7 +8,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from forecache.pipelines.reference.data import IMAGE_SIZE, NUM_CLASSES
+from forecache.reference.data import IMAGE_SIZE, NUM_CLASSES
 
 __all__ = ["DigitClassifier", "DigitFeatureExtractor"]
 

@@ -18,7 +18,7 @@ from forecache import (
     Taylor,
     TaylorSeerConfig,
 )
-from forecache.pipelines.reference import load_reference
+from forecache.reference import load_reference
 
 MODELS = ["flux-digits", "dit-digits"]
 # (preset, minimum compute ratio, PSNR floor in dB)

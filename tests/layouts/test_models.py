@@ -12,8 +12,8 @@ from forecache import (
     StepMask,
     TaylorSeerConfig,
 )
-from forecache.pipelines.registry import layout_for
-from forecache.pipelines.tiny import build_tiny, tiny_model_names
+from forecache.layouts.registry import layout_for
+from forecache.testing.tiny import build_tiny, tiny_model_names
 
 MODELS = tiny_model_names()
 TARGETS = ["modules", "blocks", "output"]

@@ -6,7 +6,7 @@ import torch
 
 import forecache
 from forecache.accel.attach import session_of
-from forecache.pipelines.reference import load_reference
+from forecache.reference import load_reference
 
 CALLS, WARMUP = 200, 20
 TOLERANCE_MB = 16.0

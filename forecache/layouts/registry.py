@@ -99,7 +99,7 @@ def layout_for(model: torch.nn.Module) -> ModelLayout:
     if layout is None:
         raise UnsupportedModelError(
             f"forecache does not know where to hook {type(model).__name__}; supported models: "
-            f"{', '.join(supported_models())}. Register one with forecache.pipelines.register_layout(...)"
+            f"{', '.join(supported_models())}. Register one with forecache.register_layout(...)"
         )
     logger.warning(
         "forecache: %s is not registered; laid out from diffusers' block metadata", type(model).__name__

@@ -5,7 +5,7 @@ import torch
 
 import forecache
 from forecache import CacheConfig, ConfidenceGateConfig, Interval, Taylor, TaylorSeerConfig
-from forecache.pipelines.tiny import build_tiny
+from forecache.testing.tiny import build_tiny
 
 STEPS = 8
 
@@ -77,7 +77,7 @@ def test_regional_fullgraph_compile_keeps_decisions_outside_and_never_recompiles
     """diffusers' `compile_repeated_blocks(fullgraph=True)`, before or after `apply`."""
     from torch._dynamo.testing import CompileCounter
 
-    from forecache.pipelines.tiny_pipeline import TinyPipeline
+    from forecache.testing.tiny_pipeline import TinyPipeline
 
     config = REGIONAL[name]
     eager = TinyPipeline.from_tiny("FluxTransformer2DModel")
@@ -120,7 +120,7 @@ def test_regional_fullgraph_compile_keeps_decisions_outside_and_never_recompiles
 
 
 def test_fullgraph_blocks_refuse_the_modules_target_by_name():
-    from forecache.pipelines.tiny_pipeline import TinyPipeline
+    from forecache.testing.tiny_pipeline import TinyPipeline
 
     pipe = TinyPipeline.from_tiny("FluxTransformer2DModel")
     pipe.transformer.compile_repeated_blocks(backend="eager", fullgraph=True)
