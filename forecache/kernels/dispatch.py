@@ -1,15 +1,20 @@
-"""Choose, per call, between the Triton kernels and their PyTorch references.
+"""The checked public kernel functions: each call picks Triton or the PyTorch reference.
 
-Rule: Triton for CUDA tensors when the ``triton`` package is installed, the reference otherwise.
-The environment variable ``FORECACHE_KERNELS`` (read at every call) forces either: ``triton``,
-``torch``, or ``auto`` (same as unset). Triton is imported only when the Triton path runs.
+Rule: Triton for CUDA tensors when a supported ``triton`` (>= `TRITON_FLOOR`) is installed, the
+reference otherwise.
+The environment variable ``FORECACHE_KERNELS`` (read at every call of these functions) forces
+either: ``triton``, ``torch``, or ``auto`` (same as unset). Triton is imported only when the
+Triton path runs. The cache's own hot path does not come through here: it picks its backend once
+per site with :func:`forecache.kernels.ops.ops_for` and calls the unchecked operations.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.util
 import os
+import re
 from collections.abc import Sequence
 
 from torch import Tensor
@@ -27,10 +32,28 @@ ENV_VAR = "FORECACHE_KERNELS"
 ALLOWED_VALUES: tuple[str, ...] = ("auto", "triton", "torch")
 
 
+#: The oldest Triton the kernels are tested with (kernel arguments that are tuples of pointers, and
+#: the interpreter the CPU tests run them in). torch >= 2.8 ships it; with an older one installed
+#: the kernels fall back to their PyTorch references.
+TRITON_FLOOR = (3, 4)
+
+
 @functools.cache
+def triton_version() -> tuple[int, ...] | None:
+    """Return the installed Triton's ``(major, minor, patch)`` (read without importing it), None if absent."""
+    if importlib.util.find_spec("triton") is None:
+        return None
+    try:
+        text = importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return tuple(int(part) for part in re.findall(r"\d+", text.split("+")[0])[:3])
+
+
 def triton_available() -> bool:
-    """Whether the ``triton`` package can be imported (checked without importing it)."""
-    return importlib.util.find_spec("triton") is not None
+    """Whether a Triton the kernels support (>= `TRITON_FLOOR`) is installed."""
+    version = triton_version()
+    return version is not None and version >= TRITON_FLOOR
 
 
 def forced_backend() -> str | None:
@@ -66,8 +89,11 @@ def backend_for(tensor: Tensor) -> str:
     """
     forced = forced_backend()
     if forced == "triton" and not triton_available():
+        version = triton_version()
+        found = "is not installed" if version is None else f"is {'.'.join(map(str, version))}"
+        floor = ".".join(map(str, TRITON_FLOOR))
         raise ModuleNotFoundError(
-            f"{ENV_VAR}=triton but the 'triton' package is not installed; "
+            f"{ENV_VAR}=triton but the 'triton' package {found}; forecache's kernels need triton>={floor}: "
             "install it with `pip install 'forecache[triton]'` or unset the variable"
         )
     if forced is not None:
@@ -106,47 +132,72 @@ def weighted_sum(tensors: Sequence[Tensor], weights: Sequence[float], out: Tenso
 
 
 def guarded_weighted_sum(
-    tensors: Sequence[Tensor], weights: Sequence[float], fallback: int, limit: Tensor, refused: Tensor
+    tensors: Sequence[Tensor],
+    weights: Sequence[float],
+    fallback: int,
+    limit: Tensor,
+    refused: Tensor,
+    *,
+    limit_scale: float = 1.0,
+    slot: int = 0,
+    addend: Tensor | None = None,
 ) -> Tensor:
     """Compute a forecast ``sum_k weights[k] * tensors[k]`` and refuse its diverging elements, in one pass.
 
-    An element whose float32 sum is not finite or exceeds `limit` in magnitude takes the value of
-    ``tensors[fallback]`` (the last computed feature) instead, and `refused` counts it, all on the
-    device: the cache's divergence guard without a host synchronisation and, fused, without any
-    extra memory traffic over the plain weighted sum (the eager alternative reads the forecast
-    twice more and writes it once more).
+    An element whose float32 sum is not finite or exceeds ``limit * limit_scale`` in magnitude
+    takes the value of ``tensors[fallback]`` (the last computed feature) instead, and
+    ``refused[slot]`` counts it, all on the device: the cache's divergence guard without a host
+    synchronisation and, fused, without any extra memory traffic over the plain weighted sum (the
+    eager alternative reads the forecast twice more and writes it once more). An `addend` is added
+    to the result in the same pass (a forecast residual onto the block stack's input), saving the
+    separate pass that reads two tensors and writes one.
 
     Args:
         tensors (Sequence[Tensor]): K >= 1 tensors of one shape (e.g. ``(batch, tokens, dim)``),
             dtype (float32, bfloat16 or float16) and device.
         weights (Sequence[float]): K weights, rounded to float32.
         fallback (int): Index in `tensors` of the value that replaces a refused element.
-        limit (Tensor): One-element float32 tensor on the same device: the largest accepted magnitude.
-        refused (Tensor): One-element int32 tensor on the same device, incremented in place by the
-            number of refused elements.
+        limit (Tensor): One-element float32 tensor on the same device: the largest accepted
+            magnitude before `limit_scale` (e.g. the running peak kept by `taylor_update_`).
+        refused (Tensor): int32 counter, 0-d or 1-d, on the same device; ``refused[slot]`` is
+            incremented in place by the number of refused elements.
+        limit_scale (float): Finite factor > 0 multiplying `limit` (the guard's margin). Default 1.0.
+        slot (int): Index of the counter to increment (one per step: one allocation per
+            generation, one read at its end). Default 0.
+        addend (Tensor | None): A tensor of the inputs' shape, dtype and device added to the
+            result after the guard. Default None.
 
     Returns:
         Tensor: A new contiguous tensor in the inputs' dtype.
 
     Raises:
         TypeError: On an unsupported dtype, a non-numeric weight or a bad guard argument type.
-        ValueError: On mismatched shapes, devices or lengths, or a `fallback` out of range.
+        ValueError: On mismatched shapes, devices or lengths, or a `fallback`/`slot` out of range.
 
     """
     if tensors and isinstance(tensors[0], Tensor) and backend_for(tensors[0]) == "triton":
         from forecache.kernels import triton_ops
 
-        return triton_ops.triton_guarded_weighted_sum(tensors, weights, fallback, limit, refused)
-    return torch_guarded_weighted_sum(tensors, weights, fallback, limit, refused)
+        return triton_ops.triton_guarded_weighted_sum(
+            tensors, weights, fallback, limit, refused, limit_scale=limit_scale, slot=slot, addend=addend
+        )
+    return torch_guarded_weighted_sum(
+        tensors, weights, fallback, limit, refused, limit_scale=limit_scale, slot=slot, addend=addend
+    )
 
 
-def taylor_update_(factors: Sequence[Tensor], feature: Tensor, inv_dt: Sequence[float]) -> None:
+def taylor_update_(
+    factors: Sequence[Tensor], feature: Tensor, inv_dt: Sequence[float], peak: Tensor | None = None
+) -> None:
     """Update all stored divided differences in place, in one pass (TaylorSeer-style forecasting).
 
     With ``old`` the values before the call: ``new[0] = feature`` and
     ``new[i + 1] = (new[i] - old[i]) * inv_dt[i]``. The arithmetic is float32 from the unrounded
     ``new[i]``; each factor is rounded once to its storage dtype. On a non-uniform grid of steps
-    ``x``, pass ``inv_dt[i] = 1 / (x_n - x_{n-i-1})`` to keep Newton divided differences.
+    ``x``, pass ``inv_dt[i] = 1 / (x_n - x_{n-i-1})`` to keep Newton divided differences. With one
+    factor it is a copy (an Adams-Bashforth ring slot). With `peak`, the feature's largest
+    magnitude is folded into it from the values already loaded: the guard's limit at no extra
+    memory traffic.
 
     Args:
         factors (Sequence[Tensor]): N >= 1 contiguous tensors of one shape, dtype (float32, bfloat16
@@ -154,6 +205,8 @@ def taylor_update_(factors: Sequence[Tensor], feature: Tensor, inv_dt: Sequence[
         feature (Tensor): Newest feature, the factors' shape and device, any of those dtypes; must
             not share memory with a factor. A non-contiguous one is copied first.
         inv_dt (Sequence[float]): N - 1 per-order scales, rounded to float32.
+        peak (Tensor | None): One-element float32 tensor on the feature's device, raised in place
+            to ``max|feature|`` (NaN counts as inf); it must start non-negative. Default None.
 
     Raises:
         TypeError: On an unsupported dtype or a non-numeric scale.
@@ -163,9 +216,9 @@ def taylor_update_(factors: Sequence[Tensor], feature: Tensor, inv_dt: Sequence[
     if factors and isinstance(factors[0], Tensor) and backend_for(factors[0]) == "triton":
         from forecache.kernels import triton_ops
 
-        triton_ops.triton_taylor_update_(factors, feature, inv_dt)
+        triton_ops.triton_taylor_update_(factors, feature, inv_dt, peak)
         return
-    torch_taylor_update_(factors, feature, inv_dt)
+    torch_taylor_update_(factors, feature, inv_dt, peak)
 
 
 def relative_l1(a: Tensor, b: Tensor, per_sample: bool = False) -> Tensor:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import triton
@@ -24,13 +23,14 @@ import triton.language as tl
 from torch import Tensor
 from triton.runtime.interpreter import InterpretedFunction
 
-from forecache.kernels.reference import (
+from forecache.kernels.checks import (
     check_guard_args,
+    check_peak,
     check_relative_l1_args,
     check_taylor_update_args,
     check_weighted_sum_args,
-    safe_ratio,
 )
+from forecache.kernels.reference import safe_ratio
 
 #: Elements per program of the element-wise kernels (8 bf16 per thread with 4 warps: 16-byte accesses).
 ELEMENTWISE_BLOCK = 1024
@@ -64,7 +64,7 @@ def _is_interpreted() -> bool:
     return isinstance(_weighted_sum_kernel, InterpretedFunction)
 
 
-def _check_device(t: Tensor, name: str) -> None:
+def check_device(t: Tensor, name: str) -> None:
     """Refuse tensors the kernels cannot reach: anything but CUDA, or CPU outside the interpreter."""
     if t.is_cuda or (t.device.type == "cpu" and _is_interpreted()):
         return
@@ -138,30 +138,29 @@ def triton_weighted_sum(
 
     """
     floats = check_weighted_sum_args(tensors, weights, out)
-    return _launch_weighted(_weighted_sum_kernel, tensors, floats, out, (), {})
+    check_device(tensors[0], "tensors[0]")
+    return weighted_sum_unchecked(tensors, floats, out)
 
 
-def _launch_weighted(
-    kernel: Any,
-    tensors: Sequence[Tensor],
-    floats: tuple[float, ...],
-    out: Tensor | None,
-    extra: tuple[Tensor, ...],
-    extra_constexprs: dict[str, int],
+def weighted_sum_unchecked(
+    tensors: Sequence[Tensor], weights: Sequence[float], out: Tensor | None = None
 ) -> Tensor:
-    """Launch a weighted-sum kernel on contiguous copies of `tensors`; `extra` goes before the size."""
-    _check_device(tensors[0], "tensors[0]")
+    """`triton_weighted_sum` for arguments validated by the caller (one launch, no checks)."""
     inputs = tuple(t.contiguous() for t in tensors)
     if out is None:
         out = torch.empty(inputs[0].shape, dtype=inputs[0].dtype, device=inputs[0].device)
     n = out.numel()
-    if n == 0:
-        return out
-    grid = (triton.cdiv(n, ELEMENTWISE_BLOCK),)
-    constexprs = {"K": len(inputs), "BLOCK_SIZE": ELEMENTWISE_BLOCK, "num_warps": ELEMENTWISE_WARPS}
-    with _device_guard(out):
-        kernel[grid](inputs, floats, out, *extra, n, **constexprs, **extra_constexprs)
+    if n:
+        with _device_guard(out):
+            _weighted_sum_kernel[_grid(n)](
+                inputs, tuple(weights), out, n, K=len(inputs), BLOCK_SIZE=ELEMENTWISE_BLOCK,
+                num_warps=ELEMENTWISE_WARPS,
+            )  # fmt: skip
     return out
+
+
+def _grid(n: int) -> tuple[int]:
+    return (triton.cdiv(n, ELEMENTWISE_BLOCK),)
 
 
 # --------------------------------------------------------------------------- guarded weighted sum
@@ -173,25 +172,40 @@ def _guarded_weighted_sum_kernel(
     in_ptrs,  # tuple of K pointers to the contiguous inputs, n_elements each
     weights,  # tuple of K float32 weights
     out_ptr,  # pointer to the contiguous output (a new tensor)
-    limit_ptr,  # pointer to one float32: the largest accepted |sum|
-    refused_ptr,  # pointer to one int32 counter, incremented by the refused elements
+    limit_ptr,  # pointer to one float32: the largest accepted |sum| before scaling
+    limit_scale,  # float32 multiplying the limit (a margin over a running peak)
+    refused_ptr,  # pointer to an int32 counter array
+    slot,  # which counter of refused_ptr to increment by the refused elements
+    addend_ptr,  # pointer to a contiguous tensor added after the guard (read only when HAS_ADDEND)
     n_elements,  # elements per tensor
     K: tl.constexpr,  # number of inputs (one compiled variant per K)
     FALLBACK: tl.constexpr,  # index of the input whose value replaces a refused element
+    HAS_ADDEND: tl.constexpr,  # whether addend_ptr is added to the result
     BLOCK_SIZE: tl.constexpr,  # elements per program
 ):
     offs, mask, acc = _weighted_block(in_ptrs, weights, n_elements, K, BLOCK_SIZE)
-    accepted = tl.abs(acc) <= tl.load(limit_ptr)  # False for NaN and for inf
+    accepted = tl.abs(acc) <= tl.load(limit_ptr) * limit_scale  # False for NaN and for inf
     last = tl.load(in_ptrs[FALLBACK] + offs, mask=mask, other=0.0).to(tl.float32)  # cache hit
     refused = (~accepted) & mask
-    tl.atomic_add(refused_ptr, tl.sum(refused.to(tl.int32), axis=0))
-    _store_rounded(out_ptr, offs, tl.where(accepted, acc, last), mask)
+    tl.atomic_add(refused_ptr + slot, tl.sum(refused.to(tl.int32), axis=0))
+    value = tl.where(accepted, acc, last)
+    if HAS_ADDEND:
+        value = value + tl.load(addend_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    _store_rounded(out_ptr, offs, value, mask)
 
 
 def triton_guarded_weighted_sum(
-    tensors: Sequence[Tensor], weights: Sequence[float], fallback: int, limit: Tensor, refused: Tensor
+    tensors: Sequence[Tensor],
+    weights: Sequence[float],
+    fallback: int,
+    limit: Tensor,
+    refused: Tensor,
+    *,
+    limit_scale: float = 1.0,
+    slot: int = 0,
+    addend: Tensor | None = None,
 ) -> Tensor:
-    """Weighted sum with refused elements replaced by ``tensors[fallback]``, in one pass.
+    """Weighted sum with refused elements replaced by ``tensors[fallback]``, plus an addend, in one pass.
 
     See ``guarded_weighted_sum``. Non-contiguous inputs are copied with ``.contiguous()`` first.
 
@@ -199,22 +213,49 @@ def triton_guarded_weighted_sum(
         tensors (Sequence[Tensor]): K tensors of one shape, dtype (fp32/bf16/fp16) and device.
         weights (Sequence[float]): K weights, rounded to float32.
         fallback (int): Index of the input that replaces a refused element.
-        limit (Tensor): One-element float32 tensor: the largest accepted magnitude.
-        refused (Tensor): One-element int32 counter, incremented in place (no host synchronisation).
+        limit (Tensor): One-element float32 tensor: the largest accepted magnitude before scaling.
+        refused (Tensor): int32 counter (0-d or 1-d), ``refused[slot]`` incremented in place.
+        limit_scale (float): Multiplies `limit`. Default 1.0.
+        slot (int): The counter element to increment. Default 0.
+        addend (Tensor | None): Added after the guard. Default None.
 
     Returns:
         Tensor: A new contiguous tensor in the inputs' dtype.
 
     Raises:
         TypeError: On an unsupported dtype, a non-numeric weight or a bad guard argument type.
-        ValueError: On mismatched shapes/devices, a bad `fallback`, or an unreachable device.
+        ValueError: On mismatched shapes/devices, a bad `fallback` or `slot`, or an unreachable device.
 
     """
     floats = check_weighted_sum_args(tensors, weights, None)
-    check_guard_args(tensors, fallback, limit, refused)
-    return _launch_weighted(
-        _guarded_weighted_sum_kernel, tensors, floats, None, (limit, refused), {"FALLBACK": fallback}
-    )
+    scale = check_guard_args(tensors, fallback, limit, refused, limit_scale, slot, addend)
+    check_device(tensors[0], "tensors[0]")
+    return guarded_weighted_sum_unchecked(tensors, floats, fallback, limit, refused, scale, slot, addend)
+
+
+def guarded_weighted_sum_unchecked(
+    tensors: Sequence[Tensor],
+    weights: Sequence[float],
+    fallback: int,
+    limit: Tensor,
+    refused: Tensor,
+    limit_scale: float = 1.0,
+    slot: int = 0,
+    addend: Tensor | None = None,
+) -> Tensor:
+    """`triton_guarded_weighted_sum` for arguments validated by the caller (one launch, no checks)."""
+    inputs = tuple(t.contiguous() for t in tensors)
+    out = torch.empty(inputs[0].shape, dtype=inputs[0].dtype, device=inputs[0].device)
+    n = out.numel()
+    if n:
+        extra = out if addend is None else addend.contiguous()
+        with _device_guard(out):
+            _guarded_weighted_sum_kernel[_grid(n)](
+                inputs, tuple(weights), out, limit, float(limit_scale), refused, slot, extra, n,
+                K=len(inputs), FALLBACK=fallback, HAS_ADDEND=addend is not None,
+                BLOCK_SIZE=ELEMENTWISE_BLOCK, num_warps=ELEMENTWISE_WARPS,
+            )  # fmt: skip
+    return out
 
 
 # --------------------------------------------------------------------------- Taylor update
@@ -226,14 +267,21 @@ def _taylor_update_kernel(
     factor_ptrs,  # tuple of N pointers to the contiguous factors, updated in place
     feature_ptr,  # pointer to the contiguous newest feature (any float dtype)
     inv_dt,  # tuple of N float32 scales; order i + 1 uses inv_dt[i]; the last is padding (never empty)
+    peak_ptr,  # pointer to one float32 raised to max|feature| (read only when TRACK_PEAK)
     n_elements,  # elements per tensor
     N: tl.constexpr,  # number of factors (one compiled variant per N)
+    TRACK_PEAK: tl.constexpr,  # whether to raise peak_ptr to this block's largest magnitude
     BLOCK_SIZE: tl.constexpr,  # elements per program
 ):
     pid = tl.program_id(0).to(tl.int64)
     offs = pid * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
     mask = offs < n_elements
     new = tl.load(feature_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if TRACK_PEAK:  # from the values already loaded: no extra traffic; NaN counts as inf
+        magnitude = tl.where(new == new, tl.abs(new), float("inf"))
+        magnitude = tl.max(tl.where(mask, magnitude, 0.0), axis=0)
+        # non-negative floats order like their bits as int32: one integer atomic, not two
+        tl.atomic_max(peak_ptr.to(tl.pointer_type(tl.int32)), magnitude.to(tl.int32, bitcast=True))
     for i in tl.static_range(N):
         if i < N - 1:
             old = tl.load(factor_ptrs[i] + offs, mask=mask, other=0.0).to(tl.float32)
@@ -243,7 +291,9 @@ def _taylor_update_kernel(
             _store_rounded(factor_ptrs[i], offs, new, mask)
 
 
-def triton_taylor_update_(factors: Sequence[Tensor], feature: Tensor, inv_dt: Sequence[float]) -> None:
+def triton_taylor_update_(
+    factors: Sequence[Tensor], feature: Tensor, inv_dt: Sequence[float], peak: Tensor | None = None
+) -> None:
     """Refresh all divided differences in place in one pass (see ``taylor_update_``).
 
     A non-contiguous ``feature`` is copied with ``.contiguous()`` first; non-contiguous factors are
@@ -253,6 +303,7 @@ def triton_taylor_update_(factors: Sequence[Tensor], feature: Tensor, inv_dt: Se
         factors (Sequence[Tensor]): N contiguous tensors of one shape, dtype (fp32/bf16/fp16) and device.
         feature (Tensor): Newest feature, the factors' shape and device, any supported dtype.
         inv_dt (Sequence[float]): N - 1 scales, rounded to float32.
+        peak (Tensor | None): One float32 raised in place to ``max|feature|``. Default None.
 
     Raises:
         TypeError: On an unsupported dtype or a non-numeric scale.
@@ -260,21 +311,25 @@ def triton_taylor_update_(factors: Sequence[Tensor], feature: Tensor, inv_dt: Se
 
     """
     scales = check_taylor_update_args(factors, feature, inv_dt)
-    _check_device(factors[0], "factors[0]")
+    check_peak(peak, feature)
+    check_device(factors[0], "factors[0]")
+    taylor_update_unchecked(factors, feature, scales, peak)
+
+
+def taylor_update_unchecked(
+    factors: Sequence[Tensor], feature: Tensor, inv_dt: Sequence[float], peak: Tensor | None = None
+) -> None:
+    """`triton_taylor_update_` for arguments validated by the caller (one launch, no checks)."""
     n = feature.numel()
     if n == 0:
         return
-    grid = (triton.cdiv(n, ELEMENTWISE_BLOCK),)
+    source = feature.contiguous()
     with _device_guard(feature):
-        _taylor_update_kernel[grid](
-            tuple(factors),
-            feature.contiguous(),
-            (*scales, 0.0),
-            n,
-            N=len(factors),
-            BLOCK_SIZE=ELEMENTWISE_BLOCK,
+        _taylor_update_kernel[_grid(n)](
+            tuple(factors), source, (*inv_dt, 0.0), source if peak is None else peak, n,
+            N=len(factors), TRACK_PEAK=peak is not None, BLOCK_SIZE=ELEMENTWISE_BLOCK,
             num_warps=ELEMENTWISE_WARPS,
-        )
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- relative L1
@@ -327,7 +382,7 @@ def triton_relative_l1(a: Tensor, b: Tensor, per_sample: bool = False) -> Tensor
 
     """
     check_relative_l1_args(a, b, per_sample)
-    _check_device(a, "a")
+    check_device(a, "a")
     rows = a.shape[0] if per_sample else 1
     n_cols = a.numel() // rows if rows else 0
     block = min(REDUCE_BLOCK, triton.next_power_of_2(max(n_cols, 16)))

@@ -50,27 +50,32 @@ def variants() -> Iterator[tuple[str, ASTSource]]:
                     [*ptrs, (2,), (3,)],
                 ),
             )
-            guard = {"out_ptr": f"*{dtype}", "limit_ptr": "*fp32", "refused_ptr": "*i32", "n_elements": "i32"}
-            yield (
-                f"guarded_weighted_sum/{dtype}/K{k}",
-                _source(
-                    ops._guarded_weighted_sum_kernel,
-                    {**inputs, **guard},
-                    {"K": k, "FALLBACK": 0, "BLOCK_SIZE": block},
-                    [*ptrs, (2,), (5,)],
-                ),
-            )
+            guard = {
+                "out_ptr": f"*{dtype}", "limit_ptr": "*fp32", "limit_scale": "fp32", "refused_ptr": "*i32",
+                "slot": "i32", "addend_ptr": f"*{dtype}", "n_elements": "i32",
+            }  # fmt: skip
+            for addend in (False, True):
+                yield (
+                    f"guarded_weighted_sum/{dtype}/K{k}" + ("+addend" if addend else ""),
+                    _source(
+                        ops._guarded_weighted_sum_kernel,
+                        {**inputs, **guard},
+                        {"K": k, "FALLBACK": 0, "HAS_ADDEND": addend, "BLOCK_SIZE": block},
+                        [*ptrs, (2,), (7,), (8,)],
+                    ),
+                )
         for n in (1, 3):
             factors = {"factor_ptrs": (f"*{dtype}",) * n, "feature_ptr": f"*{dtype}"}
-            yield (
-                f"taylor_update_/{dtype}/N{n}",
-                _source(
-                    ops._taylor_update_kernel,
-                    {**factors, "inv_dt": ("fp32",) * n, "n_elements": "i32"},
-                    {"N": n, "BLOCK_SIZE": block},
-                    [*((0, i) for i in range(n)), (1,), (3,)],
-                ),
-            )
+            for peak in (False, True):
+                yield (
+                    f"taylor_update_/{dtype}/N{n}" + ("+peak" if peak else ""),
+                    _source(
+                        ops._taylor_update_kernel,
+                        {**factors, "inv_dt": ("fp32",) * n, "peak_ptr": "*fp32", "n_elements": "i32"},
+                        {"N": n, "TRACK_PEAK": peak, "BLOCK_SIZE": block},
+                        [*((0, i) for i in range(n)), (1,), (4,)],
+                    ),
+                )
         yield f"relative_l1/{dtype}", _source(
             ops._relative_l1_kernel,
             {"a_ptr": f"*{dtype}", "b_ptr": "*bf16", "partial_ptr": "*fp32", "n_cols": "i32",

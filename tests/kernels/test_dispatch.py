@@ -47,8 +47,13 @@ def test_kernels_package_alone_does_not_load_triton_or_cuda():
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
+SUPPORTED_TRITON = pytest.mark.skipif(
+    not dispatch.triton_available(), reason=f"needs triton>={'.'.join(map(str, dispatch.TRITON_FLOOR))}"
+)
+
+
+@SUPPORTED_TRITON
 def test_forced_triton_on_cpu_without_interpreter_is_refused():
-    pytest.importorskip("triton")
     result = run_python(
         KERNELS_ONLY + "forecache.kernels.weighted_sum([torch.ones(3)], [1.0])\n", FORECACHE_KERNELS="triton"
     )
@@ -67,8 +72,8 @@ def test_default_on_cpu_is_torch(monkeypatch, value):
     assert backend_for(torch.ones(2)) == "torch"
 
 
+@SUPPORTED_TRITON
 def test_env_is_read_at_call_time(monkeypatch):
-    pytest.importorskip("triton")
     x = torch.ones(2)
     monkeypatch.setenv("FORECACHE_KERNELS", "Torch")
     assert backend_for(x) == "torch"
@@ -89,9 +94,29 @@ def test_invalid_value_names_variable_allowed_values_and_value(monkeypatch):
 
 def test_forced_triton_without_triton_installed(monkeypatch):
     monkeypatch.setenv("FORECACHE_KERNELS", "triton")
-    monkeypatch.setattr(dispatch, "triton_available", lambda: False)
-    with pytest.raises(ModuleNotFoundError, match=r"pip install 'forecache\[triton\]'"):
+    monkeypatch.setattr(dispatch, "triton_version", lambda: None)
+    with pytest.raises(ModuleNotFoundError, match=r"'triton' package is not installed.*forecache\[triton\]"):
         backend_for(torch.ones(1))
+
+
+@pytest.mark.parametrize(
+    ("version", "supported"), [((3, 0, 0), False), ((3, 3, 1), False), ((3, 4, 0), True)]
+)
+def test_triton_older_than_the_floor_is_not_used(monkeypatch, version, supported):
+    monkeypatch.setattr(dispatch, "triton_version", lambda: version)
+    assert dispatch.triton_available() is supported
+    monkeypatch.setenv("FORECACHE_KERNELS", "triton")
+    if supported:
+        assert backend_for(torch.ones(1)) == "triton"
+    else:
+        message = rf"package is {'.'.join(map(str, version))}; forecache's kernels need triton>=3\.4"
+        with pytest.raises(ModuleNotFoundError, match=message):
+            backend_for(torch.ones(1))
+
+
+def test_installed_triton_version_is_read_without_importing_it():
+    version = dispatch.triton_version()
+    assert version is None or (len(version) >= 2 and all(isinstance(v, int) for v in version))
 
 
 def test_forced_torch_runs_reference(monkeypatch):

@@ -6,7 +6,6 @@ the reduction everywhere, the kernel's max error against a float64 reference mus
 twice the reference's own error, plus one float32 ulp of the largest reference value.
 """
 
-import importlib.util
 import math
 import os
 
@@ -21,6 +20,7 @@ from forecache.kernels import (
     taylor_update_,
     weighted_sum,
 )
+from forecache.kernels.dispatch import triton_available
 from forecache.kernels.reference import (
     torch_guarded_weighted_sum,
     torch_relative_l1,
@@ -31,7 +31,7 @@ from forecache.kernels.reference import (
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 DEVICE = "cpu" if INTERPRETED else "cuda"
 pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("triton") is None or not (INTERPRETED or torch.cuda.is_available()),
+    not triton_available() or not (INTERPRETED or torch.cuda.is_available()),
     reason="needs triton and either CUDA or TRITON_INTERPRET=1",
 )
 
@@ -144,10 +144,62 @@ def test_guarded_weighted_sum_checks_its_guard_arguments():
         guarded_weighted_sum([x, x], [1.0, 1.0], 2, limit, count)
     with pytest.raises(TypeError, match=r"`limit` must be a one-element torch\.float32 tensor"):
         guarded_weighted_sum([x], [1.0], 0, limit.double(), count)
-    with pytest.raises(TypeError, match=r"`refused` must be a one-element torch\.int32 tensor"):
+    with pytest.raises(TypeError, match=r"`refused` must be a 0-d or 1-d torch\.int32 counter"):
         guarded_weighted_sum([x], [1.0], 0, limit, count.long())
-    with pytest.raises(ValueError, match="`limit` must be one element"):
+    with pytest.raises(ValueError, match="`limit` must have one element, got 2"):
         guarded_weighted_sum([x], [1.0], 0, torch.ones(2, device=DEVICE), count)
+    with pytest.raises(ValueError, match=r"`slot` must be in \[0, 0\], got 1"):
+        guarded_weighted_sum([x], [1.0], 0, limit, count, slot=1)
+    with pytest.raises(ValueError, match=r"`limit_scale` must be a finite float > 0, got 0\.0"):
+        guarded_weighted_sum([x], [1.0], 0, limit, count, limit_scale=0.0)
+    with pytest.raises(
+        ValueError, match=r"`addend` must have the shape of `tensors\[0\]` \(7,\), got \(8,\)"
+    ):
+        guarded_weighted_sum([x], [1.0], 0, limit, count, addend=make((8,), torch.float32, 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7,), (4099,), (2, 37, 24)])
+def test_guarded_weighted_sum_scale_slot_and_addend(dtype, shape):
+    tensors = [make(shape, dtype, 20 + i) for i in range(3)]
+    addend = make(shape, dtype, 30)
+    peak = torch.tensor(0.9, device=DEVICE)
+    counters = torch.zeros(5, dtype=torch.int32, device=DEVICE)
+    ref_counters = counters.clone()
+    args = (tensors, WEIGHTS[:3], 2, peak)
+    extra = {"limit_scale": 1.5, "slot": 3, "addend": addend}
+    got = guarded_weighted_sum(*args, counters, **extra)
+    want = torch_guarded_weighted_sum(*args, ref_counters, **extra)
+    assert torch.equal(got, want), f"{dtype} {shape}: max diff {(got.float() - want.float()).abs().max()}"
+    assert torch.equal(counters, ref_counters) and counters[3] > 0 and counters.sum() == counters[3]
+    plain = torch_weighted_sum(tensors, WEIGHTS[:3]).float()
+    acc = sum(t.float() * w for t, w in zip(tensors, WEIGHTS[:3], strict=True))
+    accepted = acc.abs() <= 0.9 * 1.5
+    assert int(counters[3]) == int((~accepted).sum())
+    expected = torch.where(accepted, plain, tensors[2].float()) + addend.float()
+    tolerance = 2 * torch.finfo(dtype).eps * expected.abs().max().item() + 1e-6
+    assert (got.float() - expected).abs().max().item() <= tolerance
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("orders", [1, 3])
+def test_taylor_update_tracks_the_peak_magnitude(dtype, orders):
+    shape = (2, 37, 24)
+    feature = make(shape, dtype, 40)
+    feature.view(-1)[100] = -7.5  # the largest magnitude, negative
+    factors = [make(shape, dtype, 41 + i) for i in range(orders)]
+    ref_factors = [f.clone() for f in factors]
+    peak = torch.tensor(1.0, device=DEVICE)
+    ref_peak = peak.clone()
+    taylor_update_(factors, feature, [0.5] * (orders - 1), peak)
+    torch_taylor_update_(ref_factors, feature, [0.5] * (orders - 1), ref_peak)
+    assert peak.item() == ref_peak.item() == 7.5
+    assert all(torch.equal(a, b) for a, b in zip(factors, ref_factors, strict=True))
+    taylor_update_(factors, feature * 0.5, [0.5] * (orders - 1), peak)
+    assert peak.item() == 7.5  # a running maximum: never lowered
+    feature.view(-1)[5] = float("nan")
+    taylor_update_(factors, feature, [0.5] * (orders - 1), peak)
+    assert peak.item() == float("inf")  # NaN switches the magnitude limit off
 
 
 @pytest.mark.parametrize("factor_dtype", DTYPES)
