@@ -24,9 +24,10 @@ from forecache.accel.config import (
     TaylorSeerConfig,
     register_config,
 )
-from forecache.accel.forecasters import AdamsBashforth, Reuse, Taylor
-from forecache.accel.policies import ConfidenceGate, Interval, StepMask
+from forecache.accel.forecasters import AdamsBashforth, Reuse, Taylor, register_forecaster
+from forecache.accel.policies import ConfidenceGate, Interval, StepMask, Timeline, register_policy
 from forecache.accel.stats import CacheStats, ContextStats
+from forecache.accel.targets import register_target
 
 if TYPE_CHECKING:
     from forecache.api import apply, cached, remove, stats
@@ -73,12 +74,16 @@ __all__ = [
     "StepMask",
     "Taylor",
     "TaylorSeerConfig",
+    "Timeline",
     "UnsupportedModelError",
     "__version__",
     "apply",
     "cached",
     "register_config",
+    "register_forecaster",
     "register_layout",
+    "register_policy",
+    "register_target",
     "remove",
     "stats",
     "supported_models",

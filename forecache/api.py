@@ -21,7 +21,6 @@ from forecache.layouts.registry import UnsupportedModelError, layout_for
 
 __all__ = ["apply", "cached", "remove", "stats"]
 
-_ORIGINAL_CLASS = "_forecache_original_class"
 #: Pipeline components that hold a denoising transformer. Wan 2.2 has two experts: `transformer`
 #: for the high-noise steps and `transformer_2` for the low-noise ones; each gets its own cache.
 TRANSFORMER_COMPONENTS = ("transformer", "transformer_2")
@@ -67,22 +66,19 @@ def _hooked(target: Any) -> list[tuple[str, torch.nn.Module, CacheSession]]:
     return hooked
 
 
-def _wrap_pipeline(pipe: DiffusionPipeline, sessions: list[CacheSession]) -> None:
-    """Give this pipeline instance a subclass whose `__call__` resets and frees the cache per call."""
-    original = type(pipe)
+def _refuse_stacking(name: str, module: torch.nn.Module) -> None:
+    """Refuse a transformer on which diffusers' own cache (`enable_cache`) is enabled.
 
-    def __call__(self: DiffusionPipeline, *args: Any, **kwargs: Any) -> Any:
-        for session in sessions:
-            session.reset()
-        try:
-            return original.__call__(self, *args, **kwargs)
-        finally:
-            for session in sessions:
-                session.release()
+    Raises:
+        RuntimeError: Naming both caches.
 
-    wrapped = type(original.__name__, (original,), {"__call__": __call__, "__module__": original.__module__})
-    setattr(pipe, _ORIGINAL_CLASS, original)
-    pipe.__class__ = wrapped
+    """
+    if getattr(module, "is_cache_enabled", False):
+        raise RuntimeError(
+            f"forecache cannot be applied to `{name}` ({type(module).__name__}): diffusers' own cache is "
+            "enabled on it (`enable_cache`); call its `disable_cache()` first. Two caches would skip "
+            "and forecast the same blocks."
+        )
 
 
 def apply(
@@ -90,12 +86,16 @@ def apply(
 ) -> CacheSession:
     """Make a diffusers pipeline or transformer forecast its features at most denoising steps.
 
-    Hooks are attached to this instance only (never to its class) and removed by `remove`, after
-    which the model computes exactly what it computed before. On a pipeline, the cache state
-    resets at the start of every call and its tensors are freed at the end; on a bare
-    transformer, state resets when the timestep jumps back up (a new trajectory). A pipeline with
-    two experts (Wan 2.2: `transformer` and `transformer_2`) gets one cache per expert, each with
-    its own warm-up from its first step and the cool-down at the end of the steps it denoises.
+    Hooks are attached to this instance only (never to its class, and the pipeline keeps its own
+    class) and removed by `remove`, after which the model computes exactly what it computed
+    before. The cache state resets when a generation starts: when the scheduler's schedule is set
+    anew (every diffusers pipeline calls ``scheduler.set_timesteps`` per call; a bare transformer
+    with ``scheduler=`` the same), or, without a scheduler, when the timestep jumps back up. Its
+    tensors are freed when the pipeline ends its call (diffusers' ``maybe_free_model_hooks``). A
+    pipeline with two experts (Wan 2.2: `transformer` and `transformer_2`) gets one cache per
+    expert, each with its own warm-up from its first step and the cool-down at the end of the
+    steps it denoises. `apply` and `remove` may target the pipeline or one of its transformers in
+    any order: each transformer is applied or removed on its own.
 
     Args:
         target: A `DiffusionPipeline` with a `transformer`, or a diffusers transformer
@@ -114,7 +114,8 @@ def apply(
 
     Raises:
         UnsupportedModelError: If the transformer's class has no layout.
-        RuntimeError: If forecache is already applied.
+        RuntimeError: If forecache is already applied to a transformer of `target`, or diffusers'
+            own cache (`enable_cache`) is enabled on it.
         TypeError: If `config`, `target` or `scheduler` has an unsupported type.
 
     Example:
@@ -131,9 +132,14 @@ def apply(
     if scheduler is not None and not isinstance(scheduler, SchedulerMixin):
         raise TypeError(f"`scheduler` must be a diffusers scheduler or None, got {type(scheduler).__name__}")
     transformers = _transformers_of(target)
+    for name, module in transformers.items():
+        if session_of(module) is not None:
+            raise RuntimeError(
+                f"forecache is already applied to `{name}` ({type(module).__name__}) of this "
+                f"{type(target).__name__}; call forecache.remove(...) first"
+            )
+        _refuse_stacking(name, module)
     layouts = {name: layout_for(module) for name, module in transformers.items()}  # refuse before hooking
-    if isinstance(target, DiffusionPipeline) and hasattr(target, _ORIGINAL_CLASS):
-        raise RuntimeError(f"forecache is already applied to this {type(target).__name__}; remove it first")
     sessions: list[CacheSession] = []
     try:
         for name, module in transformers.items():
@@ -147,13 +153,18 @@ def apply(
         for module in list(transformers.values())[: len(sessions)]:
             detach(module)
         raise
-    if isinstance(target, DiffusionPipeline):
-        _wrap_pipeline(target, sessions)
+    shared: list[Any] = [None]
+    for session in sessions:
+        session.siblings = [other for other in sessions if other is not session]
+        session.siblings_schedule = shared
     return sessions[0]
 
 
 def remove(target: Any) -> None:
     """Remove forecache from a pipeline or transformer; its outputs are bitwise what they were before.
+
+    On a pipeline, every transformer forecache is applied to is freed of it (one applied through
+    the pipeline and removed alone before is simply no longer there).
 
     Example:
         >>> import forecache
@@ -167,15 +178,13 @@ def remove(target: Any) -> None:
         True
 
     Raises:
-        ValueError: If forecache is not applied to `target`.
+        ValueError: If forecache is not applied to `target` (nor to any of its transformers).
 
     """
-    for _, module, _ in _hooked(target):
+    for _, module, session in _hooked(target):
         detach(module)
-    original = getattr(target, _ORIGINAL_CLASS, None)
-    if original is not None:
-        target.__class__ = original
-        delattr(target, _ORIGINAL_CLASS)
+        for sibling in session.siblings:
+            sibling.siblings = [s for s in sibling.siblings if s is not session]
 
 
 @contextmanager

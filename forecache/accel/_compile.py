@@ -7,16 +7,14 @@ from typing import Any, TypeVar
 
 import torch
 
-F = TypeVar("F", bound=Callable[..., Any])
+from forecache.accel._private import compile_context, compiled_call, lazy_compiler_disable, set_compiled_call
 
-# `torch.compiler.disable` imports torch._dynamo (and with it triton) when the decorator is applied;
-# `torch._disable_dynamo` defers that to the first call, so `import forecache` stays light.
-_lazy_disable: Callable[[Any], Any] = getattr(torch, "_disable_dynamo", None) or torch.compiler.disable
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def compiler_disable(fn: F) -> F:
     """Return `fn` excluded from `torch.compile` tracing (a graph break), resolved at first call."""
-    return _lazy_disable(fn)
+    return lazy_compiler_disable(fn)
 
 
 def _compile_context(module: torch.nn.Module) -> Any:
@@ -26,18 +24,15 @@ def _compile_context(module: torch.nn.Module) -> Any:
         ValueError: If the module is compiled but its compile context cannot be found.
 
     """
-    compiled = getattr(module, "_compiled_call_impl", None)
+    compiled = compiled_call(module)
     if compiled is None:
         return None
-    code = getattr(compiled, "__code__", None)
-    closure = getattr(compiled, "__closure__", None) or ()
-    names = code.co_freevars if code is not None else ()
-    context = dict(zip(names, (cell.cell_contents for cell in closure), strict=False)).get("self")
-    if not callable(context) or not hasattr(context, "fullgraph"):
+    context = compile_context(compiled)
+    if context is None:
         raise ValueError(
             f"forecache: {type(module).__name__} was compiled with `Module.compile()` in a form forecache "
-            "cannot move inside its hooks; compile its forward instead: "
-            "block.forward = torch.compile(block.forward)"
+            f"cannot move inside its hooks (torch {torch.__version__}; regional compilation is supported "
+            "from torch 2.6); compile its forward instead: block.forward = torch.compile(block.forward)"
         )
     return context
 
@@ -78,13 +73,13 @@ def move_compile_inside(
             "attention and feed-forward inside the block, which a full graph cannot contain; use "
             "target='blocks' (or 'output'), or compile without fullgraph"
         )
-    compiled = module._compiled_call_impl
+    compiled = compiled_call(module)
     original = hook.fn_ref.original_forward
-    module._compiled_call_impl = None
+    set_compiled_call(module, None)
     hook.fn_ref.original_forward = context(original)
 
     def restore() -> None:
         module.forward = original  # removing the hook left the compiled forward there
-        module._compiled_call_impl = compiled
+        set_compiled_call(module, compiled)
 
     return restore

@@ -6,20 +6,12 @@ import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
 from forecache.accel._compile import move_compile_inside
+from forecache.accel._private import compiled_call, invalidate_child_registries
 from forecache.accel.config import CacheConfig
-from forecache.accel.hooks import (
-    BLOCK_HOOK,
-    HOOK_NAMES,
-    MODULE_HOOK,
-    ROOT_HOOK,
-    SKIP_HOOK,
-    BlockHook,
-    ModuleHook,
-    RootHook,
-    SkipHook,
-)
-from forecache.accel.layout import BlockListLayout, ModelLayout
+from forecache.accel.hooks import BLOCK_HOOK, HOOK_NAMES, ROOT_HOOK, RootHook
+from forecache.accel.layout import ModelLayout
 from forecache.accel.state import CacheSession
+from forecache.accel.targets import TARGETS, Block
 
 __all__ = ["attach", "detach", "session_of"]
 
@@ -31,10 +23,8 @@ def session_of(transformer: torch.nn.Module) -> CacheSession | None:
     return getattr(transformer, _SESSION_ATTR, None)
 
 
-def _blocks(
-    transformer: torch.nn.Module, layout: ModelLayout
-) -> list[tuple[str, torch.nn.Module, BlockListLayout]]:
-    blocks: list[tuple[str, torch.nn.Module, BlockListLayout]] = []
+def _blocks(transformer: torch.nn.Module, layout: ModelLayout) -> list[Block]:
+    blocks: list[Block] = []
     for block_list in layout.block_lists:
         modules = getattr(transformer, block_list.attr, None)
         if not isinstance(modules, torch.nn.ModuleList):
@@ -42,22 +32,11 @@ def _blocks(
                 f"forecache: {type(transformer).__name__} has no block list `{block_list.attr}` "
                 f"(expected a torch.nn.ModuleList, got {type(modules).__name__})"
             )
-        blocks.extend((f"{block_list.attr}.{i}", block, block_list) for i, block in enumerate(modules))
+        for i, block in enumerate(modules):
+            blocks.append(Block(len(blocks), f"{block_list.attr}.{i}", block, block_list))
     if not blocks:
         raise ValueError(f"forecache: {type(transformer).__name__} has no transformer blocks to cache")
     return blocks
-
-
-def _present(block: torch.nn.Module, names: tuple[str, ...]) -> list[str]:
-    return [name for name in names if _has(block, name)]
-
-
-def _has(block: torch.nn.Module, name: str) -> bool:
-    try:
-        block.get_submodule(name)
-    except AttributeError:
-        return False
-    return True
 
 
 def _register(module: torch.nn.Module, hook: ModelHook, name: str) -> None:
@@ -71,6 +50,9 @@ def attach(
     num_inference_steps: int | None = None,
 ) -> CacheSession:
     """Attach hooks to `transformer` so that `config` decides, per call, what runs and what is forecast.
+
+    The target named by ``config.target`` chooses and registers the block and sub-module hooks;
+    nothing here depends on which target or policy it is.
 
     Args:
         transformer: The diffusers transformer (its blocks are found through `layout`).
@@ -93,34 +75,17 @@ def attach(
     probes = config.policy.probe_blocks
     if probes >= len(blocks):
         raise ValueError(
-            f"ConfidenceGate: `probe_blocks` must be < the {len(blocks)} blocks of {name}, got {probes}"
+            f"{type(config.policy).__name__}: `probe_blocks` must be < the {len(blocks)} blocks of {name}, "
+            f"got {probes}"
         )
-    cached: list[list[str]] = []
-    skipped: list[list[str]] = []
-    for index, (block_name, block, block_list) in enumerate(blocks):
-        cached.append(_present(block, block_list.modules) if config.target == "modules" else [])
-        skipped.append(_present(block, block_list.skipped_modules) if config.target == "modules" else [])
-        if config.target == "modules" and index >= probes and not cached[-1]:
-            raise ValueError(
-                f"forecache: block `{block_name}` of {name} has none of the cached sub-modules "
-                f"{list(block_list.modules)}; use target='blocks' or fix the layout"
-            )
-    units = [len(names) if config.target == "modules" else 1 for names in cached]
-    session = CacheSession(config, units, num_inference_steps)
+    target = TARGETS.get(config.target)()
+    units = target.plan(blocks, probes, name)
+    session = CacheSession(config, target, units, num_inference_steps)
     try:
         _register(transformer, RootHook(session, layout.timestep_arg), ROOT_HOOK)
-        hooked: list[tuple[torch.nn.Module, BlockHook, str]] = []
-        for index, (block_name, block, block_list) in enumerate(blocks):
-            block_hook = BlockHook(session, index, block_list)
-            _register(block, block_hook, BLOCK_HOOK)
-            hooked.append((block, block_hook, f"{name}.{block_name}"))
-            if index < probes:
-                continue
-            for sub in cached[index]:
-                _register(block.get_submodule(sub), ModuleHook(session, f"{block_name}.{sub}"), MODULE_HOOK)
-            for sub in skipped[index]:
-                _register(block.get_submodule(sub), SkipHook(session, f"{block_name}.{sub}"), SKIP_HOOK)
-        session.check_compiled = lambda: _move_compiles(session, hooked, config.target != "modules")
+        target.attach(session, blocks, _register)
+        invalidate_child_registries(HookRegistry.check_if_exists_or_initialize(transformer))
+        session.check_compiled = lambda: _move_compiles(session, blocks, name, target.allows_fullgraph)
         session.check_compiled()
     except BaseException:
         _remove_hooks(transformer)
@@ -130,13 +95,12 @@ def attach(
     return session
 
 
-def _move_compiles(
-    session: CacheSession, hooked: list[tuple[torch.nn.Module, BlockHook, str]], allow_fullgraph: bool
-) -> None:
+def _move_compiles(session: CacheSession, blocks: list[Block], owner: str, allow_fullgraph: bool) -> None:
     """Move `Module.compile()` of any block (compiled before or since `apply`) under its hook."""
-    for block, hook, owner in hooked:
-        if getattr(block, "_compiled_call_impl", None) is not None:
-            restore = move_compile_inside(block, hook, owner, allow_fullgraph)
+    for block in blocks:
+        if compiled_call(block.module) is not None:
+            hook = HookRegistry.check_if_exists_or_initialize(block.module).get_hook(BLOCK_HOOK)
+            restore = move_compile_inside(block.module, hook, f"{owner}.{block.name}", allow_fullgraph)
             if restore is not None:
                 session.undo.append(restore)
 
@@ -151,7 +115,7 @@ def _remove_hooks(transformer: torch.nn.Module) -> None:
     registry = HookRegistry.check_if_exists_or_initialize(transformer)
     for hook_name in HOOK_NAMES:
         registry.remove_hook(hook_name, recurse=True)
-    registry.invalidate_child_registries_cache()
+    invalidate_child_registries(registry)
 
 
 def detach(transformer: torch.nn.Module) -> None:

@@ -47,13 +47,14 @@ class ScheduleClock:
     def __init__(self, scheduler: Callable[[], Any]) -> None:
         self._scheduler = scheduler
         self._source: torch.Tensor | None = None
-        self._host: list[float] = []
+        self._host: list[float] | None = []
         self._witnesses: list[tuple[torch.Tensor, float]] = []
         self._calls = 0  # calls placed since the schedule was set (schedulers without step_index)
         self._current: int | None = None
         self._checked = False
         self.trusted = True
         self.lost_trust = False
+        self.generation = 0  # counts the schedules set: each starts a generation
 
     def num_steps(self) -> int | None:
         """Length of the scheduler's current schedule, or None before `set_timesteps`."""
@@ -73,14 +74,34 @@ class ScheduleClock:
         timesteps = getattr(scheduler, "timesteps", None)
         if not isinstance(timesteps, torch.Tensor):
             return None
-        if timesteps is not self._source:  # `set_timesteps` assigns a new tensor
+        self._follow(timesteps)
+        if self._host is None:
             self._host = timesteps.detach().reshape(-1).to("cpu", torch.float64).tolist()
-            self._source = timesteps
-            self._calls = 0
         if not hasattr(type(scheduler), "step_index"):
             self._current, self._calls = self._calls, self._calls + 1
         index = self.index()
         return self._host[index] if index is not None and 0 <= index < len(self._host) else None
+
+    @property
+    def schedule(self) -> torch.Tensor | None:
+        """The scheduler's timesteps tensor of the current generation (its identity marks the generation)."""
+        return self._source
+
+    def follow(self) -> None:
+        """Notice a schedule set since the last call (a new generation), trusted or not."""
+        timesteps = getattr(self._scheduler(), "timesteps", None)
+        if isinstance(timesteps, torch.Tensor):
+            self._follow(timesteps)
+
+    def _follow(self, timesteps: torch.Tensor) -> None:
+        """Take a host copy of a newly set schedule (a new generation); check the last one's calls first."""
+        if timesteps is self._source:  # `set_timesteps` assigns a new tensor
+            return
+        self.verify()
+        self._host = None  # copied to the host when first needed (never while distrusted)
+        self._source = timesteps
+        self._calls = 0
+        self.generation += 1
 
     def index(self) -> int | None:
         """Return the step index of the call being placed (None when the scheduler has no schedule)."""
@@ -99,7 +120,9 @@ class ScheduleClock:
         The first check runs at the clock's second call, as soon as two calls can disagree; after
         that, at the end of every generation. None when the clock cannot say or is distrusted.
         """
-        known = self.timestep() if self.trusted else None
+        if not self.trusted:
+            return None
+        known = self.timestep()
         if known is None:
             return None
         self._witnesses.append((value.detach(), known))  # reduced in `verify`, not per call

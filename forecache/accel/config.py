@@ -2,7 +2,8 @@
 
 Every config is a frozen dataclass validated on construction. Presets resolve to a `CacheConfig`
 through a registry (`register_config`), so `forecache.apply` dispatches on the config's type
-without an isinstance ladder and third-party presets can plug in.
+without an isinstance ladder and third-party presets can plug in. The three axes are open
+registries too: any registered policy, forecaster or target name is accepted.
 """
 
 from __future__ import annotations
@@ -14,23 +15,22 @@ from typing import Any, Literal, TypeVar
 import torch
 
 from forecache.accel._checks import check_choice, check_float, check_instance, check_int
-from forecache.accel.forecasters import COORDINATES, AdamsBashforth, ForecasterSpec, Reuse, Taylor
-from forecache.accel.policies import ConfidenceGate, Interval, PolicySpec, StepMask
+from forecache.accel.forecasters import COORDINATES, FORECASTERS, AdamsBashforth, Forecaster, Taylor
+from forecache.accel.policies import POLICIES, ConfidenceGate, Interval, Policy
+from forecache.accel.targets import TARGETS
 
 __all__ = [
     "FALLBACKS",
     "HISTORY_DTYPES",
-    "TARGETS",
     "AdamsBashforthConfig",
     "CacheConfig",
     "ConfidenceGateConfig",
     "TaylorSeerConfig",
+    "check_target",
     "register_config",
     "resolve_config",
 ]
 
-Target = Literal["modules", "blocks", "output"]
-TARGETS: tuple[str, ...] = ("modules", "blocks", "output")
 FALLBACKS: tuple[str, ...] = ("reuse", "recompute")
 HISTORY_DTYPES: dict[str, torch.dtype | None] = {
     "auto": None,
@@ -45,13 +45,15 @@ class CacheConfig:
     """The general form: when to compute (policy), how to forecast (forecaster), what (target).
 
     Args:
-        policy: `Interval`, `StepMask` or `ConfidenceGate`. Default `Interval()`.
-        forecaster: `Reuse`, `Taylor` or `AdamsBashforth`. Default `Taylor(order=1)`.
-        target: What is cached and forecast. ``"modules"``: the attention and feed-forward
-            outputs inside every block (most faithful, most memory: several features per block
-            and order); ``"blocks"`` (default): the residual of the block stack after the probe
-            blocks, one feature per stream; ``"output"``: the denoiser's output (cheapest, also
-            skips the embeddings and the head, least faithful).
+        policy: Any registered policy, e.g. `Interval`, `StepMask` or `ConfidenceGate`. Default
+            `Interval()`.
+        forecaster: Any registered forecaster, e.g. `Reuse`, `Taylor` or `AdamsBashforth`.
+            Default `Taylor(order=1)`.
+        target: The name of a registered target: what is cached and forecast. ``"modules"``:
+            the attention and feed-forward outputs inside every block (most faithful, most
+            memory: several features per block and order); ``"blocks"`` (default): the residual
+            of the block stack after the probe blocks, one feature per stream; ``"output"``: the
+            denoiser's output (cheapest, also skips the embeddings and the head, least faithful).
         history_dtype: Storage dtype of the history: ``"auto"`` (default, the feature's dtype),
             ``"float32"``, ``"bfloat16"`` or ``"float16"``. Lower precision halves the cache memory
             and bandwidth; differences of close features lose relative precision.
@@ -68,9 +70,9 @@ class CacheConfig:
 
     """
 
-    policy: PolicySpec = field(default_factory=Interval)
-    forecaster: ForecasterSpec = field(default_factory=Taylor)
-    target: Target = "blocks"
+    policy: Policy = field(default_factory=Interval)
+    forecaster: Forecaster = field(default_factory=Taylor)
+    target: str = "blocks"
     history_dtype: str = "auto"
     fallback_margin: float | None = 4.0
     fallback: Literal["reuse", "recompute"] = "reuse"
@@ -79,9 +81,9 @@ class CacheConfig:
         if self.fallback_margin is not None:
             check_float("CacheConfig", "fallback_margin", self.fallback_margin, 1.0)
         check_choice("CacheConfig", "fallback", self.fallback, FALLBACKS)
-        check_instance("CacheConfig", "policy", self.policy, (Interval, StepMask, ConfidenceGate))
-        check_instance("CacheConfig", "forecaster", self.forecaster, (Reuse, Taylor, AdamsBashforth))
-        check_choice("CacheConfig", "target", self.target, TARGETS)
+        POLICIES.check("CacheConfig", "policy", self.policy)
+        FORECASTERS.check("CacheConfig", "forecaster", self.forecaster)
+        check_target("CacheConfig", self.target)
         check_choice("CacheConfig", "history_dtype", self.history_dtype, HISTORY_DTYPES)
 
     @property
@@ -90,11 +92,17 @@ class CacheConfig:
         return HISTORY_DTYPES[self.history_dtype]
 
 
+def check_target(owner: str, value: Any) -> None:
+    """Raise `ValueError` unless `value` names a registered target (listing the registered ones)."""
+    if value not in TARGETS:
+        raise ValueError(f"{owner}: `target` must be one of {TARGETS.names()}, got {value!r}")
+
+
 def _check_schedule_fields(owner: str, config: Any, min_cooldown: int) -> None:
     """Validate the fields every preset shares (warm-up, cool-down, target, coordinate, dtype)."""
     check_int(owner, "warmup", config.warmup, 1)
     check_int(owner, "cooldown", config.cooldown, min_cooldown)
-    check_choice(owner, "target", config.target, TARGETS)
+    check_target(owner, config.target)
     check_choice(owner, "coordinate", config.coordinate, COORDINATES)
     check_choice(owner, "history_dtype", config.history_dtype, HISTORY_DTYPES)
 
@@ -123,7 +131,7 @@ class TaylorSeerConfig:
     order: int = 2
     warmup: int = 3
     cooldown: int = 1
-    target: Target = "modules"
+    target: str = "modules"
     coordinate: Literal["step", "timestep"] = "step"
     history_dtype: str = "auto"
 
@@ -156,7 +164,7 @@ class AdamsBashforthConfig:
     order: int = 2
     warmup: int = 2
     cooldown: int = 1
-    target: Target = "output"
+    target: str = "output"
     coordinate: Literal["step", "timestep"] = "timestep"
     history_dtype: str = "auto"
 
@@ -197,7 +205,7 @@ class ConfidenceGateConfig:
     cooldown: int = 1
     probe_blocks: int = 1
     reduce_across_ranks: bool = False
-    target: Target = "blocks"
+    target: str = "blocks"
     coordinate: Literal["step", "timestep"] = "step"
     history_dtype: str = "auto"
 

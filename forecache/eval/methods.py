@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import forecache
+from forecache.accel.forecasters import FORECASTERS
+from forecache.accel.policies import POLICIES
+from forecache.accel.registry import Registry
 from forecache.eval.files import atomic_write_text
 from forecache.eval.peers import PEERS, PeerRun
 
@@ -47,17 +50,7 @@ PRESETS: dict[str, type] = {
     "cache": forecache.CacheConfig,
 }
 _ALIASES = {"adams-bashforth": "ab", "ab-cache": "ab", "confidence-gate": "cg", "cg-taylor": "cg"}
-_POLICIES: dict[str, type] = {
-    "interval": forecache.Interval,
-    "mask": forecache.StepMask,
-    "gate": forecache.ConfidenceGate,
-}
-_FORECASTERS: dict[str, type] = {
-    "reuse": forecache.Reuse,
-    "taylor": forecache.Taylor,
-    "ab": forecache.AdamsBashforth,
-}
-_CACHE_TOP = ("target", "history_dtype")
+_CACHE_TOP = ("target", "history_dtype", "fallback_margin", "fallback")
 
 
 @dataclass(frozen=True)
@@ -185,13 +178,13 @@ def _build(cls: type, owner: str, params: Mapping[str, Any]) -> Any:
     return cls(**{k: _coerce(cls, k, v) for k, v in params.items()})
 
 
-def _pick(kind: str, table: dict[str, type], value: Any, default: str) -> tuple[type, dict[str, Any]]:
-    """Resolve a nested ``{"type": name, ...}`` dict or a bare name to (class, fields)."""
+def _pick(registry: Registry[type], value: Any, default: str) -> tuple[type, dict[str, Any]]:
+    """Resolve a nested ``{"type": name, ...}`` dict or a bare name to (registered class, fields)."""
     spec = dict(value) if isinstance(value, Mapping) else {"type": default if value is None else value}
     name = spec.pop("type", default)
-    if name not in table:
-        raise ValueError(f"cache: `{kind}` must be one of {list(table)}, got {name!r}")
-    return table[name], spec
+    if name not in registry:
+        raise ValueError(f"cache: `{registry.axis}` must be one of {registry.names()}, got {name!r}")
+    return registry.get(name), spec
 
 
 def _build_cache(params: Mapping[str, Any]) -> Any:
@@ -208,10 +201,8 @@ def _build_cache(params: Mapping[str, Any]) -> Any:
         if {"threshold", "max_consecutive"} & set(params)
         else "interval"
     )
-    policy_cls, policy_kw = _pick("policy", _POLICIES, params.pop("policy", None), inferred)
-    forecaster_cls, forecaster_kw = _pick(
-        "forecaster", _FORECASTERS, params.pop("forecaster", None), "taylor"
-    )
+    policy_cls, policy_kw = _pick(POLICIES, params.pop("policy", None), inferred)
+    forecaster_cls, forecaster_kw = _pick(FORECASTERS, params.pop("forecaster", None), "taylor")
     top: dict[str, Any] = {}
     policy_fields = [f.name for f in dataclasses.fields(policy_cls)]
     forecaster_fields = [f.name for f in dataclasses.fields(forecaster_cls)]
@@ -230,10 +221,6 @@ def _build_cache(params: Mapping[str, Any]) -> Any:
     return forecache.CacheConfig(policy=policy, forecaster=forecaster, **top)
 
 
-def _name_of(table: dict[str, type], obj: object) -> str:
-    return next(name for name, cls in table.items() if type(obj) is cls)
-
-
 def _fields(obj: object) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(obj):  # type: ignore[arg-type]
@@ -249,10 +236,9 @@ def method_to_dict(spec: MethodSpec) -> dict[str, Any]:
     config = spec.config
     if spec.name == "cache":
         params: dict[str, Any] = {
-            "policy": {"type": _name_of(_POLICIES, config.policy), **_fields(config.policy)},
-            "forecaster": {"type": _name_of(_FORECASTERS, config.forecaster), **_fields(config.forecaster)},
-            "target": config.target,
-            "history_dtype": config.history_dtype,
+            "policy": {"type": POLICIES.name_of(config.policy), **_fields(config.policy)},
+            "forecaster": {"type": FORECASTERS.name_of(config.forecaster), **_fields(config.forecaster)},
+            **{key: getattr(config, key) for key in _CACHE_TOP},
         }
     else:
         params = _fields(config)

@@ -11,6 +11,7 @@ import logging
 
 import torch
 
+from forecache.accel._private import block_return_indices, transformer_block_identifiers
 from forecache.accel.layout import BlockListLayout, ModelLayout
 
 __all__ = [
@@ -63,24 +64,16 @@ def supported_models_markdown() -> str:
 
 
 def _auto_layout(model: torch.nn.Module) -> ModelLayout | None:
-    from diffusers.hooks._common import _ALL_TRANSFORMER_BLOCK_IDENTIFIERS
-    from diffusers.hooks._helpers import TransformerBlockRegistry
-
     lists = []
+    identifiers = transformer_block_identifiers()
     for attr, child in model.named_children():
-        if (
-            attr not in _ALL_TRANSFORMER_BLOCK_IDENTIFIERS
-            or not isinstance(child, torch.nn.ModuleList)
-            or not child
-        ):
+        if attr not in identifiers or not isinstance(child, torch.nn.ModuleList) or not child:
             continue
-        try:
-            meta = TransformerBlockRegistry.get(type(child[0]))
-        except ValueError:
+        indices = block_return_indices(type(child[0]))
+        if indices is None:
             return None
-        encoder = meta.return_encoder_hidden_states_index
-        hidden = meta.return_hidden_states_index if encoder is not None else None
-        lists.append(BlockListLayout(attr, hidden, encoder, _AUTO))
+        hidden, encoder = indices
+        lists.append(BlockListLayout(attr, hidden if encoder is not None else None, encoder, _AUTO))
     return ModelLayout(tuple(lists)) if lists else None
 
 

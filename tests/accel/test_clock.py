@@ -13,7 +13,6 @@ from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
 import forecache
 from forecache import AdamsBashforthConfig, CacheConfig, ConfidenceGateConfig, TaylorSeerConfig
 from forecache.accel.clock import ScheduleClock, host_timestep
-from forecache.eval.probes import count_host_reads
 from forecache.reference import load_reference
 from forecache.testing.tiny import build_tiny
 
@@ -25,6 +24,12 @@ def flux():
     pipe = load_reference("flux-digits")
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def count_host_reads(transformer):
+    from forecache.eval.probes import count_host_reads  # the eval extra: not in the floor run
+
+    return count_host_reads(transformer)
 
 
 def generate(pipe, config, use_clock=True):
@@ -43,6 +48,7 @@ def generate(pipe, config, use_clock=True):
 
 
 @pytest.mark.parametrize("config", [TaylorSeerConfig(), AdamsBashforthConfig()], ids=["taylorseer", "ab"])
+@pytest.mark.eval
 def test_fixed_schedules_read_the_device_once_per_generation(flux, config):
     _, ctx, reads = generate(flux, config)
     assert "F" in ctx.decisions
@@ -53,6 +59,7 @@ def test_fixed_schedules_read_the_device_once_per_generation(flux, config):
 
 
 @pytest.mark.parametrize("config", [TaylorSeerConfig(), AdamsBashforthConfig()], ids=["taylorseer", "ab"])
+@pytest.mark.eval
 def test_the_schedule_clock_gives_the_forecasts_of_the_timestep_read(flux, config):
     read_images, read_ctx, read_reads = generate(flux, config, use_clock=False)
     assert read_reads.ops == {"__float__": 2 * STEPS}  # without a clock: one read per call
@@ -64,6 +71,7 @@ def test_the_schedule_clock_gives_the_forecasts_of_the_timestep_read(flux, confi
     assert diff < 1e-5, diff
 
 
+@pytest.mark.eval
 def test_the_gate_reads_once_per_probe_and_nothing_else(flux):
     _, ctx, reads = generate(flux, ConfidenceGateConfig())
     probes = len(ctx.gate_errors)
@@ -71,6 +79,7 @@ def test_the_gate_reads_once_per_probe_and_nothing_else(flux):
     assert reads.ops == {"tolist": 2, "__float__": 2 * probes}  # both guidance branches probe
 
 
+@pytest.mark.eval
 def test_recompute_fallback_reads_once_per_forecast_step_reuse_never(flux):
     _, ctx, reads = generate(flux, CacheConfig(fallback="recompute"))
     assert reads.ops == {"tolist": 2, "__bool__": 2 * ctx.forecast_steps}
@@ -79,6 +88,7 @@ def test_recompute_fallback_reads_once_per_forecast_step_reuse_never(flux):
 
 
 @pytest.mark.parametrize("config", [TaylorSeerConfig(), AdamsBashforthConfig()], ids=["taylorseer", "ab"])
+@pytest.mark.eval
 def test_schedulers_without_a_step_index_are_indexed_by_counted_calls(config):
     pipe = load_reference("dit-digits")  # DDIM: no step_index; guidance batched, one call per step
     pipe.set_progress_bar_config(disable=True)
@@ -91,6 +101,7 @@ def test_schedulers_without_a_step_index_are_indexed_by_counted_calls(config):
     assert float((images - read_images).abs().max()) < 1e-5
 
 
+@pytest.mark.eval
 def test_counted_calls_with_two_calls_per_step_fall_back_to_reads_without_a_warning():
     from forecache.testing.tiny_pipeline import TinyPipeline
 
@@ -109,6 +120,7 @@ def test_counted_calls_with_two_calls_per_step_fall_back_to_reads_without_a_warn
     assert "F" in stats.contexts["cond"].decisions and torch.isfinite(latents).all()
 
 
+@pytest.mark.eval
 def test_a_bare_transformer_loop_passes_its_scheduler():
     tiny = build_tiny("FluxTransformer2DModel")
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
@@ -127,6 +139,7 @@ def test_a_bare_transformer_loop_passes_its_scheduler():
     assert reads.ops == {"tolist": 2}
 
 
+@pytest.mark.eval
 def test_a_clock_that_does_not_follow_the_calls_is_distrusted_with_a_warning():
     tiny = build_tiny("FluxTransformer2DModel")
     stuck = FlowMatchEulerDiscreteScheduler(shift=3.0)  # given to apply, but never stepped
@@ -180,9 +193,13 @@ class _StubClock:
     """A scheduler clock at a fixed index of a 12-step schedule."""
 
     lost_trust = False
+    generation = 1
 
     def __init__(self, index):
         self._index = index
+
+    def follow(self):
+        pass
 
     def index(self):
         return self._index
@@ -219,7 +236,9 @@ def _decisions(session, calls, **context):
 def test_cooldown_is_placed_at_the_end_of_the_steps_a_context_sees(clock_index, context, calls, expected):
     from forecache import CacheConfig, Interval
     from forecache.accel.state import CacheSession
+    from forecache.accel.targets import BlocksTarget
 
-    session = CacheSession(CacheConfig(policy=Interval(every=2, warmup=2, cooldown=1)), [1], None)
+    config = CacheConfig(policy=Interval(every=2, warmup=2, cooldown=1))
+    session = CacheSession(config, BlocksTarget(), [1], None)
     session.clock = _StubClock(clock_index)
     assert _decisions(session, calls, **context) == expected

@@ -30,3 +30,30 @@ def test_gate_probes_between_forced_steps_and_caps_runs():
     policy = ConfidenceGate(max_consecutive=2, warmup=2, cooldown=1)
     assert letters(policy, 8) == "CCPPCPPC"
     assert policy.accept(0.05) and not policy.accept(0.2) and not policy.accept(float("nan"))
+
+
+def test_timeline_gives_back_the_tuned_steps_and_keeps_ratio_and_shape_elsewhere():
+    from forecache.accel.policies import Timeline
+
+    tuned = [0, 3, 8, 14, 20, 27]
+    policy = Timeline.from_steps(tuned, 28)
+    assert letters(policy, 28) == "".join("C" if i in tuned else "F" for i in range(28))
+    at_50 = sorted(policy.computed_steps(50))
+    assert at_50 == [0, 3, 5, 10, 15, 20, 25, 31, 36, 43, 49]  # 11 = round(6 * 50 / 28), same density
+    assert sorted(policy.computed_steps(10)) == [0, 9]
+    assert policy.decide(60, 50, 0).value == "compute"  # past the end: computed
+
+
+def test_timeline_validates_its_positions():
+    import pytest
+
+    from forecache.accel.policies import Timeline
+
+    with pytest.raises(ValueError, match=r"`positions` must increase strictly from 0\.0 to at most 1\.0"):
+        Timeline((0.1, 0.5), 10)
+    with pytest.raises(ValueError, match=r"`positions` must increase strictly"):
+        Timeline((0.0, 0.5, 0.5), 10)
+    with pytest.raises(ValueError, match=r"`steps` must be an int >= 2, got 1"):
+        Timeline((0.0,), 1)
+    with pytest.raises(TypeError, match=r"`positions` must be a tuple"):
+        Timeline([0.0, 1.0], 10)

@@ -5,7 +5,7 @@ import torch
 
 import forecache
 from forecache import CacheConfig, Interval, Taylor, TaylorSeerConfig
-from forecache.accel.forecasters import _TaylorHistory
+from forecache.accel.forecasters.taylor import TaylorHistory
 from forecache.testing.tiny_pipeline import TinyPipeline
 
 STEPS = 10
@@ -23,17 +23,17 @@ def poisoned_derivative(poison, steps):
 
     The last computed feature (the guard's fallback) stays clean, so a guarded output stays finite.
     """
-    original = _TaylorHistory.predict
+    original = TaylorHistory.predict
 
-    def predict(self, x, guard=None):
+    def predict(self, x, guard=None, addend=None):
         if x not in steps:
-            return original(self, x, guard)
-        saved = self.factors[1]
-        self.factors[1] = torch.full_like(saved, poison)
+            return original(self, x, guard, addend)
+        saved = self.slots[1]
+        self.slots[1] = torch.full_like(saved, poison)
         try:
-            return original(self, x, guard)
+            return original(self, x, guard, addend)
         finally:
-            self.factors[1] = saved
+            self.slots[1] = saved
 
     return predict
 
@@ -60,7 +60,7 @@ def test_bad_forecasts_are_never_used(pipe, monkeypatch, target, poison, fallbac
     clean_decisions = "".join(forecache.stats(pipe).contexts["branch0"].decisions)
     seen.clear()
 
-    monkeypatch.setattr(_TaylorHistory, "predict", poisoned_derivative(poison, steps=(3.0, 6.0)))
+    monkeypatch.setattr(TaylorHistory, "predict", poisoned_derivative(poison, steps=(3.0, 6.0)))
     pipe(num_inference_steps=STEPS)
     stats = forecache.stats(pipe)
     handle.remove()
@@ -78,7 +78,7 @@ def test_bad_forecasts_are_never_used(pipe, monkeypatch, target, poison, fallbac
 
 def test_guard_can_be_disabled_and_then_lets_bad_values_through(pipe, monkeypatch):
     forecache.apply(pipe, CacheConfig(policy=Interval(every=3, warmup=2), fallback_margin=None))
-    monkeypatch.setattr(_TaylorHistory, "predict", poisoned_derivative(float("nan"), steps=(3.0, 4.0)))
+    monkeypatch.setattr(TaylorHistory, "predict", poisoned_derivative(float("nan"), steps=(3.0, 4.0)))
     latents = pipe(num_inference_steps=STEPS).latents
     assert forecache.stats(pipe).fallbacks == 0
     assert torch.isnan(latents).all()

@@ -111,18 +111,16 @@ def test_batched_guidance_is_one_context(pipe):
     forecache.remove(pipe)
 
 
-def test_remove_restores_the_class_and_outputs(pipe):
+def test_the_pipeline_keeps_its_class_and_removal_restores_outputs(pipe):
     original_class = type(pipe)
     before = sample(pipe, guidance_scale=2.0)
     with forecache.cached(pipe, ConfidenceGateConfig(threshold=5.0)):
-        assert type(pipe) is not original_class and isinstance(pipe, original_class)
-        assert type(pipe).__name__ == original_class.__name__
+        assert type(pipe) is original_class
         cached_out = sample(pipe, guidance_scale=2.0)
         assert forecache.stats(pipe).forecast_steps > 0
     assert type(pipe) is original_class
     assert not torch.equal(before, cached_out)
     assert torch.equal(sample(pipe, guidance_scale=2.0), before)
-    assert type(TinyPipeline.from_tiny("FluxTransformer2DModel")) is original_class
 
 
 def test_cached_removes_on_error(pipe):

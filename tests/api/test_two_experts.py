@@ -13,6 +13,7 @@ STEPS = 12
 
 @pytest.fixture
 def pipe():
+    pytest.importorskip("transformers")  # WanPipeline refuses to build without it, even with no text encoder
     high = build_tiny("WanTransformer3DModel").model
     low = build_tiny("WanTransformer3DModel").model
     with torch.no_grad():

@@ -1,0 +1,116 @@
+"""Every private name of diffusers and torch that forecache relies on, in one place.
+
+Public APIs are used wherever they exist (`ModelHook`, `HookRegistry`, `StateManager.context` and
+`CacheContext` on diffusers >= 0.41, `CacheMixin.is_cache_enabled`, `torch.compiler`). What is
+left has no public form; each accessor below names what it reads, since which diffusers or torch
+version, and what it does where that is missing. `tests/accel/test_private.py` checks each one
+against the installed versions; CI runs it at the floor and at the newest supported versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+__all__ = [
+    "block_return_indices",
+    "compile_context",
+    "compiled_call",
+    "invalidate_child_registries",
+    "lazy_compiler_disable",
+    "read_cache_context",
+    "set_compiled_call",
+    "transformer_block_identifiers",
+]
+
+# torch: `torch.compiler.disable` imports torch._dynamo (and with it triton) when the decorator is
+# applied; `torch._disable_dynamo` (torch >= 2.1) defers that to the first call, so `import
+# forecache` stays light. Without it, the public decorator.
+lazy_compiler_disable: Callable[[Any], Any] = (
+    getattr(torch, "_disable_dynamo", None) or torch.compiler.disable
+)
+
+
+def read_cache_context(manager: Any) -> tuple[str | None, int | None, int | None]:
+    """Return the ``(name, num_inference_steps, step_index)`` a pipeline set with ``cache_context``.
+
+    diffusers >= 0.41 hands a `CacheContext` to every stateful hook's `StateManager`, read here
+    through the public ``StateManager.context`` (which raises when none is set). diffusers
+    0.35-0.40 keep only the context's name, in the private ``StateManager._current_context``.
+
+    Args:
+        manager: A `diffusers.hooks.hooks.StateManager` held by a stateful hook.
+
+    Returns:
+        Nones where no context is set or the version does not carry the field.
+
+    """
+    if not hasattr(manager, "_current_context"):  # diffusers >= 0.41
+        try:
+            context = manager.context
+        except ValueError:
+            return None, None, None
+        return context.name, context.num_inference_steps, getattr(context, "step_index", None)
+    return manager._current_context, None, None
+
+
+def compiled_call(module: torch.nn.Module) -> Any:
+    """Return the call `Module.compile()` installed (``Module._compiled_call_impl``), or None."""
+    return getattr(module, "_compiled_call_impl", None)
+
+
+def set_compiled_call(module: torch.nn.Module, call: Any) -> None:
+    """Install (or, with None, remove) a module's compiled call (``Module._compiled_call_impl``)."""
+    module._compiled_call_impl = call
+
+
+def compile_context(compiled: Any) -> Any:
+    """Return the `torch.compile` callable behind a `Module.compile()`d call, or None if it is not one.
+
+    torch keeps it as the closure cell named ``self`` of the wrapper `torch.compile` returns (an
+    `OptimizedModule`'s compile context with ``backend``, ``mode`` and ``fullgraph``); a callable
+    with a ``fullgraph`` attribute is what forecache can re-apply to a block's forward.
+    """
+    code = getattr(compiled, "__code__", None)
+    closure = getattr(compiled, "__closure__", None) or ()
+    names = code.co_freevars if code is not None else ()
+    context = dict(zip(names, (cell.cell_contents for cell in closure), strict=False)).get("self")
+    return context if callable(context) and hasattr(context, "fullgraph") else None
+
+
+def transformer_block_identifiers() -> tuple[str, ...]:
+    """Return the attribute names diffusers' own cache hooks find block lists under (``hooks._common``)."""
+    from diffusers.hooks._common import _ALL_TRANSFORMER_BLOCK_IDENTIFIERS
+
+    return tuple(_ALL_TRANSFORMER_BLOCK_IDENTIFIERS)
+
+
+def block_return_indices(block_class: type) -> tuple[int | None, int | None] | None:
+    """Where diffusers' block metadata (``hooks._helpers.TransformerBlockRegistry``) puts the streams.
+
+    Returns:
+        ``(hidden_states index, encoder_hidden_states index)`` in the block's tuple output, or None
+        when diffusers has no metadata for the class.
+
+    """
+    from diffusers.hooks._helpers import TransformerBlockRegistry
+
+    try:
+        meta = TransformerBlockRegistry.get(block_class)
+    except ValueError:
+        return None
+    return meta.return_hidden_states_index, meta.return_encoder_hidden_states_index
+
+
+def invalidate_child_registries(registry: Any) -> None:
+    """Drop diffusers' cached list of child hook registries (``invalidate_child_registries_cache``).
+
+    diffusers >= 0.41 caches the registries below a module for `cache_context`; after hooks are
+    added or removed below it, the cache must be rebuilt. Earlier versions walk the tree every
+    time and have nothing to invalidate.
+    """
+    invalidate = getattr(registry, "invalidate_child_registries_cache", None)
+    if invalidate is not None:
+        invalidate()

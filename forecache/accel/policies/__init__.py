@@ -1,0 +1,27 @@
+"""Policies: at which denoising steps the cached part of the transformer really runs.
+
+Each policy is a frozen spec registered by name (`register_policy`). `Interval` and `StepMask`
+decide before the step starts, as does `Timeline` (what the tuner writes), which places computed
+steps on the normalised timeline so a schedule holds at any step count; `ConfidenceGate` runs its
+probe blocks first and decides from the error of the probe's forecast (CG-Taylor, "Forecasting
+When to Forecast").
+"""
+
+from forecache.accel.policies.base import POLICIES, Decision, Policy, in_cooldown, register_policy
+from forecache.accel.policies.confidence_gate import ConfidenceGate, gate_error
+from forecache.accel.policies.interval import Interval
+from forecache.accel.policies.step_mask import StepMask
+from forecache.accel.policies.timeline import Timeline
+
+__all__ = [
+    "POLICIES",
+    "ConfidenceGate",
+    "Decision",
+    "Interval",
+    "Policy",
+    "StepMask",
+    "Timeline",
+    "gate_error",
+    "in_cooldown",
+    "register_policy",
+]

@@ -1,0 +1,18 @@
+"""Targets: what is cached and forecast. Each owns its hooks and is registered by name (`register_target`)."""
+
+from forecache.accel.targets.base import TARGETS, Block, BlockRole, Register, Target, register_target
+from forecache.accel.targets.blocks import BlocksTarget
+from forecache.accel.targets.modules import ModulesTarget
+from forecache.accel.targets.output import OutputTarget
+
+__all__ = [
+    "TARGETS",
+    "Block",
+    "BlockRole",
+    "BlocksTarget",
+    "ModulesTarget",
+    "OutputTarget",
+    "Register",
+    "Target",
+    "register_target",
+]

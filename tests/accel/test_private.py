@@ -1,0 +1,80 @@
+"""Every private diffusers/torch name forecache reads still means what it did, at this diffusers version.
+
+CI runs this module at the floor and at the newest supported versions (see `.ci/run`).
+"""
+
+import pytest
+import torch
+from diffusers.hooks import HookRegistry
+from diffusers.hooks.hooks import BaseState, ModelHook, StateManager
+
+from forecache.accel import _private
+from forecache.testing.tiny import build_tiny
+
+
+class _Nothing(BaseState):
+    def reset(self):
+        pass
+
+
+class _Receiver(ModelHook):
+    _is_stateful = True
+
+    def __init__(self):
+        super().__init__()
+        self.manager = StateManager(_Nothing)
+
+    def reset_state(self, module):
+        return module
+
+
+def test_cache_context_is_read_through_the_hook_state_manager():
+    model = build_tiny("FluxTransformer2DModel").model
+    hook = _Receiver()
+    HookRegistry.check_if_exists_or_initialize(model).register_hook(hook, "receiver")
+    assert _private.read_cache_context(hook.manager) == (None, None, None)
+    with model.cache_context("cond"):
+        assert _private.read_cache_context(hook.manager)[0] == "cond"
+    assert _private.read_cache_context(hook.manager) == (None, None, None)
+
+
+@pytest.mark.skipif(
+    tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 6),
+    reason="regional compile needs torch>=2.6",
+)
+def test_compiled_call_and_its_compile_context():
+    block = torch.nn.Linear(3, 3)
+    assert _private.compiled_call(block) is None
+    block.compile(backend="eager", fullgraph=True)
+    compiled = _private.compiled_call(block)
+    assert compiled is not None
+    context = _private.compile_context(compiled)
+    assert context is not None and context.fullgraph is True
+    _private.set_compiled_call(block, None)
+    assert _private.compiled_call(block) is None
+
+
+def test_block_metadata_and_identifiers():
+    from diffusers.models.transformers.transformer_flux import FluxTransformerBlock
+
+    assert "transformer_blocks" in _private.transformer_block_identifiers()
+    assert _private.block_return_indices(FluxTransformerBlock) == (1, 0)
+    assert _private.block_return_indices(torch.nn.Linear) is None
+
+
+def test_invalidate_child_registries_is_safe_on_every_version():
+    model = build_tiny("DiTTransformer2DModel").model
+    _private.invalidate_child_registries(HookRegistry.check_if_exists_or_initialize(model))
+
+
+def test_lazy_compiler_disable_excludes_a_function_from_tracing():
+    calls = []
+
+    @_private.lazy_compiler_disable
+    def side_effect(x):
+        calls.append(1)
+        return x
+
+    compiled = torch.compile(lambda x: side_effect(x) + 1, backend="eager")
+    assert torch.equal(compiled(torch.ones(2)), torch.full((2,), 2.0))
+    assert calls == [1]
