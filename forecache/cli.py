@@ -225,6 +225,13 @@ def _models(markdown: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``forecache`` command; returns the exit status (0 ok, 2 bad input or failed run)."""
+    from forecache._extras import MissingExtraError, require_extra
+
+    try:
+        require_extra("eval", "the forecache command")
+    except MissingExtraError as err:
+        print(f"forecache: error: {err}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "models":

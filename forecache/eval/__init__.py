@@ -6,6 +6,11 @@ per-step decisions; ``sweep`` grids a preset's fields and writes the best config
 bucket. The ``forecache`` command line is a thin layer over these two functions.
 """
 
+from forecache._extras import require_extra
+
+require_extra("eval", "forecache.eval (the benchmark harness)")
+
+# ruff: noqa: E402 (the extra is checked before anything that needs it is imported)
 from forecache.eval.bench import DEFAULT_METHODS, BenchConfig, RunConfig, bench
 from forecache.eval.methods import MethodSpec, load_methods, make_method, parse_method, save_methods
 from forecache.eval.peers import PEERS
