@@ -11,13 +11,18 @@ import torch
 
 __all__ = [
     "CASES",
+    "FLOW",
     "Inputs",
     "TimeFn",
     "TinyModel",
     "case",
     "output_tensors",
     "randn",
+    "wake",
 ]
+
+#: FLUX-style pipelines pass ``timestep / 1000`` (flow time in [0, 1]); the model scales it back.
+FLOW = 1e-3
 
 Inputs = dict[str, Any]
 #: ``make_time(value, batch)``: the time keyword arguments of one call from the model-scale time value.
@@ -91,6 +96,20 @@ def output_tensors(output: Any) -> list[torch.Tensor]:
     if isinstance(output, (tuple, list)):
         return [t for value in output for t in output_tensors(value)]
     return []
+
+
+def wake(model: torch.nn.Module, *fragments: str, std: float = 0.02) -> torch.nn.Module:
+    """Fill the all-zero parameters whose names contain one of `fragments` with ``N(0, std)``.
+
+    Zero-initialised output layers and gates (adaLN-zero, gated cross-attention) make a random model
+    ignore its time embedding or output zeros, so a cache would look exact for no reason; a trained
+    checkpoint has them non-zero. Draws from the global RNG, which `build_tiny` seeds.
+    """
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if any(f in name for f in fragments) and not param.any():
+                param.normal_(0.0, std)
+    return model
 
 
 def randn(generator: torch.Generator, *shape: int) -> torch.Tensor:

@@ -9,11 +9,8 @@ from collections.abc import Callable
 
 import torch
 
-from forecache.testing.catalog.base import Inputs, TinyModel, case, randn
+from forecache.testing.catalog.base import FLOW, Inputs, TinyModel, case, randn
 from forecache.testing.inputs import flux_image_ids
-
-#: FLUX-style pipelines pass ``timestep / 1000``; the model multiplies by 1000 again.
-FLOW = 1e-3
 
 
 def _ids_inputs(
@@ -67,6 +64,9 @@ def _chroma() -> TinyModel:
         num_attention_heads=2,
         joint_attention_dim=32,
         axes_dims_rope=(4, 4, 8),
+        approximator_num_channels=8,  # the modulation approximator defaults to 5 layers of width 5120
+        approximator_hidden_dim=32,
+        approximator_layers=2,
     )
     return TinyModel(model, _ids_inputs(4, 32), timestep_scale=FLOW)
 

@@ -9,9 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from forecache.testing.catalog.base import Inputs, TinyModel, case, randn
-
-FLOW = 1e-3
+from forecache.testing.catalog.base import FLOW, Inputs, TinyModel, case, randn
 
 
 @case("SD3Transformer2DModel")

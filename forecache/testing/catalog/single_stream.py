@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from forecache.testing.catalog.base import Inputs, TinyModel, case, randn
-
-FLOW = 1e-3
+from forecache.testing.catalog.base import FLOW, Inputs, TinyModel, case, randn, wake
 
 
 @case("LuminaNextDiT2DModel")
@@ -35,6 +33,7 @@ def _lumina_next() -> TinyModel:
         cross_attention_dim=32,
         scaling_factor=1.0,
     )
+    wake(model, ".gate")  # zero-initialised cross-attention gates
     rotary = get_2d_rotary_pos_embed_lumina(model.head_dim, 384, 384)
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
@@ -128,6 +127,7 @@ def _prx() -> TinyModel:
         axes_dim=[8, 8],
         theta=10_000,
     )
+    wake(model, "modulation.lin")  # zero-initialised: the blocks would ignore the time
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
         return {"hidden_states": randn(g, b, 16, 8, 8), "encoder_hidden_states": randn(g, b, 8, 32)}
@@ -153,6 +153,7 @@ def _ernie_image() -> TinyModel:
         eps=1e-6,
         qk_layernorm=True,
     )
+    wake(model, "adaLN_modulation", "final_linear")  # zero-initialised: the output would be all zero
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
         return {

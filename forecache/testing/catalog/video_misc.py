@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from forecache.testing.catalog.base import Inputs, TinyModel, case, randn
+from forecache.testing.catalog.base import Inputs, TinyModel, case, randn, wake
 
 
 @case("Kandinsky5Transformer3DModel")
@@ -34,6 +34,7 @@ def _kandinsky5() -> TinyModel:
         visual_cond=False,
         attention_type="regular",
     )
+    wake(model, "modulation.out_layer")  # zero-initialised: the blocks would ignore the time
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
         side, text = 8, 6
@@ -120,7 +121,7 @@ _JOY = {
 def _joyimage() -> TinyModel:
     from diffusers import JoyImageEditTransformer3DModel
 
-    model = JoyImageEditTransformer3DModel(**_JOY)
+    model = wake(JoyImageEditTransformer3DModel(**_JOY), "modulate_table")
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
         return {"hidden_states": randn(g, b, 16, 1, 4, 4), "encoder_hidden_states": randn(g, b, 12, 16)}
@@ -132,7 +133,7 @@ def _joyimage() -> TinyModel:
 def _joyimage_plus() -> TinyModel:
     from diffusers import JoyImageEditPlusTransformer3DModel
 
-    model = JoyImageEditPlusTransformer3DModel(**_JOY)
+    model = wake(JoyImageEditPlusTransformer3DModel(**_JOY), "modulate_table")
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
         # Two patches per sample (target + one reference image), each one 2x2-latent frame.
@@ -164,6 +165,7 @@ def _sana_wm() -> TinyModel:
         chunk_plucker_channels=8,
         chunk_plucker_post_attn_blocks=2,
     )
+    wake(model, "plucker_embedder.proj", "conv_k")  # zero-initialised: the GDN branch would be dead
     frames, side = 4, 8
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
