@@ -12,27 +12,29 @@ import torch
 
 from forecache.testing.catalog.base import Inputs, TinyModel, case, randn
 
+#: DiT-XL/2's structure, tiny: class-conditional adaLN-zero blocks over 2x2 patches.
+_DIT = {
+    "num_attention_heads": 2,
+    "attention_head_dim": 8,
+    "in_channels": 4,
+    "out_channels": 4,
+    "num_layers": 3,
+    "sample_size": 8,
+    "patch_size": 2,
+    "num_embeds_ada_norm": 1000,
+    "norm_type": "ada_norm_zero",
+}
+
+
+def _class_inputs(b: int, g: torch.Generator) -> Inputs:
+    return {"hidden_states": randn(g, b, 4, 8, 8), "class_labels": torch.arange(b) % 10}
+
 
 @case("DiTTransformer2DModel")
 def _dit() -> TinyModel:
     from diffusers import DiTTransformer2DModel
 
-    model = DiTTransformer2DModel(
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        out_channels=4,
-        num_layers=3,
-        sample_size=8,
-        patch_size=2,
-        num_embeds_ada_norm=1000,
-        norm_type="ada_norm_zero",
-    )
-
-    def inputs(b: int, g: torch.Generator) -> Inputs:
-        return {"hidden_states": randn(g, b, 4, 8, 8), "class_labels": torch.arange(b) % 10}
-
-    return TinyModel(model, inputs)
+    return TinyModel(DiTTransformer2DModel(**_DIT), _class_inputs)
 
 
 @case("PixArtTransformer2DModel")
@@ -69,22 +71,7 @@ def _transformer_2d() -> TinyModel:
     from diffusers import Transformer2DModel
 
     # The patched, class-conditional form (what DiT pipelines loaded before the dedicated classes).
-    model = Transformer2DModel(
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=4,
-        out_channels=4,
-        num_layers=3,
-        sample_size=8,
-        patch_size=2,
-        num_embeds_ada_norm=1000,
-        norm_type="ada_norm_zero",
-    )
-
-    def inputs(b: int, g: torch.Generator) -> Inputs:
-        return {"hidden_states": randn(g, b, 4, 8, 8), "class_labels": torch.arange(b) % 10}
-
-    return TinyModel(model, inputs)
+    return TinyModel(Transformer2DModel(**_DIT), _class_inputs)
 
 
 @case("SanaTransformer2DModel")

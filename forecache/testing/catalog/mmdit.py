@@ -59,7 +59,7 @@ def _aura_flow() -> TinyModel:
     )
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
-        return {"hidden_states": randn(g, b, 4, 8, 8), "encoder_hidden_states": randn(g, b, 8, 32)}
+        return {"hidden_states": randn(g, b, 4, 8, 8), "encoder_hidden_states": randn(g, b, 6, 32)}
 
     return TinyModel(model, inputs, timestep_scale=FLOW)
 

@@ -116,28 +116,32 @@ def _ltx_video() -> TinyModel:
     return TinyModel(model, inputs)
 
 
+#: LTX-2 (video + audio streams), tiny; the SANA-WM refiner builds on the same transformer.
+LTX2 = {
+    "in_channels": 4,
+    "out_channels": 4,
+    "patch_size": 1,
+    "patch_size_t": 1,
+    "num_attention_heads": 2,
+    "attention_head_dim": 8,
+    "cross_attention_dim": 16,
+    "audio_in_channels": 4,
+    "audio_out_channels": 4,
+    "audio_num_attention_heads": 2,
+    "audio_attention_head_dim": 4,
+    "audio_cross_attention_dim": 8,
+    "num_layers": 2,
+    "qk_norm": "rms_norm_across_heads",
+    "caption_channels": 16,
+    "rope_double_precision": False,
+}
+
+
 @case("LTX2VideoTransformer3DModel")
 def _ltx2() -> TinyModel:
     from diffusers import LTX2VideoTransformer3DModel
 
-    model = LTX2VideoTransformer3DModel(
-        in_channels=4,
-        out_channels=4,
-        patch_size=1,
-        patch_size_t=1,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        cross_attention_dim=16,
-        audio_in_channels=4,
-        audio_out_channels=4,
-        audio_num_attention_heads=2,
-        audio_attention_head_dim=4,
-        audio_cross_attention_dim=8,
-        num_layers=2,
-        qk_norm="rms_norm_across_heads",
-        caption_channels=16,
-        rope_double_precision=False,
-    )
+    model = LTX2VideoTransformer3DModel(**LTX2)
 
     def inputs(b: int, g: torch.Generator) -> Inputs:
         frames, side, audio_frames = 2, 4, 9

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from forecache.testing.catalog.base import Inputs, TinyModel, case, randn, wake
+from forecache.testing.catalog.video import LTX2
 
 
 @case("Kandinsky5Transformer3DModel")
@@ -77,7 +78,7 @@ def _kandinsky6() -> TinyModel:
             "hidden_states": randn(g, b, 2, 4, 4, 2 * 4 + 1),
             "encoder_hidden_states": randn(g, b, 6, 8),
             "pooled_projections": randn(g, b, 8),
-            "audio_hidden_states": randn(g, b, 6, 4),
+            "audio_hidden_states": randn(g, b, 5, 4),
         }
 
     return TinyModel(model, inputs)
@@ -191,24 +192,7 @@ def _sana_wm() -> TinyModel:
 def _sana_wm_refiner() -> TinyModel:
     from diffusers import SanaWMLTX2RefinerTransformer3DModel
 
-    model = SanaWMLTX2RefinerTransformer3DModel(
-        in_channels=4,
-        out_channels=4,
-        patch_size=1,
-        patch_size_t=1,
-        num_attention_heads=2,
-        attention_head_dim=8,
-        cross_attention_dim=16,
-        audio_in_channels=4,
-        audio_out_channels=4,
-        audio_num_attention_heads=2,
-        audio_attention_head_dim=4,
-        audio_cross_attention_dim=8,
-        num_layers=2,
-        qk_norm="rms_norm_across_heads",
-        caption_channels=16,
-        rope_double_precision=False,
-    )
+    model = SanaWMLTX2RefinerTransformer3DModel(**LTX2)
     frames, side = 2, 4
     tokens = frames * side * side
 
