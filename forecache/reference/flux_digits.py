@@ -15,6 +15,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from forecache.reference.data import IMAGE_SIZE, NUM_CLASSES, check_call_args
+from forecache.testing.inputs import flux_image_ids
 
 __all__ = ["ClassTokenEmbedding", "FluxDigitsPipeline", "build_flux_digits"]
 
@@ -116,10 +117,7 @@ def image_ids(height: int, width: int, device: torch.device, dtype: torch.dtype)
         `torch.Tensor` of shape `(height * width, 3)`: (0, row, column).
 
     """
-    ids = torch.zeros(height, width, 3)
-    ids[..., 1] = ids[..., 1] + torch.arange(height)[:, None]
-    ids[..., 2] = ids[..., 2] + torch.arange(width)[None, :]
-    return ids.reshape(height * width, 3).to(device=device, dtype=dtype)
+    return flux_image_ids(height, width, device=device, dtype=dtype)
 
 
 def build_flux_digits() -> FluxDigitsPipeline:

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from forecache.testing.inputs import flux_image_ids
+
 __all__ = ["ARCH_DIR", "SIZES", "Arch", "LatentInputs", "arch_names", "load_arch"]
 
 ARCH_DIR = Path(__file__).parent / "archs"
@@ -176,10 +178,7 @@ class Arch:
         h, w = height // 8, width // 8
         if self.inputs == "flux":
             latents = randn(1, (h // 2) * (w // 2), int(model_config["in_channels"]))
-            ids = torch.zeros(h // 2, w // 2, 3)
-            ids[..., 1] += torch.arange(h // 2)[:, None]
-            ids[..., 2] += torch.arange(w // 2)[None, :]
-            kwargs["img_ids"] = ids.reshape(-1, 3).to(device=device, dtype=dtype)
+            kwargs["img_ids"] = flux_image_ids(h // 2, w // 2, device=device, dtype=dtype)
             kwargs["txt_ids"] = torch.zeros(tokens, 3, device=device, dtype=dtype)
             kwargs["encoder_hidden_states"] = randn(1, tokens, int(model_config["joint_attention_dim"]))
             kwargs["pooled_projections"] = randn(1, int(model_config["pooled_projection_dim"]))
