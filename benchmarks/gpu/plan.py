@@ -59,6 +59,9 @@ PEERS = (
     "cachedit.dbcache:taylorseer_order=2",
 )
 FLUX_METHODS = (*CORE, *PRESETS_REST, *PEERS)
+# Run last in their worker whatever their priority: cache-dit's disable_cache leaves its patched
+# forward on a bare transformer, after which diffusers' cache hooks fail (seen with 1.5.3).
+LAST_IN_PART = ("cachedit.",)
 WAN_METHODS = FLUX_METHODS
 # Work fraction of peers whose skipping depends on the features (random weights: assume none).
 _PEER_FRACTION = {"diffusers.taylorseer": 0.9}
@@ -290,7 +293,7 @@ def make_plan(
             break
         notes.append(f"repeats={r}: critical entries do not fit: {', '.join(missing)}")
     order = [p.name for p in parts]
-    kept.sort(key=lambda e: (order.index(e.part), e.priority))
+    kept.sort(key=lambda e: (order.index(e.part), (e.method or "").startswith(LAST_IN_PART), e.priority))
     for i, e in enumerate(kept):  # reserve: better-priority work in later parts
         later = [f for f in kept[i + 1 :] if f.part != e.part and f.priority < e.priority]
         opened = {f.part for f in later} - {e.part}
@@ -345,7 +348,9 @@ def default_entries(flux_steps: Sequence[int], wan_steps: int, kernel_sizes: Seq
     def add(part: str, methods: Sequence[str], steps: int, critical: bool = False) -> None:
         nonlocal tier
         for m in methods:
-            warm = 1 if part.endswith("/compile") else 0  # eager: the counted loop warms up
+            # eager: the counted loop warms up; a peer's first loop may differ from the next
+            # (cache-dit's persistent context), a compiled one compiles
+            warm = 1 if part.endswith("/compile") or "." in m.partition(":")[0] else 0
             entries.append(Entry(f"{part}/{steps}/{m}", part, tier, critical, m, steps, warmup=warm))
             tier += 1
 

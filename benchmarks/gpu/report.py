@@ -253,6 +253,18 @@ def render_markdown(doc: dict) -> str:
     lines += [f"- {c['status']} {c['check']}: {c['subject']}: {c['text']}" for c in checks]
     tally = {s: sum(c["status"] == s for c in checks) for s in ("PASS", "FAIL", "MISSING")}
     lines += ["", "acceptance: " + ", ".join(f"{v} {k}" for k, v in tally.items())]
+    lines += ["", "## Parts", ""]
+    header = ["part", "dims", "measurements", "planned s", "measured s", "status"]
+    part_lines = []
+    for part in plan["parts"]:
+        mine = [r for r in rows if r["part"] == part["name"]]
+        state = doc["parts"].get(part["name"], {})
+        measured = sum(r.get("elapsed_s") or 0.0 for r in mine) + (state.get("setup_s") or 0.0)
+        dims = "x".join(map(str, part["dims"][0])) if part.get("dims") else "-"
+        planned = part["setup_s"] + sum(r["est_s"] for r in mine)
+        status = f"{state.get('status', '?')}, {state.get('attempts', 0)} worker(s)"
+        part_lines.append([part["name"], dims, str(len(mine)), f"{planned:.0f}", f"{measured:.0f}", status])
+    lines += _table(header, part_lines)
     lines += ["", "## Measurements"]
     kernels = [r for r in rows if r["part"] == "kernels"]
     if kernels:

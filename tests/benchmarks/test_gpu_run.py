@@ -113,6 +113,14 @@ def test_plan_takes_the_largest_video_size_that_fits_and_needs_each_baseline():
     assert plan.reasons["w/eager/200/ab"] == "its baseline was left out"
 
 
+def test_cache_dit_runs_last_in_its_worker_whatever_its_priority():
+    # cache-dit's disable_cache leaves its patched forward behind: diffusers' hooks fail after it
+    methods = ["baseline", "cachedit.dbcache", "diffusers.fbcache", "taylorseer:target=blocks"]
+    entries = [_entry("a/eager", m, i, steps=2) for i, m in enumerate(methods)]
+    plan = planning.make_plan(entries, [_part("a/eager")], 1000.0, COST, repeats=(1,))
+    assert [e.method for e in plan.entries] == [*methods[:1], *methods[2:], "cachedit.dbcache"]
+
+
 @pytest.mark.parametrize("bad", [{"budget_s": 0.0}, {"budget_s": 10.0, "repeats": ()}])
 def test_plan_names_a_bad_budget_or_repeats(bad):
     with pytest.raises(ValueError, match=r"budget_s|repeats"):
@@ -263,3 +271,14 @@ def test_a_worker_process_runs_a_part_and_is_killed_when_it_overruns(tmp_path, m
     assert doc["parts"]["kernels"]["attempts"] == run.MAX_ATTEMPTS
     log = (tmp_path / "killed" / "gpu-run.log").read_text()
     assert log.count("worker killed: set-up took over 0 s") == run.MAX_ATTEMPTS
+
+
+def test_profile_measures_cache_dit_on_the_bare_transformer_after_diffusers_peers():
+    from forecache.eval.profile import ProfileConfig, profile
+
+    methods = ("cachedit.dbcache", "diffusers.fbcache")
+    config = ProfileConfig("flux-dev", "tiny", steps=4, dtype="float32", methods=methods, warmup=0, repeats=2)
+    rows = profile(config).rows
+    assert [r.label for r in rows] == ["baseline", "diffusers.fbcache", "cachedit.dbcache"]
+    assert all(r.error is None and len(r.loop_s_all) == 2 for r in rows), [r.error for r in rows]
+    assert rows[2].compute_source == "transformer FLOPs" and rows[2].flops_ratio == rows[2].compute_ratio
