@@ -139,6 +139,12 @@ def _add_profile(sub: Any) -> None:
         help="method specs (baseline always runs)",
     )
     profile.add_argument("--warmup", type=int, default=1, help="untimed trajectories per method (default 1)")
+    profile.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="timed trajectories per method; the median is reported (default 1)",
+    )
     profile.add_argument("--out", help="folder for profile.json and profile.md")
     profile.add_argument(
         "--compile",
@@ -163,6 +169,7 @@ def _profile(args: argparse.Namespace) -> int:
             dtype=dtype,
             methods=tuple(args.methods),
             warmup=args.warmup,
+            repeats=args.repeats,
             out=args.out,
             compile=args.compile,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ __all__ = [
     "MemoryProbe",
     "count_compute",
     "count_host_reads",
+    "count_syncs",
+    "graphs_compiled",
     "loop_clock",
     "memory_probe",
 ]
@@ -174,6 +177,37 @@ def count_host_reads(transformer: torch.nn.Module) -> Iterator[HostReads]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def count_syncs(device: torch.device) -> Iterator[list[int]]:
+    """Count host synchronisations with ``torch.cuda.set_sync_debug_mode("warn")`` (CUDA only).
+
+    Yields:
+        A one-element list, set to the number of synchronisation warnings when the block exits;
+        0 on any other device (nothing is measured there).
+
+    """
+    count = [0]
+    if device.type != "cuda":
+        yield count
+        return
+    previous = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield count
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    count[0] = sum("synchroniz" in str(w.message) for w in caught)
+
+
+def graphs_compiled() -> int:
+    """Graphs dynamo has compiled in this process so far (``counters["stats"]["unique_graphs"]``)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 @dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import statistics
 import time
-import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,11 +18,11 @@ import torch
 import forecache
 from forecache.eval.bench import DEFAULT_METHODS
 from forecache.eval.files import atomic_write_json, atomic_write_text
-from forecache.eval.methods import MethodSpec, attached, parse_method
+from forecache.eval.methods import MethodSpec, attached, make_method, parse_method
 from forecache.eval.peers import PeerRun
-from forecache.eval.probes import count_compute, count_host_reads, memory_probe
+from forecache.eval.probes import count_compute, count_host_reads, count_syncs, graphs_compiled, memory_probe
 from forecache.eval.workload import DTYPES
-from forecache.testing.arch import SIZES, Arch, LatentInputs, load_arch
+from forecache.testing.arch import SIZES, Arch, load_arch
 
 __all__ = [
     "DEFAULT_PROFILE_METHODS",
@@ -30,18 +30,20 @@ __all__ = [
     "ProfileConfig",
     "ProfileResult",
     "ProfileRow",
+    "ProfileSession",
     "format_profile",
     "profile",
 ]
 
-# bench's methods but cache-dit, whose enable_cache takes a whole pipeline (profile drives a bare
-# transformer)
-DEFAULT_PROFILE_METHODS = ("baseline", *(m for m in DEFAULT_METHODS if not m.startswith("cachedit.")))
+DEFAULT_PROFILE_METHODS = ("baseline", *DEFAULT_METHODS)
 NOTE = (
     "Random weights: speed, compute and memory do not depend on the weights; "
     "quality is never reported from random weights."
 )
 _MiB = 2**20
+# Peers whose `attach` takes the bare transformer (cache-dit's transformer-only path, a persistent
+# cache context counted in transformer calls) rather than an object holding `.transformer`.
+_TRANSFORMER_PEERS = ("cachedit.",)
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,13 @@ class ProfileConfig:
         dtype: One of `forecache.eval.workload.DTYPES`.
         methods: Method specs (``name[:key=value,...]``); the baseline is always run first.
         warmup: Untimed trajectories per method before the measured ones (default 1).
+        repeats: Timed trajectories per method (default 1); rows report their median.
         seed: Seed of the random inputs.
         out: Folder for ``profile.json`` and ``profile.md`` (written atomically); None: print only.
         compile: `torch.compile` backend for diffusers' regional compilation of the blocks
             (``compile_repeated_blocks``, e.g. ``"inductor"``), applied once before all methods;
             None (default) runs eagerly. Each row then reports the graphs compiled during its
-            timed trajectory: 0 means no recompilation as steps switch between compute and forecast.
+            timed trajectories: 0 means no recompilation as steps switch between compute and forecast.
 
     """
 
@@ -78,6 +81,7 @@ class ProfileConfig:
     dtype: str = "bfloat16"
     methods: tuple[str, ...] = DEFAULT_PROFILE_METHODS
     warmup: int = 1
+    repeats: int = 1
     seed: int = 0
     out: str | None = None
     compile: str | None = None
@@ -96,6 +100,8 @@ class ProfileConfig:
             raise ValueError(f"`steps` must be an int >= 2, got {self.steps!r}")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"`warmup` must be an int >= 0, got {self.warmup!r}")
+        if not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ValueError(f"`repeats` must be an int >= 1, got {self.repeats!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"`dtype` must be one of {list(DTYPES)}, got {self.dtype!r}")
         for spec in self.methods:
@@ -109,47 +115,55 @@ class ProfileRow:
     Attributes:
         label: The method spec.
         kind: ``baseline``, ``forecache`` or ``peer``.
+        steps: Denoising steps of each trajectory.
         error: Why the method could not run (None: it ran).
-        loop_s: Wall-clock of the measured denoising loop (CUDA-synchronised at both ends).
+        loop_s: Median wall-clock of the timed denoising loops (CUDA-synchronised at both ends).
+        loop_s_all: Each timed loop's wall-clock, in order.
         step_s: `loop_s` per step.
+        speedup: The baseline's `loop_s` (same steps) over this row's.
         compute_ratio: Baseline work over this method's: forecache.stats block executions for
             presets, transformer FLOPs for peers, 1.0 for the baseline.
         compute_source: How `compute_ratio` was obtained.
-        flops: Transformer FLOPs of one trajectory (matmuls and attention).
-        peak_bytes: Peak memory of the measured loop (see `memory_method`).
+        flops: Transformer FLOPs of one trajectory (matmuls and attention; element-wise work,
+            forecasts included, is not counted).
+        flops_ratio: The baseline's `flops` over this row's.
+        peak_bytes: Peak memory of the timed loops (see `memory_method`).
         memory_method: CUDA max_memory_allocated or CPU peak RSS increase.
         cache_bytes: Bytes held by forecache's histories (forecache.stats); None for others.
+        cache_fraction: `cache_bytes` over the model's weight bytes.
         syncs_per_step: Host synchronisations per step over the whole loop, the scheduler's
             included (CUDA only; None on CPU).
         host_reads_per_step: Reads of tensor values back to the host inside transformer calls
             (hooks included) per step, on any device (`forecache.eval.probes.count_host_reads`);
             on a GPU each is a synchronisation.
         recompiles: With `ProfileConfig.compile`: graphs dynamo compiled during the timed
-            trajectory (after the warm-up and counted ones); None when not compiling.
+            trajectories (after the warm-up and counted ones); None when not compiling.
+        warmup_s: Wall-clock of the untimed warm-up trajectories (with `compile`: mostly compilation).
+        elapsed_s: Wall-clock of the whole measurement (attach, calibration, every trajectory).
 
     """
 
     label: str
     kind: str
+    steps: int = 0
     error: str | None = None
     loop_s: float | None = None
+    loop_s_all: list[float] = field(default_factory=list)
     step_s: float | None = None
+    speedup: float | None = None
     compute_ratio: float | None = None
     compute_source: str = ""
     flops: int | None = None
+    flops_ratio: float | None = None
     peak_bytes: int | None = None
     memory_method: str = ""
     cache_bytes: int | None = None
+    cache_fraction: float | None = None
     syncs_per_step: float | None = None
     host_reads_per_step: float | None = None
     recompiles: int | None = None
-
-
-def _graphs_compiled() -> int:
-    """Graphs dynamo has compiled in this process so far."""
-    from torch._dynamo.utils import counters
-
-    return int(counters["stats"]["unique_graphs"])
+    warmup_s: float | None = None
+    elapsed_s: float | None = None
 
 
 @dataclass
@@ -160,6 +174,7 @@ class ProfileResult:
         config: The configuration run, as a dict.
         model_class: The diffusers class.
         params: Parameter count of the built model.
+        weight_bytes: Bytes of the model's parameters and buffers.
         shapes: Input shapes of one call.
         device_name: The device in words.
         rows: One per method, the baseline first.
@@ -170,6 +185,7 @@ class ProfileResult:
     config: dict[str, Any]
     model_class: str
     params: int
+    weight_bytes: int
     shapes: dict[str, list[int]]
     device_name: str
     rows: list[ProfileRow] = field(default_factory=list)
@@ -189,9 +205,7 @@ def _scheduler(arch: Arch) -> Any:
     return DDIMScheduler(beta_schedule="linear", clip_sample=False)
 
 
-def _denoise(
-    model: torch.nn.Module, arch: Arch, inputs: LatentInputs, scheduler: Any, steps: int
-) -> torch.Tensor:
+def _denoise(model: torch.nn.Module, arch: Arch, inputs: Any, scheduler: Any, steps: int) -> torch.Tensor:
     """One trajectory: the transformer called directly, as the pipeline calls it, then the scheduler step."""
     scheduler.set_timesteps(steps, device=inputs.latents.device)
     if hasattr(scheduler, "set_begin_index"):
@@ -214,122 +228,195 @@ def _denoise(
     return latents
 
 
-@contextlib.contextmanager
-def _count_syncs(device: torch.device) -> Iterator[list[int]]:
-    """Count host synchronisations with ``torch.cuda.set_sync_debug_mode("warn")`` (CUDA only)."""
-    count = [0]
-    if device.type != "cuda":
-        yield count
-        return
-    previous = torch.cuda.get_sync_debug_mode()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
+def _peer_setup(spec: MethodSpec, model: torch.nn.Module) -> tuple[MethodSpec, Any]:
+    """Return the spec and the attach target of a method when profile drives the bare transformer.
+
+    cache-dit takes the transformer itself; profile calls it once per step (no classifier-free
+    guidance as a second call), so cache-dit's ``enable_separate_cfg`` is off unless given (Wan's
+    adapter turns it on and would count two calls per step).
+    """
+    if spec.kind == "peer" and spec.name.startswith(_TRANSFORMER_PEERS):
+        params = {"enable_separate_cfg": False, **spec.params}
+        return make_method(spec.name, params, label=spec.label), model
+    return spec, SimpleNamespace(transformer=model)
+
+
+def _raise_recompile_limit(limit: int = 64) -> None:
+    """Let dynamo keep up to `limit` graphs per frame before it gives up on compiling it.
+
+    Every method measured on one compiled model may add graphs of its own (hooks attached and
+    removed); past the default limit (8) dynamo runs the frame eagerly without a word, and later
+    methods would be timed uncompiled.
+    """
+    from torch._dynamo import config
+
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
+    if getattr(config, name) < limit:
+        setattr(config, name, limit)
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return numerator / denominator if numerator and denominator else None
+
+
+class ProfileSession:
+    """One built model, its inputs and scheduler: measure methods on it, at any number of steps.
+
+    Building a full-size model (and compiling it) is the costly part; a session builds it once
+    for every method and step count measured on it.
+    """
+
+    def __init__(self, config: ProfileConfig) -> None:
+        """Build `config.arch` with random weights on the target device (and compile its blocks)."""
+        self.config = config
+        self.arch = arch = load_arch(config.arch)
+        self.device = device = torch.device(config.device)
+        dtype = DTYPES[config.dtype]
+        self.model = model = arch.build(config.size, device, dtype)
+        if config.compile:
+            _raise_recompile_limit()
+            compile_blocks: Any = model.compile_repeated_blocks  # diffusers' ModelMixin
+            compile_blocks(backend=config.compile)  # regional: the blocks, not the hooks
+        model_config = arch.model_config(config.size)
+        defaults = arch.sized(config.size, "defaults")
+        height = config.height or int(defaults["height"])
+        width = config.width or int(defaults["width"])
+        frames = config.frames or int(defaults.get("frames", 1))
+        generator = torch.Generator().manual_seed(config.seed)
+        self.inputs = arch.make_inputs(
+            model_config, config.size, height, width, frames, device=device, dtype=dtype, generator=generator
+        )
+        self.scheduler = _scheduler(arch)
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device.type} (CPU)"
+        settings = {**dataclasses.asdict(config), "height": height, "width": width, "frames": frames}
+        tensors = [*model.parameters(), *model.buffers()]
+        self.result = ProfileResult(
+            settings,
+            arch.class_name,
+            sum(p.numel() for p in model.parameters()),
+            sum(t.numel() * t.element_size() for t in tensors),
+            self.inputs.shapes,
+            name,
+        )
+        self.baselines: dict[int, ProfileRow] = {}
+
+    def run(self, steps: int) -> None:
+        """One denoising trajectory of `steps` steps, without gradients."""
+        with torch.no_grad():
+            _denoise(self.model, self.arch, self.inputs, self.scheduler, steps)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def measure(
+        self,
+        spec: MethodSpec,
+        steps: int | None = None,
+        warmup: int | None = None,
+        repeats: int | None = None,
+    ) -> ProfileRow:
+        """Measure one method: `warmup` untimed, one counted and `repeats` timed trajectories.
+
+        The counted trajectory gives FLOPs, forecache.stats, host reads and CUDA synchronisations;
+        the timed ones (with nothing attached but the method) give the median wall-clock and peak
+        memory. A method that cannot run gives a row with its `error`. Ratios are taken against
+        the baseline measured earlier at the same `steps` (measure the baseline first).
+        """
+        config, cuda = self.config, self.device.type == "cuda"
+        steps = config.steps if steps is None else steps
+        warmup = config.warmup if warmup is None else warmup
+        repeats = config.repeats if repeats is None else repeats
+        row = ProfileRow(spec.label, spec.kind, steps)
+        begin = time.perf_counter()
+
+        def run() -> None:
+            self.run(steps)
+
         try:
-            yield count
-        finally:
-            torch.cuda.set_sync_debug_mode(previous)
-    count[0] = sum("synchroniz" in str(w.message) for w in caught)
-
-
-def _measure(
-    model: torch.nn.Module,
-    spec: MethodSpec,
-    config: ProfileConfig,
-    run: Any,
-    scheduler: Any,
-    baseline: ProfileRow | None,
-) -> ProfileRow:
-    device = torch.device(config.device)
-    cuda = device.type == "cuda"
-    row = ProfileRow(spec.label, spec.kind)
-    try:
-        peer_run = PeerRun(num_inference_steps=run.steps, run_once=run)
-        with attached(spec, model, SimpleNamespace(transformer=model), peer_run, scheduler):
-            for _ in range(config.warmup):
-                run()
-            with count_compute(model) as count, _count_syncs(device) as syncs, count_host_reads(model) as rd:
-                run()
-            row.flops = count.total
-            if spec.kind == "forecache":
-                stats = forecache.stats(model)
-                row.compute_ratio, row.cache_bytes = stats.compute_ratio, stats.cache_bytes
-                row.compute_source = f"forecache.stats ({stats.unit} executions)"
-            row.syncs_per_step = syncs[0] / config.steps if cuda else None
-            row.host_reads_per_step = rd.total / config.steps
-            graphs = _graphs_compiled() if config.compile else 0
-            with memory_probe(model, device) as memory:
-                if cuda:
-                    torch.cuda.synchronize(device)
+            spec, peer_target = _peer_setup(spec, self.model)
+            peer_run = PeerRun(num_inference_steps=steps, run_once=run)
+            with attached(spec, self.model, peer_target, peer_run, self.scheduler):
                 start = time.perf_counter()
-                run()
-                if cuda:
-                    torch.cuda.synchronize(device)
-                row.loop_s = time.perf_counter() - start
-            row.step_s = row.loop_s / config.steps
-            row.recompiles = _graphs_compiled() - graphs if config.compile else None
-            row.peak_bytes, row.memory_method = memory.peak_bytes, memory.method
-    except Exception as err:  # a method that cannot run is reported, not dropped
-        row.error = f"{type(err).__name__}: {err}"
-    if spec.kind == "baseline":
-        row.compute_ratio, row.compute_source = 1.0, "baseline"
-    elif spec.kind == "peer" and row.error is None and baseline is not None and baseline.flops and row.flops:
-        row.compute_ratio, row.compute_source = baseline.flops / row.flops, "transformer FLOPs"
-    gc.collect()
-    if cuda:
-        torch.cuda.empty_cache()
-    return row
+                for _ in range(warmup):
+                    run()
+                self._sync()
+                row.warmup_s = time.perf_counter() - start
+                with (
+                    count_compute(self.model) as count,
+                    count_syncs(self.device) as syncs,
+                    count_host_reads(self.model) as reads,
+                ):
+                    run()
+                row.flops = count.total
+                if spec.kind == "forecache":
+                    stats = forecache.stats(self.model)
+                    row.compute_ratio, row.cache_bytes = stats.compute_ratio, stats.cache_bytes
+                    row.compute_source = f"forecache.stats ({stats.unit} executions)"
+                row.syncs_per_step = syncs[0] / steps if cuda else None
+                row.host_reads_per_step = reads.total / steps
+                graphs = graphs_compiled() if config.compile else 0
+                with memory_probe(self.model, self.device) as memory:
+                    for _ in range(repeats):
+                        self._sync()
+                        start = time.perf_counter()
+                        run()
+                        self._sync()
+                        row.loop_s_all.append(time.perf_counter() - start)
+                row.loop_s = statistics.median(row.loop_s_all)
+                row.step_s = row.loop_s / steps
+                row.recompiles = graphs_compiled() - graphs if config.compile else None
+                row.peak_bytes, row.memory_method = memory.peak_bytes, memory.method
+        except Exception as err:  # a method that cannot run is reported, not dropped
+            row.error = f"{type(err).__name__}: {err}"
+        base = self.baselines.get(steps)
+        if spec.kind == "baseline":
+            row.compute_ratio, row.compute_source = 1.0, "baseline"
+            if row.error is None:
+                self.baselines[steps] = base = row
+        elif spec.kind == "peer" and row.error is None and base is not None:
+            row.compute_ratio = _ratio(base.flops, row.flops)
+            row.compute_source = "transformer FLOPs" if row.compute_ratio else ""
+        if row.error is None and base is not None:
+            row.flops_ratio, row.speedup = _ratio(base.flops, row.flops), _ratio(base.loop_s, row.loop_s)
+        row.cache_fraction = _ratio(row.cache_bytes, self.result.weight_bytes)
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+        row.elapsed_s = time.perf_counter() - begin
+        return row
 
 
-def profile(config: ProfileConfig) -> ProfileResult:
+def profile(config: ProfileConfig, on_row: Callable[[ProfileRow], None] | None = None) -> ProfileResult:
     """Build `config.arch` with random weights on the target device and profile each method.
 
     Every method runs `warmup` trajectories, one counted trajectory (FLOPs, forecache.stats,
-    host synchronisations) and one timed trajectory (wall-clock and peak memory).
+    host synchronisations) and `repeats` timed trajectories (median wall-clock, peak memory).
+    The baseline runs first, cache-dit's methods last, the others in the order given.
+
+    Args:
+        config: What to run.
+        on_row: Called with each row as soon as it is measured (e.g. to save progress).
 
     Returns:
         The `ProfileResult`; also written to ``out/profile.json`` and ``out/profile.md`` when
-        `config.out` is set.
+        `config.out` is set, after each row.
 
     """
-    arch = load_arch(config.arch)
-    device = torch.device(config.device)
-    dtype = DTYPES[config.dtype]
-    model = arch.build(config.size, device, dtype)
-    if config.compile:
-        compile_blocks: Any = model.compile_repeated_blocks  # diffusers' ModelMixin
-        compile_blocks(backend=config.compile)  # regional: the blocks, not the hooks
-    model_config = arch.model_config(config.size)
-    defaults = arch.sized(config.size, "defaults")
-    height = config.height or int(defaults["height"])
-    width = config.width or int(defaults["width"])
-    frames = config.frames or int(defaults.get("frames", 1))
-    generator = torch.Generator().manual_seed(config.seed)
-    inputs = arch.make_inputs(
-        model_config, config.size, height, width, frames, device=device, dtype=dtype, generator=generator
-    )
-
-    scheduler = _scheduler(arch)
-
-    def run() -> None:
-        with torch.no_grad():
-            _denoise(model, arch, inputs, scheduler, config.steps)
-
-    run.steps = config.steps  # type: ignore[attr-defined]
-    specs = [parse_method(s) for s in config.methods]
-    specs = [parse_method("baseline")] + [s for s in specs if s.kind != "baseline"]
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device.type} (CPU)"
-    settings = {**dataclasses.asdict(config), "height": height, "width": width, "frames": frames}
-    result = ProfileResult(
-        settings, arch.class_name, sum(p.numel() for p in model.parameters()), inputs.shapes, name
-    )
-    for spec in specs:
-        baseline = result.rows[0] if result.rows else None
-        result.rows.append(_measure(model, spec, config, run, scheduler, baseline))
-    if config.out:
-        out = Path(config.out)
-        atomic_write_json(out / "profile.json", result.to_dict())
-        atomic_write_text(out / "profile.md", format_profile(result) + "\n")
+    session = ProfileSession(config)
+    result = session.result
+    specs = [spec for spec in map(parse_method, config.methods) if spec.kind != "baseline"]
+    # cache-dit last: its disable_cache leaves its patched forward on the transformer, and
+    # diffusers' cache hooks fail on it afterwards (cache-dit 1.5.3)
+    specs.sort(key=lambda s: s.name.startswith(_TRANSFORMER_PEERS))
+    for spec in [parse_method("baseline"), *specs]:
+        result.rows.append(session.measure(spec))
+        if on_row is not None:
+            on_row(result.rows[-1])
+        if config.out:
+            out = Path(config.out)
+            atomic_write_json(out / "profile.json", result.to_dict())
+            atomic_write_text(out / "profile.md", format_profile(result) + "\n")
     return result
 
 
@@ -341,33 +428,38 @@ def format_profile(result: ProfileResult) -> str:
     """Format the table: one row per method, then errors, the memory method and `NOTE`."""
     cfg = result.config
     cpu = not str(cfg["device"]).startswith("cuda")
-    header = ["method", "loop s", "step ms", "compute", "source", "peak MiB", "cache MiB"]
-    header += ["reads/step", "syncs/step", "recompiles"]
+    header = ["method", "loop s", "step ms", "speedup", "compute", "FLOPs", "source", "peak MiB"]
+    header += ["cache MiB", "of weights", "reads/step", "syncs/step", "recompiles"]
     rows = [header]
     for r in result.rows:
         if r.error is not None:
-            rows.append([r.label, "error", *([""] * 8)])
+            rows.append([r.label, "error", *([""] * (len(header) - 2))])
             continue
         rows.append(
             [
                 r.label,
                 _num(r.loop_s, ".3f"),
                 _num(None if r.step_s is None else r.step_s * 1e3, ".1f"),
+                _num(r.speedup, ".2f") + "x",
                 _num(r.compute_ratio, ".2f") + "x",
+                _num(r.flops_ratio, ".2f") + "x",
                 r.compute_source,
                 _num(None if r.peak_bytes is None else r.peak_bytes / _MiB, ".1f"),
                 _num(None if r.cache_bytes is None else r.cache_bytes / _MiB, ".2f", "-"),
+                _num(None if r.cache_fraction is None else r.cache_fraction * 100, ".3f", "-") + "%",
                 _num(r.host_reads_per_step, ".2f"),
                 "n/a (CPU)" if cpu else _num(r.syncs_per_step, ".2f"),
                 _num(r.recompiles, "d", "-"),
             ]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    video = len(result.shapes["latents"]) == 5
     lines = [
-        f"{cfg['arch']} ({result.model_class}, {cfg['size']}, {result.params / 1e6:.1f}M params) on "
-        f"{result.device_name}, {cfg['dtype']}, {cfg['height']}x{cfg['width']}"
-        + (f"x{cfg['frames']} frames" if result.shapes["latents"].__len__() == 5 else "")
-        + f", {cfg['steps']} steps; inputs {result.shapes}",
+        f"{cfg['arch']} ({result.model_class}, {cfg['size']}, {result.params / 1e6:.1f}M params, "
+        f"{result.weight_bytes / _MiB:.0f} MiB) on {result.device_name}, {cfg['dtype']}, "
+        f"{cfg['height']}x{cfg['width']}"
+        + (f"x{cfg['frames']} frames" if video else "")
+        + f", {cfg['steps']} steps, median of {cfg['repeats']}; inputs {result.shapes}",
         *("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows),
     ]
     lines.insert(2, "  ".join("-" * w for w in widths))
@@ -375,8 +467,10 @@ def format_profile(result: ProfileResult) -> str:
     methods = {r.memory_method for r in result.rows if r.memory_method}
     lines += [f"peak memory: {m}" for m in sorted(methods)]
     lines.append(
-        "reads/step: tensor values read back to the host inside the transformer calls (a GPU waits on each); "
-        "syncs/step: CUDA synchronisations over the whole loop"
+        "compute: forecache.stats executions (presets) or transformer FLOPs (peers); FLOPs: matmul and "
+        "attention FLOPs of the baseline over the method's; reads/step: tensor values read back to the "
+        "host inside the transformer calls (a GPU waits on each); syncs/step: CUDA synchronisations "
+        "over the whole loop"
     )
     lines.append(NOTE)
     return "\n".join(lines)
