@@ -153,7 +153,9 @@ def run_baseline(harness: Harness, spec: MethodSpec) -> MethodResult:
     base = harness.run(spec)
     if not base.ok or harness.baseline is None:
         raise RuntimeError(f"the baseline could not run: {base.error}")
-    if harness.scorer.real_images is None and base.images is not None and base.images.ndim == 4:
+    if base.images is not None and base.images.ndim == 5:
+        harness.scorer.notes["fid"] = "not computed: video outputs (FID, LPIPS and CLIP score are image metrics)"
+    elif harness.scorer.real_images is None and base.images is not None and harness.workload.kind != "latent":
         harness.scorer.set_reference(base.images, "the baseline's images")
         base.fid = harness.scorer.fid(base.images).value
     return base
@@ -186,7 +188,7 @@ def _notes(harness: Harness, config: RunConfig) -> dict[str, str]:
         "over those that ran, from forecache.stats",
     }
     samples = len(config.seeds)
-    if samples < FID_MIN_SAMPLES and not notes.get("fid", "").startswith("unavailable"):
+    if samples < FID_MIN_SAMPLES and not notes.get("fid", "").startswith(("unavailable", "not computed")):
         notes["fid"] = (
             f"not computed: {samples} samples per method < {FID_MIN_SAMPLES} (would be: {notes['fid']})"
         )

@@ -79,13 +79,14 @@ def _hub_checkpoint(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def paired_scores(reference: np.ndarray, images: np.ndarray) -> dict[str, Any]:
+def paired_scores(reference: np.ndarray, images: np.ndarray, with_ssim: bool = True) -> dict[str, Any]:
     """PSNR and SSIM of outputs against the baseline's outputs of the same seeds.
 
     Args:
         reference: The baseline's outputs, images ``(batch, H, W, C)`` or videos
             ``(batch, frames, H, W, C)``.
         images: The method's outputs, same shape.
+        with_ssim: Also compute SSIM (and per-frame scores). Default True; False: PSNR only (cheap).
 
     Returns:
         ``psnr_db`` (pooled over every image or frame), ``psnr_db_per_sample``, ``ssim`` (mean), and
@@ -94,6 +95,10 @@ def paired_scores(reference: np.ndarray, images: np.ndarray) -> dict[str, Any]:
     """
     if reference.ndim == 5:
         batch, frames = reference.shape[:2]
+        if not with_ssim:
+            flat = reference.reshape(-1, *reference.shape[2:]), images.reshape(-1, *images.shape[2:])
+            per_sample = [psnr(reference[i], images[i])[0] for i in range(batch)]
+            return {"psnr_db": psnr(*flat)[0], "psnr_db_per_sample": per_sample}
         flat_ref, flat_img = (
             reference.reshape(-1, *reference.shape[2:]),
             images.reshape(-1, *images.shape[2:]),
@@ -110,7 +115,10 @@ def paired_scores(reference: np.ndarray, images: np.ndarray) -> dict[str, Any]:
             "ssim": float(np.mean(ssim_frames)),
         }
     pooled, per_sample = psnr(reference, images)
-    return {"psnr_db": pooled, "psnr_db_per_sample": per_sample, "ssim": ssim(reference, images)}
+    scores: dict[str, Any] = {"psnr_db": pooled, "psnr_db_per_sample": per_sample}
+    if with_ssim:
+        scores["ssim"] = ssim(reference, images)
+    return scores
 
 
 @dataclass

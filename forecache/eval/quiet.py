@@ -18,7 +18,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = ["Capture", "captured"]
 
@@ -47,6 +47,16 @@ def _stream_handlers() -> list[logging.StreamHandler]:
             if type(handler) is logging.StreamHandler:  # not files: FileHandler is a subclass
                 found[id(handler)] = handler
     return list(found.values())
+
+
+def _swap(handler: logging.StreamHandler, stream: Any) -> Any:
+    """Point `handler` at `stream`; return the stream it had (also when that one is already closed)."""
+    old = handler.stream
+    try:
+        handler.setStream(stream)
+    except ValueError:  # flushing a closed stream (a test harness closed it): replace it anyway
+        handler.stream = stream
+    return old
 
 
 def _hide_loading_bars() -> Callable[[], None]:
@@ -90,7 +100,7 @@ def captured(verbose: bool = False, preload: tuple[str, ...] = ()) -> Iterator[C
             __import__(module)
     bars = _hide_loading_bars()
     handlers = _stream_handlers()
-    before = [handler.setStream(capture.buffer) for handler in handlers]
+    before = [_swap(handler, capture.buffer) for handler in handlers]
     last_resort = logging.lastResort
     logging.lastResort = logging.StreamHandler(capture.buffer)
     logging.lastResort.setLevel(logging.WARNING)
@@ -115,4 +125,4 @@ def captured(verbose: bool = False, preload: tuple[str, ...] = ()) -> Iterator[C
         warnings.showwarning = show
         logging.lastResort = last_resort
         for handler, stream in zip(handlers, before, strict=True):
-            handler.setStream(stream if stream is not None else sys.stderr)
+            _swap(handler, sys.stderr if stream is None or getattr(stream, "closed", False) else stream)

@@ -229,7 +229,8 @@ class Harness:
         if first_only and self.baseline is not None and self.baseline.images is not None:
             reference = self.baseline.images[: len(result.images)]
             if self.workload.kind != "latent":
-                result.psnr_db, result.psnr_db_per_sample = metrics.psnr(reference, result.images)
+                scores = metrics.paired_scores(reference, result.images, with_ssim=False)
+                result.psnr_db, result.psnr_db_per_sample = scores["psnr_db"], scores["psnr_db_per_sample"]
 
     @staticmethod
     def _read_stats(result: MethodResult, stats: list[Any]) -> None:

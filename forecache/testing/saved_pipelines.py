@@ -31,7 +31,7 @@ _WORDS = (
 
 
 def word_tokenizer(max_length: int = 16) -> object:
-    """A word-level `PreTrainedTokenizerFast` built locally (pad 0, end-of-text 1, unknown 2).
+    """Build a word-level `PreTrainedTokenizerFast` locally (pad 0, end-of-text 1, unknown 2).
 
     Args:
         max_length: The tokenizer's ``model_max_length``. Default 16.
@@ -65,7 +65,12 @@ def save_tiny_wan(folder: str | Path, seed: int = 0) -> Path:
         --model``. Call it at `TINY_WAN_CALL` (``max_sequence_length`` up to 16).
 
     """
-    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+    from diffusers import (
+        AutoencoderKLWan,
+        FlowMatchEulerDiscreteScheduler,
+        WanPipeline,
+        WanTransformer3DModel,
+    )
     from transformers import UMT5Config, UMT5EncoderModel
 
     torch.manual_seed(seed)

@@ -60,8 +60,8 @@ def test_a_jump_between_close_settings_is_cannot_reach():
 
 
 def test_choices_keep_the_given_target_order():
-    found = search(Knob("mask", values=("slow", "medium", "fast")), {"slow": 1.3, "medium": 1.6, "fast": 2.1}.get,
-                   [2.0, 1.5])  # fmt: skip
+    ratios = {"slow": 1.3, "medium": 1.6, "fast": 2.1}
+    found = search(Knob("mask", values=("slow", "medium", "fast")), ratios.get, [2.0, 1.5])
     assert [c.target for c in found.choices] == [2.0, 1.5]
     assert [c.value for c in found.choices] == ["fast", "medium"]
 
