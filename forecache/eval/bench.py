@@ -154,7 +154,7 @@ def run_baseline(harness: Harness, spec: MethodSpec) -> MethodResult:
     if not base.ok or harness.baseline is None:
         raise RuntimeError(f"the baseline could not run: {base.error}")
     if base.images is not None and base.images.ndim == 5:
-        harness.scorer.notes["fid"] = "not computed: video outputs (FID, LPIPS and CLIP score are image metrics)"
+        harness.scorer.notes["fid"] = "not computed: video outputs (FID, LPIPS, CLIP score: image metrics)"
     elif harness.scorer.real_images is None and base.images is not None and harness.workload.kind != "latent":
         harness.scorer.set_reference(base.images, "the baseline's images")
         base.fid = harness.scorer.fid(base.images).value

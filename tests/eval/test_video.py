@@ -63,7 +63,7 @@ def test_match_on_a_saved_tiny_wan_pipeline(wan_folder, tmp_path, capsys):
     stored = np.load(out / base["images_file"])["images"]
     assert stored.dtype == np.uint8 and stored.shape == (2, TINY_WAN_CALL["frames"], 16, 16, 3)
     grid = Image.open(out / "grid.png")
-    assert grid.height > 100 and "frame 0" in (out / "report.md").read_text() or grid.width > 400
+    assert grid.width > TINY_WAN_CALL["frames"] * 128  # a strip of all 5 frames, each enlarged to 128 px
     assert "worst frame dB" in capsys.readouterr().out
 
 
