@@ -26,10 +26,12 @@ DEFAULT_METHODS: tuple[str, ...] = (
     "diffusers.fbcache",
     "diffusers.magcache",
     "cachedit.dbcache",
+    "cachedit.foca",
     "cachedit.dmd",
     "cachedit.scm",
 )
-"""The presets and every peer family (cache-dit's FoCa calibrator: ``--methods cachedit.foca``)."""
+"""The presets and every peer: diffusers' three caches, cache-dit's DBCache with each calibrator
+(TaylorSeer, FoCa, DMD) and with its static step masks."""
 
 DEFAULT_TARGETS: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0)
 """Target compute ratios of the default matched-speed run."""

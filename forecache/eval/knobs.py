@@ -54,7 +54,7 @@ class Knob:
         if self.discrete:
             shown = self.values if len(self.values) <= 6 else (*self.values[:2], "...", self.values[-1])
             return f"{self.field} in {{{', '.join(map(str, shown))}}}"
-        return f"{self.field} in [{self.low:g}, {self.high:g}] (log bisection from {self.start:g})"
+        return f"{self.field} in [{self.low:g}, {self.high:g}]"
 
 
 def _interval(steps: int) -> Knob:

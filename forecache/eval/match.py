@@ -85,11 +85,17 @@ class _Searcher:
         value, ratio = min(known, key=lambda vr: _off(vr[1], target))
         if abs(ratio / target - 1.0) <= self.tolerance:
             return Choice(target, MATCHED, value, ratio)
-        top = max(r for _, r in known)
-        if top < target:
-            reason = f"the highest ratio in the knob's range is {top:.2f}x ({self.knob.describe()})"
+        field_name = self.knob.field
+        below = [(v, r) for v, r in known if r < target]
+        above = [(v, r) for v, r in known if r >= target]
+        if not above:
+            v_top, r_top = max(below, key=lambda vr: vr[1])
+            reason = f"at most {r_top:.2f}x ({field_name}={v_top}; {self.knob.describe()})"
         else:
-            reason = "the ratio jumps past the target between neighbouring settings"
+            (v_lo, r_lo), (v_hi, r_hi) = max(below, key=lambda vr: vr[1]), min(above, key=lambda vr: vr[1])
+            reason = (
+                f"the ratio jumps from {r_lo:.2f}x ({field_name}={v_lo}) to {r_hi:.2f}x ({field_name}={v_hi})"
+            )
         return Choice(target, UNREACHABLE, value, ratio, reason)
 
     # discrete knobs: interpolate on the index -----------------------------------------------

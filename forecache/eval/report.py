@@ -15,7 +15,15 @@ from typing import Any
 
 from forecache.eval.schema import BenchResult, MethodResult
 
-__all__ = ["decisions_text", "detail_rows", "format_table", "markdown_report", "matched_rows", "shown_rows"]
+__all__ = [
+    "decisions_text",
+    "detail_rows",
+    "format_table",
+    "markdown_report",
+    "matched_rows",
+    "shown_rows",
+    "unreachable_lines",
+]
 
 _MiB = 2**20
 
@@ -95,7 +103,34 @@ def detail_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
             _num(None if r.cache_bytes is None else r.cache_bytes / _MiB, ".2f", "-"),
         ]
         lines.append(cells)
-    return header, lines
+    return _drop_empty_columns(header, lines)
+
+
+_MISSING = frozenset({"not shown", "unavailable", "not timed", "n/a", "-", ""})
+_KEEP = frozenset({"row", "setting", "FLOPs ratio", "exec ratio", "PSNR dB"})
+
+
+def _drop_empty_columns(header: list[str], lines: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    """Leave out metric columns with no value in any row (the notes say why they are missing)."""
+    keep = [
+        i
+        for i, name in enumerate(header)
+        if name in _KEEP or any(line[i] not in _MISSING for line in lines if line[1] != "error")
+    ]
+    return [header[i] for i in keep], [[line[i] for i in keep] for line in lines]
+
+
+def unreachable_lines(result: BenchResult) -> list[str]:
+    """One line per method and reason for the targets it cannot reach."""
+    lines = []
+    for method in (result.match or {}).get("methods", []):
+        groups: dict[str, list[str]] = {}
+        for cell in method.get("cells", []):
+            if cell.get("status") == "cannot reach":
+                groups.setdefault(cell.get("reason", ""), []).append(f"{cell['target']:g}x")
+        for reason, targets in groups.items():
+            lines.append(f"cannot reach: {method['label']} at {', '.join(targets)}: {reason}")
+    return lines
 
 
 def _cell(cell: dict[str, Any], rows: dict[str, MethodResult]) -> str:
@@ -157,22 +192,7 @@ def format_table(result: BenchResult) -> str:
     parts.append(_text_table(*detail_rows(result)))
     lines = [f"error  {line}" for line in _errors(result)]
     lines += _hidden_note(result)
-    if result.match:
-        for method in result.match.get("methods", []):
-            for cell in method.get("cells", []):
-                if cell.get("status") == "cannot reach":
-                    nearest = (
-                        ""
-                        if cell.get("value") is None
-                        else (
-                            f"; nearest {_ratio(cell.get('compute_ratio'))} at "
-                            f"{method['knob'].split(' in ')[0]}="
-                            f"{cell['value']}"
-                        )
-                    )
-                    lines.append(
-                        f"cannot reach: {method['label']} @{cell['target']:g}x: {cell.get('reason')}{nearest}"
-                    )
+    lines += unreachable_lines(result)
     for key in ("fid", "speed", "quality"):
         if key in result.notes:
             lines.append(f"{key}: {result.notes[key]}")
@@ -222,7 +242,7 @@ def markdown_report(result: BenchResult, images: dict[str, str] | None = None) -
     ]
     if result.match:
         parts += ["## Matched speed", _title(result) + ".", _md_table(*matched_rows(result))]
-        unreachable = [line for line in format_table(result).splitlines() if line.startswith("cannot reach:")]
+        unreachable = unreachable_lines(result)
         if unreachable:
             parts.append("\n".join(f"- {line}" for line in unreachable))
     parts += [
