@@ -79,5 +79,5 @@ def test_sweep_then_bench_config(tmp_path, capsys):
     configs = sorted(out.glob("best_*.json"))
     assert configs, capsys.readouterr().out
     capsys.readouterr()
-    assert cli.main(["bench", *TINY, *QUIET, "--config", str(configs[0])]) == 0
+    assert cli.main(["bench", *TINY, *QUIET, "--config", str(configs[0]), "--out", str(tmp_path / "b")]) == 0
     assert "sweep best" in capsys.readouterr().out

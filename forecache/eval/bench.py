@@ -321,8 +321,7 @@ def bench(config: BenchConfig | None = None, **overrides: Any) -> BenchResult:
             harness, workload = prepare(config)
         except BaseException:
             if folder is not None and config.resume is None:
-                with contextlib.suppress(OSError):
-                    folder.path.rmdir()  # only if still empty: nothing ran
+                folder.discard()  # nothing ran: leave no empty folder behind
             raise
         result = BenchResult(
             kind="bench",

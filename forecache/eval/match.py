@@ -72,6 +72,7 @@ class _Searcher:
         if knob.discrete:  # neighbouring settings are the finest step there is: fewer refinements
             self.goals = self.goals[: max(max_evals - 1, 1)]
         self.result = Search(knob)
+        self.capped = False  # a continuous knob whose ratio stopped growing
 
     def ratio(self, value: Any) -> float:
         if value not in self.result.evaluated:
@@ -90,13 +91,36 @@ class _Searcher:
         above = [(v, r) for v, r in known if r >= target]
         if not above:
             v_top, r_top = max(below, key=lambda vr: vr[1])
-            reason = f"at most {r_top:.2f}x ({field_name}={v_top}; {self.knob.describe()})"
+            if self._range_end_tried():
+                reason = f"at most {r_top:.2f}x ({field_name}={v_top}; {self.knob.describe()})"
+            else:
+                reason = (
+                    f"not reached in the runs allowed per target; highest {r_top:.2f}x ({field_name}={v_top})"
+                )
         else:
-            (v_lo, r_lo), (v_hi, r_hi) = max(below, key=lambda vr: vr[1]), min(above, key=lambda vr: vr[1])
-            reason = (
-                f"the ratio jumps from {r_lo:.2f}x ({field_name}={v_lo}) to {r_hi:.2f}x ({field_name}={v_hi})"
-            )
+            (v_lo, r_lo), (v_hi, r_hi) = max(below, key=self._order), min(above, key=self._order)
+            low, high = f"{r_lo:.2f}x ({field_name}={v_lo})", f"{r_hi:.2f}x ({field_name}={v_hi})"
+            if self._neighbours(v_lo, v_hi):
+                reason = f"the ratio jumps from {low} to {high}"
+            else:
+                reason = f"not reached in the runs allowed per target; between {low} and {high}"
         return Choice(target, UNREACHABLE, value, ratio, reason)
+
+    def _order(self, point: tuple[Any, float]) -> float:
+        """Position of a setting along the knob (its index for discrete knobs)."""
+        return float(self.knob.values.index(point[0])) if self.knob.discrete else float(point[0])
+
+    def _range_end_tried(self) -> bool:
+        knob, tried = self.knob, self.result.evaluated
+        if knob.discrete:
+            return knob.values[-1] in tried
+        return self.capped or max(tried, default=0.0) >= knob.high * (1 - 1e-9)
+
+    def _neighbours(self, low: Any, high: Any) -> bool:
+        if self.knob.discrete:
+            values = list(self.knob.values)
+            return values.index(high) - values.index(low) == 1
+        return math.log(high / low) < _MIN_WIDTH + 1e-9
 
     # discrete knobs: interpolate on the index -----------------------------------------------
     def discrete(self, target: float) -> Choice:
@@ -129,9 +153,11 @@ class _Searcher:
         n = len(values)
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         if hi is None:
-            if len(below) >= 2 and below[-1][1] > below[-2][1]:
+            if len(below) >= 2 and below[-1][1] > below[-2][1] * 1.001:
                 (i0, r0), (i1, r1) = below[-2], below[-1]
                 guess = i1 + (target - r1) * (i1 - i0) / (r1 - r0)
+            elif len(below) >= 2:  # flat: only the end of the range can tell whether the target is there
+                guess = n - 1
             elif numeric and lo[0] >= 0 and lo[1] > 1.0:  # ratio ~ proportional to the value
                 wanted = values[lo[0]] * target / lo[1] * 1.1
                 guess = min(range(n), key=lambda i: abs(values[i] - wanted))
@@ -168,7 +194,10 @@ class _Searcher:
             if hi is None:
                 if not known:
                     x = math.log(knob.start)
-                elif lo[0] >= x_high - 1e-9 or self._plateau(below):
+                elif lo[0] >= x_high - 1e-9:
+                    break
+                elif self._plateau(below):
+                    self.capped = True
                     break
                 else:
                     x = min(x_high, lo[0] + _GROW)

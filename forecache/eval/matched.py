@@ -3,7 +3,8 @@
 The search (`forecache.eval.match.search`) runs the method on the first batch at each setting it
 tries (`Harness.evaluate`: linear-layer FLOPs and PSNR against the baseline's same samples); every
 setting runs at most once. Each target that some setting lands on (within the tolerance) becomes a
-row measured on all samples (`Harness.run`, which reuses the first batch already generated); a
+row measured on all samples (of the settings tried with exactly that compute ratio, the one with
+the best first-batch PSNR) (`Harness.run`, which reuses the first batch already generated); a
 setting chosen for two targets is measured once. The settings tried are kept as the method's swept
 curve for the plots.
 """
@@ -11,6 +12,7 @@ curve for the plots.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +124,10 @@ def run_matched(
         return outcome
     measured: dict[Any, MethodResult] = {}
     for choice in found.choices:
+        if choice.status == MATCHED:  # settings at the same compute: the one of best quality
+            same = [e for e in outcome.evaluated if abs(e["compute_ratio"] / choice.ratio - 1) < 1e-9]
+            best = max(same, key=lambda e: -math.inf if e["psnr_db"] is None else e["psnr_db"])
+            choice = dataclasses.replace(choice, value=best["value"])
         cell = {
             "target": choice.target,
             "status": choice.status,

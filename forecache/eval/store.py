@@ -53,6 +53,7 @@ class RunFolder:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._created = [p for p in (self.path, *self.path.parents) if not p.exists()]
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-check"
@@ -60,6 +61,14 @@ class RunFolder:
             probe.unlink()
         except OSError as err:
             raise ValueError(f"`out` must be a writable folder, got {str(self.path)!r}: {err}") from err
+
+    def discard(self) -> None:
+        """Remove the folders this object created, if still empty (a run that never started)."""
+        for folder in self._created:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
 
     def start(self, header: Mapping[str, Any]) -> None:
         """Write ``run.json`` (settings, workload, environment) before anything runs."""

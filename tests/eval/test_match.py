@@ -55,10 +55,19 @@ def test_a_capped_knob_is_marked_cannot_reach_with_the_highest_ratio():
 
 
 def test_a_jump_between_close_settings_is_cannot_reach():
-    evaluate = Counting(lambda t: 1.0 if t < 0.3 else 2.6)
-    found = search(Knob("threshold", low=0.002, high=4.0, start=0.05), evaluate, [2.0])
-    (choice,) = found.choices
-    assert choice.status == UNREACHABLE and choice.ratio == 2.6 and "jumps" in choice.reason
+    def evaluate(t):
+        return 1.0 if t < 0.3 else 2.6
+
+    knob = Knob("threshold", low=0.002, high=4.0, start=0.05)
+    (choice,) = search(knob, evaluate, [2.0], max_evals=12).choices
+    assert choice.status == UNREACHABLE and choice.ratio == 2.6
+    assert (
+        choice.reason.startswith("the ratio jumps from 1.00x (threshold=0.2")
+        and "to 2.60x (threshold=0.3" in choice.reason
+    )
+    # with fewer runs the search says it gave up, and where the target lies
+    (choice,) = search(knob, evaluate, [2.0], max_evals=3).choices
+    assert choice.reason.startswith("not reached in the runs allowed per target; between 1.00x (threshold=")
 
 
 def test_choices_keep_the_given_target_order():
