@@ -23,7 +23,10 @@ from forecache.eval.methods import MethodSpec, make_method
 from forecache.eval.runner import Harness
 from forecache.eval.schema import MethodResult
 
-__all__ = ["MatchedMethod", "cell_label", "run_matched"]
+__all__ = ["OFF_TARGET", "MatchedMethod", "cell_label", "run_matched"]
+
+OFF_TARGET = "off target"
+"""A cell whose setting landed on the target on the first batch but not on all samples."""
 
 
 class _SettingFailed(Exception):
@@ -44,8 +47,9 @@ class MatchedMethod:
         method: The method name.
         knob: The knob's description.
         evaluated: Every setting tried: ``{value, compute_ratio, psnr_db}``, in order.
-        cells: Per target: ``{target, status, value, compute_ratio, reason, row}`` (``row``: the
-            label of the measured row, None when unreachable or failed).
+        cells: Per target: ``{target, status, value, compute_ratio, reason, row}``; status is
+            "matched", "cannot reach", "error" or `OFF_TARGET` (``row``: the label of the measured
+            row, None when unreachable or failed).
         rows: The measured rows (one per distinct matched setting and target).
         error: Why the method failed (then `cells` say "error").
 
@@ -154,6 +158,7 @@ def run_matched(
                 and row.compute_ratio is not None
                 and abs(row.compute_ratio / choice.target - 1) > tolerance
             ):
+                cell["status"] = OFF_TARGET  # the first batch landed, all samples together did not
                 cell["reason"] = (
                     f"on all samples the ratio is {row.compute_ratio:.2f}x (first batch: {choice.ratio:.2f}x)"
                 )

@@ -142,7 +142,8 @@ def _cell(cell: dict[str, Any], rows: dict[str, MethodResult]) -> str:
     row = rows.get(cell.get("row") or "")
     if row is None or not row.ok:
         return "error"
-    return f"{_num(row.psnr_db, '.1f')} dB @{_ratio(row.compute_ratio)}"
+    off = " (off target)" if status == "off target" else ""
+    return f"{_num(row.psnr_db, '.1f')} dB @{_ratio(row.compute_ratio)}{off}"
 
 
 def matched_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:

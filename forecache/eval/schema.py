@@ -15,7 +15,10 @@
                        memory was measured; "compute_ratio", "execution_ratio": their definitions
     match              matched-speed runs only: {targets, tolerance, methods: [{method, label, knob,
                        evaluated: [{value, compute_ratio, psnr_db}], cells: [{target, status,
-                       value, compute_ratio, reason, row}]}]}; "row" is the label in `methods`
+                       value, compute_ratio, reason, row}]}]}; status: "matched", "cannot reach"
+                       (reason: the knob's highest ratio, a jump between neighbouring settings, or
+                       the runs allowed), "error", or "off target" (on the first batch only);
+                       "row" is the label in `methods`
     methods            list, baseline first; each entry:
       label              row name (the method spec, or the config file's label; matched rows:
                          "<method> @<target>x")
