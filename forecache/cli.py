@@ -2,13 +2,15 @@
 
 Subcommands::
 
-    forecache bench  [--model M] [--methods SPEC ...] [--config FILE ...] [--out DIR] ...
+    forecache bench  [--model M] [--methods SPEC ...] [--match 2,3,4,5|none] [--out DIR] [--resume DIR] ...
     forecache sweep  --preset taylorseer --grid interval=2:8 order=0:3 [--out DIR] ...
     forecache models
     forecache profile --arch flux-dev [--size tiny|full] [--height H --width W --frames F] ...
 
 All checking happens in the config dataclasses; this module only turns strings into their fields.
-Bad input exits with status 2 and a message naming the field, the allowed values and the value.
+Exit status: 0 done; 1 done, but some method failed (its row holds the error, the report is
+written); 2 bad input (one line naming the field, the allowed values and the value); 130
+interrupted (Ctrl-C; the finished rows are on disk, ``--resume DIR`` continues).
 """
 
 from __future__ import annotations
@@ -16,9 +18,33 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-__all__ = ["build_parser", "main", "parse_seeds"]
+__all__ = ["build_parser", "default_out", "main", "parse_seeds", "parse_targets"]
+
+OUT_ROOT = "forecache-bench"
+
+
+def default_out(now: datetime | None = None) -> str:
+    """Return the output folder used when none is given: ``forecache-bench/<YYYYmmdd-HHMMSS>``."""
+    return str(Path(OUT_ROOT) / (now or datetime.now()).strftime("%Y%m%d-%H%M%S"))
+
+
+def parse_targets(text: str) -> tuple[float, ...]:
+    """Parse ``--match``: ``"2,3,4,5"``, or ``"none"`` to run each method as given.
+
+    Raises:
+        ValueError: Naming the option, the allowed forms and the value given.
+
+    """
+    if text.strip().lower() in ("none", "off", ""):
+        return ()
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError as err:
+        raise ValueError(f"`match` must be ratios like '2,3,4,5' or 'none', got {text!r}") from err
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -40,8 +66,8 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return tuple(seeds)
 
 
-def _add_run_options(parser: argparse.ArgumentParser, repeats: int) -> None:
-    from forecache.eval.workload import DTYPES
+def _add_run_options(parser: argparse.ArgumentParser, repeats: str) -> None:
+    from forecache.eval.workload import DTYPES, OUTPUTS
 
     run = parser.add_argument_group("what to generate")
     run.add_argument(
@@ -54,24 +80,31 @@ def _add_run_options(parser: argparse.ArgumentParser, repeats: int) -> None:
     run.add_argument("--steps", type=int, default=28, help="denoising steps (default 28)")
     run.add_argument("--height", type=int, help="image height, for pipelines that take one")
     run.add_argument("--width", type=int, help="image width, for pipelines that take one")
+    run.add_argument("--frames", type=int, help="video frames (num_frames), for video pipelines")
     run.add_argument(
         "--guidance-scale", type=float, help="classifier-free guidance scale (default: the pipeline's)"
     )
     run.add_argument("--dtype", default="float32", help=f"one of {', '.join(DTYPES)} (default float32)")
     run.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    run.add_argument(
+        "--output",
+        default="images",
+        help=f"one of {', '.join(OUTPUTS)}: decoded outputs, scored (default), or latents (speed only)",
+    )
     run.add_argument("--seeds", default="0-7", help="one sample per seed: '0-7' or '0,3,5' (default 0-7)")
     run.add_argument("--batch-size", type=int, default=8, help="samples per pipeline call (default 8)")
-    run.add_argument(
-        "--repeats", type=int, default=repeats, help=f"timed runs per method (default {repeats})"
-    )
+    run.add_argument("--repeats", type=int, help=f"timed runs per row, 0: not timed (default {repeats})")
     run.add_argument("--warmup", type=int, default=1, help="untimed runs before timing (default 1)")
     run.add_argument(
         "--threads",
         type=int,
         help="torch CPU threads (default: 1 for reference/tiny models on CPU, else torch's)",
     )
-    run.add_argument("--out", help="folder for results.json, report.md and the figures")
+    run.add_argument("--out", help=f"folder for the run (default {OUT_ROOT}/<timestamp>)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument(
+        "--verbose", action="store_true", help="show third-party logs (cache-dit...) instead of log.txt"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,21 +115,32 @@ def build_parser() -> argparse.ArgumentParser:
         prog="forecache", description="Benchmark and tune forecache's feature caches."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    bench = sub.add_parser("bench", help="baseline and methods on the same seeds: speed, compute, quality")
-    _add_run_options(bench, repeats=3)
+    bench = sub.add_parser("bench", help="baseline and methods on the same seeds, at matched compute")
+    _add_run_options(bench, repeats="3; 0 when matching")
     bench.add_argument(
         "--methods",
         nargs="+",
         help=f"specs name[:key=value,...]; names: {', '.join(method_names())} "
-        "(default: taylorseer ab cg and every peer, unless --config is given)",
+        "(default: the presets and every peer, unless --config is given)",
     )
     bench.add_argument("--config", nargs="+", default=[], help="config files (JSON, or YAML with PyYAML)")
-    sweep = sub.add_parser(
-        "sweep", help="grid over a preset's fields; Pareto front; best config per speed bucket"
+    bench.add_argument(
+        "--match",
+        help="target compute ratios '2,3,4,5': each method's knob is tuned onto each; 'none': run the "
+        "methods as given (default: 2,3,4,5 without --methods/--config, else none)",
     )
-    _add_run_options(sweep, repeats=1)
+    bench.add_argument(
+        "--tolerance", type=float, default=0.10, help="relative distance counted as on target (default 0.1)"
+    )
+    bench.add_argument("--resume", help="continue the interrupted run in this folder (same settings)")
+    sweep = sub.add_parser(
+        "sweep", help="grid over a method's fields; Pareto front; best config per speed bucket"
+    )
+    _add_run_options(sweep, repeats="1")
     sweep.add_argument(
-        "--preset", default="taylorseer", help="taylorseer, ab, cg or cache (default taylorseer)"
+        "--preset",
+        default="taylorseer",
+        help="the method swept: taylorseer, ab, cg, cache or a peer (default taylorseer)",
     )
     sweep.add_argument(
         "--grid", nargs="+", default=["interval=2:6"], help="axes: field=a:b (inclusive), a:b:step or v1,v2"
@@ -189,16 +233,18 @@ def _run_fields(args: argparse.Namespace) -> dict[str, Any]:
         "steps": args.steps,
         "height": args.height,
         "width": args.width,
+        "frames": args.frames,
         "guidance_scale": args.guidance_scale,
         "dtype": args.dtype,
         "device": args.device,
+        "output": args.output,
         "seeds": parse_seeds(args.seeds),
         "batch_size": args.batch_size,
         "repeats": args.repeats,
         "warmup": args.warmup,
         "threads": args.threads,
-        "out": args.out,
         "progress": not args.no_progress,
+        "verbose": args.verbose,
     }
 
 
@@ -231,7 +277,7 @@ def _models(markdown: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``forecache`` command; returns the exit status (0 ok, 2 bad input or failed run)."""
+    """Run the ``forecache`` command; returns the exit status (see the module docstring)."""
     from forecache._extras import MissingExtraError, require_extra
 
     try:
@@ -245,34 +291,71 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _models(args.markdown)
     if args.command == "profile":
         return _profile(args)
-    from forecache.eval import BenchConfig, SweepConfig, bench, sweep
-    from forecache.eval.report import format_table
-
     try:
-        if args.command == "bench":
-            config = BenchConfig(methods=args.methods, config_files=tuple(args.config), **_run_fields(args))
-            result = bench(config)
-            print(format_table(result))
-        else:
-            sweep_config = SweepConfig(
-                preset=args.preset,
-                grid=tuple(args.grid),
-                bucket_edges=_edges(args.bucket_edges),
-                bucket_by=args.bucket_by,
-                quality=args.quality,
-                **_run_fields(args),
-            )
-            swept = sweep(sweep_config)
-            print(format_table(swept.bench))
-            print(f"Pareto front (speed vs PSNR): {', '.join(swept.front_psnr) or 'none'}")
-            for name, spec in swept.best.items():
-                print(f"best {name}: {spec.label}")
+        return _bench(args) if args.command == "bench" else _sweep(args)
     except (ValueError, TypeError, ImportError, RuntimeError) as err:
         print(f"forecache {args.command}: error: {err}", file=sys.stderr)
         return 2
-    if args.out:
-        print(f"wrote {args.out}/results.json, report.md and figures")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from forecache.eval import BenchConfig, bench
+    from forecache.eval.report import format_table
+
+    out = args.out if args.out or args.resume else default_out()
+    config = BenchConfig(
+        methods=args.methods,
+        config_files=tuple(args.config),
+        match=None if args.match is None else parse_targets(args.match),
+        tolerance=args.tolerance,
+        out=out,
+        resume=args.resume,
+        **_run_fields(args),
+    )
+    folder = Path(args.resume or out)
+    try:
+        result = bench(config)
+    except KeyboardInterrupt:
+        print(
+            f"forecache bench: interrupted; the finished rows and the report are in {folder}/ "
+            f"(continue with: forecache bench --resume {folder} and the same options)",
+            file=sys.stderr,
+        )
+        return 130
+    print(format_table(result))
+    for role in ("pareto", "grid", "heatmaps", "timeline"):
+        if role in result.files:
+            print(f"{role}: {result.files[role]}")
+    print(f"wrote {folder}/ (results.json, report.md, figures, rows/)")
+    if result.failed:
+        print(
+            f"forecache bench: {len(result.failed)} method(s) failed; see the errors above", file=sys.stderr
+        )
+        return 1
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from forecache.eval import SweepConfig, sweep
+    from forecache.eval.report import format_table
+
+    out = args.out or default_out()
+    sweep_config = SweepConfig(
+        preset=args.preset,
+        grid=tuple(args.grid),
+        bucket_edges=_edges(args.bucket_edges),
+        bucket_by=args.bucket_by,
+        quality=args.quality,
+        out=out,
+        **_run_fields(args),
+    )
+    swept = sweep(sweep_config)
+    print(format_table(swept.bench))
+    print(f"Pareto front (speed vs PSNR): {', '.join(swept.front_psnr) or 'none'}")
+    for name, spec in swept.best.items():
+        print(f"best {name}: {spec.label}")
+    print(f"wrote {out}/ (results.json, report.md, pareto.png, best_*.json)")
+    return 1 if swept.bench.failed else 0
 
 
 if __name__ == "__main__":

@@ -30,10 +30,10 @@ def test_bench_writes_results_and_report(tmp_path, capsys):
     code = cli.main(["bench", *TINY, *QUIET, "--methods", "taylorseer:interval=2", "ab", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0, printed
-    assert printed.splitlines()[0].split()[:4] == ["method", "status", "compute", "FLOPs"]
-    assert "taylorseer:interval=2  ok" in printed
+    assert printed.splitlines()[0].split()[:5] == ["row", "setting", "FLOPs", "ratio", "exec"]
+    assert any(line.startswith("taylorseer:interval=2  as given") for line in printed.splitlines())
     doc = json.loads((out / "results.json").read_text())
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     assert [m["label"] for m in doc["methods"]] == ["baseline", "taylorseer:interval=2", "ab"]
     assert doc["settings"]["steps"] == 6 and doc["settings"]["seeds"] == [0, 1]
     assert (out / "report.md").read_text().startswith("# forecache bench")
@@ -79,5 +79,5 @@ def test_sweep_then_bench_config(tmp_path, capsys):
     configs = sorted(out.glob("best_*.json"))
     assert configs, capsys.readouterr().out
     capsys.readouterr()
-    assert cli.main(["bench", *TINY, *QUIET, "--config", str(configs[0])]) == 0
+    assert cli.main(["bench", *TINY, *QUIET, "--config", str(configs[0]), "--out", str(tmp_path / "b")]) == 0
     assert "sweep best" in capsys.readouterr().out

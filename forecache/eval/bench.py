@@ -3,8 +3,14 @@
 Example (a notebook)::
 
     from forecache.eval import bench
-    result = bench(methods=["taylorseer:interval=4", "diffusers.fbcache"], steps=20, seeds=range(4))
-    print(result.row("taylorseer:interval=4").psnr_db)
+    result = bench(methods=["taylorseer", "diffusers.fbcache"], match=(2, 3), steps=20, seeds=range(4))
+    print(result.row("taylorseer @3x").psnr_db)
+
+With `match` (the default when no method is named) each method's knob is tuned onto each target
+compute ratio and quality is compared at equal compute; otherwise each method runs as given. With
+an output folder every finished row is on disk the moment it finishes (see `forecache.eval.store`),
+the report and figures are rewritten at the end, also after Ctrl-C or a failure, and `resume`
+continues a run that was cut short.
 """
 
 from __future__ import annotations
@@ -14,26 +20,28 @@ import dataclasses
 import platform
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 import forecache
-from forecache.eval.files import atomic_write_image, atomic_write_json, atomic_write_text
-from forecache.eval.methods import BASELINE, MethodSpec, load_methods, make_method, parse_method
-from forecache.eval.metrics import QualityScorer
-from forecache.eval.plots import ParetoPoint, image_grid, pareto_plot
-from forecache.eval.report import decisions_text, format_table, markdown_report
+from forecache.eval.config import DEFAULT_METHODS, DEFAULT_TARGETS, BenchConfig, RunConfig
+from forecache.eval.matched import run_matched
+from forecache.eval.methods import MethodSpec
+from forecache.eval.metrics import FID_MIN_SAMPLES, QualityScorer
+from forecache.eval.outputs import write_outputs
+from forecache.eval.quiet import captured
+from forecache.eval.report import format_table
 from forecache.eval.runner import Harness
 from forecache.eval.schema import BenchResult, MethodResult
-from forecache.eval.workload import DTYPES, Workload, build_call_kwargs, conditions_for, load_pipeline
+from forecache.eval.store import RunFolder
+from forecache.eval.workload import Workload, build_call_kwargs, conditions_for, load_pipeline
 
 __all__ = [
     "DEFAULT_METHODS",
+    "DEFAULT_TARGETS",
     "BenchConfig",
     "RunConfig",
     "bench",
@@ -46,140 +54,6 @@ __all__ = [
 ]
 
 REFERENCE_MODELS = ("flux-digits", "dit-digits")
-DEFAULT_METHODS: tuple[str, ...] = (
-    "taylorseer",
-    "ab",
-    "cg",
-    "diffusers.taylorseer",
-    "diffusers.fbcache",
-    "diffusers.magcache",
-    "cachedit.dbcache",
-)
-
-
-def _positive_int(owner: str, name: str, value: Any, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{owner}: `{name}` must be an int >= {minimum}, got {value!r}")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """What to generate and how to time it (shared by `BenchConfig` and `SweepConfig`).
-
-    Args:
-        model: None (default: the shipped ``flux-digits`` reference model), a pipeline instance, a
-            reference name,
-            ``"tiny:<TransformerClass>"`` (random weights; plumbing and speed only), a local pipeline
-            folder, or a Hub id already in the local cache (never downloaded).
-        prompts: ``"drawbench"`` or a text file, for text-to-image pipelines (default drawbench);
-            must be None for class-conditional pipelines (labels ``i % 10``).
-        steps: Denoising steps (>= 1). Default 28 (FLUX.1-dev's default; the shipped reference
-            model then runs the whole default benchmark in about a minute on one CPU thread).
-        height: Image height for pipelines that take one. Default None (the pipeline's).
-        width: Image width. Default None.
-        guidance_scale: Classifier-free guidance scale. Default None (the pipeline's).
-        dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"``.
-        device: Torch device. Default ``"cpu"``.
-        seeds: One sample per seed; the same seeds for every method. Default 0..7.
-        batch_size: Samples per pipeline call (>= 1). Default 8.
-        repeats: Timed runs per method (>= 1); the median is reported. Default 3. More is steadier.
-        warmup: Untimed runs per method before timing (>= 1); the first is also the measured run
-            (images, FLOPs, statistics). Default 1.
-        threads: CPU threads for torch during the run (restored afterwards). Default None: 1 for
-            the shipped reference and tiny models on CPU (their 64-token matmuls only lose to
-            thread synchronisation, and a shared CPU stalls badly when oversubscribed), torch's own
-            choice otherwise.
-        progress: Show progress bars. Default True.
-
-    """
-
-    model: Any = None
-    prompts: str | None = None
-    steps: int = 28
-    height: int | None = None
-    width: int | None = None
-    guidance_scale: float | None = None
-    dtype: str = "float32"
-    device: str = "cpu"
-    seeds: tuple[int, ...] = tuple(range(8))
-    batch_size: int = 8
-    repeats: int = 3
-    warmup: int = 1
-    threads: int | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        owner = type(self).__name__
-        object.__setattr__(self, "seeds", tuple(self.seeds))
-        _positive_int(owner, "steps", self.steps)
-        _positive_int(owner, "batch_size", self.batch_size)
-        _positive_int(owner, "repeats", self.repeats)
-        _positive_int(owner, "warmup", self.warmup)
-        for name in ("height", "width"):
-            if getattr(self, name) is not None:
-                _positive_int(owner, name, getattr(self, name), 8)
-        if (
-            self.model is not None
-            and not isinstance(self.model, str)
-            and not hasattr(self.model, "transformer")
-        ):
-            raise ValueError(f"{owner}: `model` must be a name, a folder or a pipeline, got {self.model!r}")
-        if self.threads is not None:
-            _positive_int(owner, "threads", self.threads)
-        if self.dtype not in DTYPES:
-            raise ValueError(f"{owner}: `dtype` must be one of {list(DTYPES)}, got {self.dtype!r}")
-        if not self.seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
-            raise ValueError(f"{owner}: `seeds` must be a non-empty list of ints >= 0, got {self.seeds!r}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"{owner}: `seeds` must be distinct, got {self.seeds!r}")
-        if self.guidance_scale is not None and (
-            isinstance(self.guidance_scale, bool) or not isinstance(self.guidance_scale, (int, float))
-        ):
-            raise ValueError(
-                f"{owner}: `guidance_scale` must be a float or None, got {self.guidance_scale!r}"
-            )
-        try:
-            torch.device(self.device)
-        except RuntimeError as err:
-            raise ValueError(
-                f"{owner}: `device` must be a torch device like 'cpu' or 'cuda:0', got {self.device!r}"
-            ) from err
-
-
-@dataclass(frozen=True)
-class BenchConfig(RunConfig):
-    """A benchmark: `RunConfig` plus the methods and where to write the report.
-
-    Args:
-        methods: Method specs (``"taylorseer:interval=5,order=2"``, ``"diffusers.fbcache"``...). Default
-            `DEFAULT_METHODS` (the three presets and every peer) unless `config_files` are given.
-        config_files: Config files whose methods are added (JSON, or YAML with PyYAML).
-        out: Folder for results.json, report.md, grid.png, pareto.png and decisions.txt (None:
-            write nothing).
-
-    """
-
-    methods: tuple[str, ...] | None = None
-    config_files: tuple[str, ...] = ()
-    out: str | None = None
-    specs: tuple[MethodSpec, ...] = field(default=(), init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        object.__setattr__(self, "config_files", tuple(str(c) for c in self.config_files))
-        methods = self.methods
-        if methods is None:
-            methods = () if self.config_files else DEFAULT_METHODS
-        object.__setattr__(self, "methods", tuple(methods))
-        specs = [make_method(BASELINE)]
-        specs += [parse_method(m) if isinstance(m, str) else m for m in methods]
-        for path in self.config_files:
-            specs += load_methods(path)
-        labels = [s.label for s in specs]
-        duplicate = next((label for label in labels if labels.count(label) > 1), None)
-        if duplicate is not None:
-            raise ValueError(f"BenchConfig: `methods` must have distinct labels, got {duplicate!r} twice")
-        object.__setattr__(self, "specs", tuple(specs))
 
 
 @contextlib.contextmanager
@@ -232,27 +106,28 @@ def prepare(config: RunConfig) -> tuple[Harness, dict[str, Any]]:
 
     pipe, source = load_pipeline(config.model, config.device, config.dtype)
     conditions, described = conditions_for(pipe, len(config.seeds), config.prompts)
-    kwargs = build_call_kwargs(pipe, config.steps, config.guidance_scale, config.height, config.width)
-    workload = Workload(pipe, config.seeds, conditions, kwargs, torch.device(config.device))
+    kwargs = build_call_kwargs(
+        pipe, config.steps, config.guidance_scale, config.height, config.width, config.frames
+    )
+    workload = Workload(pipe, config.seeds, conditions, kwargs, torch.device(config.device), config.output)
     is_reference = isinstance(pipe, (reference.FluxDigitsPipeline, reference.DiTDigitsPipeline))
     classifier = None
-    if (reference.WEIGHTS_DIR / "classifier").is_dir():
+    if is_reference and (reference.WEIGHTS_DIR / "classifier").is_dir():
         classifier = reference.load_classifier()
     if is_reference:
         digits, digit_labels = reference.load_digits_16("test")
         wanted = sorted({c for c in conditions or [] if isinstance(c, int)})
         digits = digits[torch.isin(digit_labels, torch.tensor(wanted))]
         real: np.ndarray | None = ((digits + 1.0) / 2.0).permute(0, 2, 3, 1).numpy()
-        real_note = (
-            f"the {len(digits)} test digits of the requested classes {wanted}; with "
-            f"{len(config.seeds)} samples per method FID is biased upward: compare rows, not papers"
-        )
+        real_note = f"the {len(digits)} test digits of the requested classes {wanted}"
     else:
         real, real_note = None, "the baseline's images (set once the baseline has run)"
     labels = [c for c in conditions or [] if isinstance(c, int)] if is_reference else None
     prompts = [c for c in conditions or [] if isinstance(c, str)] or None
-    scorer = QualityScorer(real, real_note, labels, prompts, classifier)
-    harness = Harness(workload, config.batch_size, config.repeats, config.warmup, scorer, config.progress)
+    scorer = QualityScorer(real, real_note, labels, prompts, classifier, reference_model=is_reference)
+    harness = Harness(
+        workload, config.batch_size, config.timed_repeats, config.warmup, scorer, config.progress
+    )
     description = {
         "model": source,
         "pipeline": type(pipe).__name__,
@@ -262,22 +137,35 @@ def prepare(config: RunConfig) -> tuple[Harness, dict[str, Any]]:
         "seeds": list(config.seeds),
         "batch_size": config.batch_size,
         "call_arguments": kwargs,
-        "repeats": config.repeats,
+        "repeats": config.timed_repeats,
+        "output": config.output,
     }
     return harness, description
 
 
-def run_methods(harness: Harness, specs: Sequence[MethodSpec]) -> list[MethodResult]:
-    """Run the baseline (first) and the other methods; an FID reference of baseline images if needed."""
-    results = [harness.run(specs[0])]
-    base = harness.baseline
-    if base is None:
-        raise RuntimeError(f"the baseline could not run: {results[0].error}")
-    if harness.scorer.real_images is None and base.images is not None:
+def run_baseline(harness: Harness, spec: MethodSpec) -> MethodResult:
+    """Run the baseline and set the FID reference set when the model brings none.
+
+    Raises:
+        RuntimeError: If the baseline cannot run (nothing can be compared then).
+
+    """
+    base = harness.run(spec)
+    if not base.ok or harness.baseline is None:
+        raise RuntimeError(f"the baseline could not run: {base.error}")
+    if base.images is not None and base.images.ndim == 5:
+        harness.scorer.notes["fid"] = "not computed: video outputs (FID, LPIPS, CLIP score: image metrics)"
+    elif harness.scorer.real_images is None and base.images is not None and harness.workload.kind != "latent":
         harness.scorer.set_reference(base.images, "the baseline's images")
-        results[0].fid = harness.scorer.fid(base.images).value
+        base.fid = harness.scorer.fid(base.images).value
+    return base
+
+
+def run_methods(harness: Harness, specs: Sequence[MethodSpec]) -> list[MethodResult]:
+    """Run the baseline (first) and the other methods as given, in memory (no matching, no files)."""
     from tqdm.auto import tqdm
 
+    results = [run_baseline(harness, specs[0])]
     for spec in tqdm(specs[1:], desc="methods", disable=not harness.progress, unit="method"):
         results.append(harness.run(spec))
     return results
@@ -290,66 +178,180 @@ def _settings(config: RunConfig) -> dict[str, Any]:
     return settings
 
 
+def _notes(harness: Harness, config: RunConfig) -> dict[str, str]:
+    notes = {
+        **harness.scorer.notes,
+        "memory": harness.memory_note,
+        "compute_ratio": "linear-layer FLOPs of the baseline over the method's: nn.Linear and "
+        "convolution layers that ran inside the transformer (forecache.eval.flops), for every row",
+        "execution_ratio": "forecache rows only: cached units (blocks or modules) without the cache "
+        "over those that ran, from forecache.stats",
+    }
+    samples = len(config.seeds)
+    if samples < FID_MIN_SAMPLES and not notes.get("fid", "").startswith(("unavailable", "not computed")):
+        notes["fid"] = (
+            f"not computed: {samples} samples per method < {FID_MIN_SAMPLES} (would be: {notes['fid']})"
+        )
+    if harness.repeats == 0:
+        notes["speed"] = "not timed (repeats 0): set repeats (--repeats N) to time each row N times"
+    if harness.workload.kind == "latent":
+        notes["quality"] = "not measured: latent outputs (output='latent'), a speed and compute run"
+    return notes
+
+
+class _Session:
+    """One bench run: the baseline, then each method; every row saved the moment it finishes."""
+
+    def __init__(
+        self, config: BenchConfig, harness: Harness, folder: RunFolder | None, result: BenchResult
+    ) -> None:
+        self.config, self.harness, self.folder, self.result = config, harness, folder, result
+        self.done = folder.finished() if folder is not None and config.resume else {}
+        self.searches = folder.searches() if folder is not None and config.resume else {}
+        self.matched: list[dict[str, Any]] = []
+
+    def _finished(self, spec: MethodSpec) -> list[MethodResult] | None:
+        """Return the stored rows of a method the resumed run finished, else None."""
+        if not self.config.match:
+            return [self.done[spec.label]] if spec.label in self.done else None
+        search = self.searches.get(spec.label)
+        if search is None or search.get("error"):
+            return None
+        wanted = [c["row"] for c in search["cells"] if c.get("row")]
+        if not all(label in self.done for label in wanted):
+            return None
+        self.matched.append({k: v for k, v in search.items()})
+        return [self.done[label] for label in dict.fromkeys(wanted)]
+
+    def _save(self, row: MethodResult, keep: bool = False) -> None:
+        if self.folder is not None:
+            images = row.images
+            self.folder.save_row(len(self.result.methods), row)
+            if keep:
+                row.images = images
+        self.result.methods.append(row)
+
+    def run(self) -> None:
+        config, specs = self.config, self.config.specs
+        pending = [spec for spec in specs[1:] if self._finished(spec) is None]
+        self.matched.clear()
+        if "baseline" in self.done and not pending:
+            self.result.methods.append(self.done["baseline"])
+        else:
+            base = run_baseline(self.harness, specs[0])
+            stored = self.done.get("baseline")
+            if stored is not None and stored.images is not None and base.images is not None:
+                _check_same_outputs(stored.images, base.images)
+            self._save(base, keep=True)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(specs[1:], desc="methods", disable=not config.progress, unit="method")
+        for spec in bar:
+            bar.set_postfix_str(spec.label[:30])
+            stored_rows = self._finished(spec)
+            if stored_rows is not None:
+                self.result.methods += stored_rows
+                continue
+            if config.match:
+                self._run_matched(spec)
+            else:
+                self._save(self.harness.run(spec))
+        bar.close()
+
+    def _run_matched(self, spec: MethodSpec) -> None:
+        from tqdm.auto import tqdm
+
+        progress, self.harness.progress = self.harness.progress, False
+        inner = tqdm(desc=spec.label[:30], disable=not self.config.progress, leave=False, unit="run")
+        try:
+            outcome = run_matched(
+                self.harness, spec, self.config.match or (), self.config.tolerance, lambda _: inner.update()
+            )
+        finally:
+            inner.close()
+            self.harness.progress = progress
+        if outcome.error is not None:
+            failed = MethodResult(spec.label, spec.name, spec.kind, dict(spec.params), status="error")
+            failed.error = outcome.error
+            outcome.rows = [failed]
+        for row in outcome.rows:
+            self._save(row)
+        record = outcome.record()
+        self.matched.append(record)
+        if self.folder is not None:
+            self.folder.save_search(spec.label, record)
+
+
+def _check_same_outputs(stored: np.ndarray, now: np.ndarray) -> None:
+    """Refuse to resume when the baseline no longer reproduces the stored one (8-bit comparison)."""
+    if stored.shape != now.shape or np.abs(np.round(now * 255.0) - np.round(stored * 255.0)).max() > 1:
+        raise ValueError(
+            "`resume`: the baseline's outputs differ from the stored ones: the model, its weights or the "
+            "software changed; start a new run instead"
+        )
+
+
 def bench(config: BenchConfig | None = None, **overrides: Any) -> BenchResult:
-    """Benchmark the baseline and every method on the same seeds; write the report if ``out`` is set.
+    """Benchmark the baseline and every method on the same seeds (matched or as given).
 
     Args:
         config: A `BenchConfig`; None builds one from `overrides`.
         **overrides: `BenchConfig` fields, replacing those of `config`.
 
     Returns:
-        The `BenchResult` (rows in `methods`, baseline first; images kept in memory on each row).
+        The `BenchResult` (rows in `methods`, baseline first; ``match`` holds the matched-speed
+        search per method). With an output folder the report and figures are written, also when
+        the run is interrupted (``complete`` false) before the `KeyboardInterrupt` propagates.
 
     Raises:
-        ValueError: Invalid settings (naming the field, allowed values and value), or a model that
-            cannot be loaded. A method that fails to run does not raise: its row has the error.
+        ValueError: Invalid settings (naming the field, allowed values and value), an unwritable
+            output folder (before anything runs), or a model that cannot be loaded. A method that
+            fails does not raise: its row has the error (see `BenchResult.failed`).
+        KeyboardInterrupt: Ctrl-C, after the finished rows and the report are written.
 
     """
     config = dataclasses.replace(config, **overrides) if config is not None else BenchConfig(**overrides)
-    with torch_threads(resolve_threads(config)):
-        harness, workload = prepare(config)
-        results = run_methods(harness, config.specs)
-    notes = {
-        **harness.scorer.notes,
-        "memory": harness.memory_note,
-        "compute_ratio": "block (or module) executions without the cache over those with it, "
-        "from forecache.stats; peers: the FLOPs ratio",
-        "flops_ratio": "transformer FLOPs (torch FlopCounterMode: matmul, conv, attention) "
-        "of the baseline over the method",
-    }
-    result = BenchResult(
-        kind="bench",
-        settings=_settings(config),
-        workload=workload,
-        environment=_environment(config),
-        notes=notes,
-        methods=results,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        forecache_version=forecache.__version__,
-    )
-    if config.out is not None:
-        write_outputs(result, Path(config.out))
+    where = config.resume or config.out
+    folder = RunFolder(where) if where is not None else None
+    if folder is not None and config.resume is not None:
+        folder.check_resumable(_settings(config))
+    preload = ("cache_dit",) if any(s.name.startswith("cachedit.") for s in config.specs) else ()
+    with captured(config.verbose, preload) as capture, torch_threads(resolve_threads(config)):
+        try:
+            harness, workload = prepare(config)
+        except BaseException:
+            if folder is not None and config.resume is None:
+                folder.discard()  # nothing ran: leave no empty folder behind
+            raise
+        result = BenchResult(
+            kind="bench",
+            settings=_settings(config),
+            workload=workload,
+            environment=_environment(config),
+            notes={},
+            methods=[],
+            created="",
+            forecache_version=forecache.__version__,
+            complete=False,
+        )
+        if folder is not None and config.resume is None:
+            folder.start(
+                {"settings": result.settings, "workload": workload, "environment": result.environment}
+            )
+        session = _Session(config, harness, folder, result)
+        try:
+            session.run()
+            result.complete = True
+        finally:
+            result.notes = _notes(harness, config)
+            if config.match:
+                result.match = {
+                    "targets": list(config.match),
+                    "tolerance": config.tolerance,
+                    "methods": session.matched,
+                }
+            result.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            result.log = capture.lines()
+            if folder is not None:
+                result.files = write_outputs(result, folder)
     return result
-
-
-def write_outputs(result: BenchResult, out: Path) -> dict[str, Path]:
-    """Write grid.png, pareto.png, decisions.txt, report.md and results.json (last) into `out`, atomically.
-
-    Returns:
-        File role -> path.
-
-    """
-    rows = [(r.label, r.images) for r in result.methods if r.ok and r.images is not None]
-    grid = image_grid(rows, result.workload["seeds"])
-    files = {"grid": atomic_write_image(out / "grid.png", grid)}
-    points = [
-        ParetoPoint(r.label, (r.speedup_loop or {}).get("median"), r.psnr_db, r.fid)
-        for r in result.methods
-        if r.ok
-    ]
-    files["pareto"] = atomic_write_image(out / "pareto.png", pareto_plot(points))
-    files["decisions"] = atomic_write_text(out / "decisions.txt", decisions_text(result))
-    figures = {"Images (baseline first; same seed per column)": "grid.png", "Pareto plot": "pareto.png"}
-    files["report"] = atomic_write_text(out / "report.md", markdown_report(result, figures))
-    files["results"] = atomic_write_json(out / "results.json", result.to_dict())
-    return files

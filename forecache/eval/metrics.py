@@ -1,8 +1,11 @@
 """Image quality metrics: paired PSNR/SSIM/LPIPS against the baseline, FID, class accuracy, CLIP score.
 
-Images are numpy arrays ``(batch, H, W, C)`` in [0, 1]. Metrics whose weights are not on this
-machine (Inception for FID, LPIPS backbones, CLIP) are never downloaded: they are reported as
-unavailable, with the reason, never as 0.
+Images are numpy arrays ``(batch, H, W, C)`` in [0, 1], videos ``(batch, frames, H, W, C)``.
+Metrics whose weights are not on this machine (Inception for FID, LPIPS backbones, CLIP) are never
+downloaded: they are reported as unavailable, with the reason, never as 0. FID is computed with
+Inception-v3 features when their weights are local, or, on the shipped reference models only, with
+the reference digit classifier's features (labelled so); never from fewer than `FID_MIN_SAMPLES`
+generated samples, below which it says nothing a reader could use.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import numpy as np
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-__all__ = ["Metric", "QualityScorer", "psnr", "ssim", "to_tensor"]
+__all__ = ["FID_MIN_SAMPLES", "Metric", "QualityScorer", "paired_scores", "psnr", "ssim", "to_tensor"]
 
 _INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 _ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 _CLIP_ID = "openai/clip-vit-base-patch16"
+FID_MIN_SAMPLES = 64
+"""Fewest generated samples behind a reported FID."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,48 @@ def _hub_checkpoint(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def paired_scores(reference: np.ndarray, images: np.ndarray, with_ssim: bool = True) -> dict[str, Any]:
+    """PSNR and SSIM of outputs against the baseline's outputs of the same seeds.
+
+    Args:
+        reference: The baseline's outputs, images ``(batch, H, W, C)`` or videos
+            ``(batch, frames, H, W, C)``.
+        images: The method's outputs, same shape.
+        with_ssim: Also compute SSIM (and per-frame scores). Default True; False: PSNR only (cheap).
+
+    Returns:
+        ``psnr_db`` (pooled over every image or frame), ``psnr_db_per_sample``, ``ssim`` (mean), and
+        for videos ``psnr_db_per_frame`` and ``ssim_per_frame`` (each over the samples).
+
+    """
+    if reference.ndim == 5:
+        batch, frames = reference.shape[:2]
+        if not with_ssim:
+            flat = reference.reshape(-1, *reference.shape[2:]), images.reshape(-1, *images.shape[2:])
+            per_sample = [psnr(reference[i], images[i])[0] for i in range(batch)]
+            return {"psnr_db": psnr(*flat)[0], "psnr_db_per_sample": per_sample}
+        flat_ref, flat_img = (
+            reference.reshape(-1, *reference.shape[2:]),
+            images.reshape(-1, *images.shape[2:]),
+        )
+        pooled, _ = psnr(flat_ref, flat_img)
+        per_sample = [psnr(reference[i], images[i])[0] for i in range(batch)]
+        per_frame = [psnr(reference[:, f], images[:, f])[0] for f in range(frames)]
+        ssim_frames = [ssim(reference[:, f], images[:, f]) for f in range(frames)]
+        return {
+            "psnr_db": pooled,
+            "psnr_db_per_sample": per_sample,
+            "psnr_db_per_frame": per_frame,
+            "ssim_per_frame": ssim_frames,
+            "ssim": float(np.mean(ssim_frames)),
+        }
+    pooled, per_sample = psnr(reference, images)
+    scores: dict[str, Any] = {"psnr_db": pooled, "psnr_db_per_sample": per_sample}
+    if with_ssim:
+        scores["ssim"] = ssim(reference, images)
+    return scores
+
+
 @dataclass
 class QualityScorer:
     """Distribution and perceptual metrics, set up once per benchmark.
@@ -84,6 +131,8 @@ class QualityScorer:
         labels: Requested class per sample (for class accuracy), or None.
         prompts: Prompt per sample (for CLIP score), or None.
         classifier: The reference digit classifier, or None.
+        reference_model: Whether the model is a shipped reference model, whose classifier's
+            features may stand in for Inception's (labelled so in the note).
         notes: What each metric measures, or why it is unavailable (filled on construction).
 
     """
@@ -93,6 +142,7 @@ class QualityScorer:
     labels: Sequence[int] | None = None
     prompts: Sequence[str] | None = None
     classifier: Any = None
+    reference_model: bool = False
     notes: dict[str, str] = field(default_factory=dict)
     _fid: Any = None
     _fid_rgb: bool = True
@@ -123,17 +173,21 @@ class QualityScorer:
             if _hub_checkpoint(_INCEPTION_FILE) is not None:
                 fid = FrechetInceptionDistance(feature=2048, normalize=True, reset_real_features=False)
                 self.notes["fid"] = f"Inception-v3 pool features (2048-d) against {self.real_note}"
-            elif self.classifier is not None:
+            elif self.classifier is not None and self.reference_model:
                 from forecache.reference import DigitFeatureExtractor
 
                 extractor = DigitFeatureExtractor(self.classifier)
                 fid = FrechetInceptionDistance(feature=extractor, normalize=True, reset_real_features=False)
                 self.notes["fid"] = (
-                    f"reference digit classifier features ({extractor.num_features}-d), NOT Inception "
-                    f"(no local Inception weights), against {self.real_note}"
+                    "digit-classifier FID: the reference classifier's features "
+                    f"({extractor.num_features}-d), "
+                    f"NOT Inception (no local Inception weights), against {self.real_note}"
                 )
             else:
-                self.notes["fid"] = "unavailable: no local Inception weights and no reference classifier"
+                self.notes["fid"] = (
+                    "unavailable: no local Inception weights (torch hub checkpoint "
+                    f"{_INCEPTION_FILE}; never downloaded)"
+                )
                 return None
             self._fid_rgb = self.classifier is None or "Inception" in self.notes["fid"]
             fid.update(self._prepare(self.real_images), real=True)
@@ -150,9 +204,13 @@ class QualityScorer:
         return to_tensor(self._rgb(images) if self._fid_rgb else images)
 
     def fid(self, images: np.ndarray) -> Metric:
-        """FID of `images` against the reference set (see ``notes["fid"]`` for the features)."""
-        if self._fid is None or len(images) < 2:
-            return Metric(None, self.notes.get("fid", "unavailable: fewer than 2 generated images"))
+        """FID of `images` against the reference set (``notes["fid"]``), from >= `FID_MIN_SAMPLES` samples."""
+        if self._fid is None:
+            return Metric(None, self.notes.get("fid", "unavailable"))
+        if len(images) < FID_MIN_SAMPLES:
+            return Metric(None, f"not computed: {len(images)} samples < {FID_MIN_SAMPLES}")
+        if images.ndim != 4:
+            return Metric(None, "not computed for videos")
         self._fid.reset()
         self._fid.update(self._prepare(images), real=False)
         return Metric(float(self._fid.compute()), self.notes["fid"])

@@ -1,139 +1,168 @@
-"""Figures drawn with Pillow (matplotlib is not a dependency): the image grid and the Pareto plot."""
+"""Pictures of the outputs, drawn with Pillow: the comparison grid and the difference heat maps.
+
+Images keep their own aspect ratio. Large outputs are downscaled with a Lanczos filter to a
+readable height; small ones (the 16x16 reference digits) are enlarged by a whole factor with
+nearest-neighbour, so every pixel stays a crisp square. A last column shows a crop of the first
+sample at full resolution (1:1 pixels), where a downscaled thumbnail would hide the artefacts a
+cache leaves. Videos show a strip of frames of the first sample instead of one image per seed.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from forecache.eval.pareto import pareto_front
+__all__ = ["difference_maps", "display_size", "image_grid"]
 
-__all__ = ["ParetoPoint", "image_grid", "pareto_plot"]
-
-_LABEL_W = 220
-_PAD = 4
+_PAD = 6
 _WHITE = (255, 255, 255)
 _BLACK = (0, 0, 0)
-_GRAY = (150, 150, 150)
-_RED = (200, 30, 30)
+_HEADER = 22
+_TARGET = 128  # readable thumbnail height in pixels
+_MAX = 192
 
 
-def _to_pil(image: np.ndarray, size: int) -> Image.Image:
+def _font(size: int = 13) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: bitmap font only
+        return ImageFont.load_default()
+
+
+def display_size(height: int, width: int) -> tuple[int, int]:
+    """Return the thumbnail ``(height, width)``: small images enlarged by a whole factor, big ones reduced."""
+    if height > _MAX:
+        scale = _MAX / height
+    else:
+        scale = max(1, _TARGET // height)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _to_pil(image: np.ndarray) -> Image.Image:
     pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     pixels = np.repeat(pixels, 3, axis=-1) if pixels.shape[-1] == 1 else pixels[..., :3]
-    return Image.fromarray(pixels, "RGB").resize((size, size), Image.Resampling.NEAREST)
+    return Image.fromarray(np.ascontiguousarray(pixels), "RGB")
+
+
+def _thumbnail(image: np.ndarray) -> Image.Image:
+    pil = _to_pil(image)
+    height, width = display_size(pil.height, pil.width)
+    flt = Image.Resampling.NEAREST if height >= pil.height else Image.Resampling.LANCZOS
+    return pil.resize((width, height), flt)
+
+
+def _crop(image: np.ndarray, side: int) -> Image.Image:
+    pil = _to_pil(image)
+    w, h = min(side, pil.width), min(side, pil.height)
+    left, top = (pil.width - w) // 2, (pil.height - h) // 2
+    return pil.crop((left, top, left + w, top + h))
+
+
+def _columns(images: np.ndarray, max_columns: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Return the pictures of one row and the full-resolution source of its crop."""
+    if images.ndim == 5:  # (batch, frames, H, W, C): a strip of frames of the first sample
+        frames = images[0]
+        picks = np.unique(np.linspace(0, len(frames) - 1, min(max_columns, len(frames))).round().astype(int))
+        return [frames[i] for i in picks], frames[len(frames) // 2]
+    return [images[i] for i in range(min(max_columns, len(images)))], images[0]
 
 
 def image_grid(
-    rows: Sequence[tuple[str, np.ndarray]], seeds: Sequence[int], max_columns: int = 8, cell: int = 64
+    rows: Sequence[tuple[str, np.ndarray]],
+    seeds: Sequence[int],
+    max_columns: int = 8,
+    crop: int = 128,
 ) -> Image.Image:
-    """One row per method (the baseline first), one column per seed, same seed in the same column.
+    """One row per method (the baseline first), one column per seed (same seed, same column).
 
     Args:
-        rows: ``(label, images (batch, H, W, C) in [0, 1])`` per method.
-        seeds: The seed of each column.
-        max_columns: Samples shown per row. Default 8.
-        cell: Side of each shown image in pixels (nearest-neighbour upscaling). Default 64.
+        rows: ``(label, outputs)`` per method: images ``(batch, H, W, C)`` or videos
+            ``(batch, frames, H, W, C)`` in [0, 1].
+        seeds: The seed of each sample.
+        max_columns: Samples (or video frames) shown per row. Default 8.
+        crop: Side of the full-resolution crop of the first sample (the middle frame of a video),
+            shown last in each row. Default 128 pixels.
 
     """
-    columns = min(max_columns, min((len(images) for _, images in rows), default=0))
-    header = 16
-    width = _LABEL_W + columns * (cell + _PAD) + _PAD
-    height = header + len(rows) * (cell + _PAD) + _PAD
-    canvas = Image.new("RGB", (width, height), _WHITE)
+    if not rows:
+        return Image.new("RGB", (320, 40), _WHITE)
+    font = _font()
+    video = rows[0][1].ndim == 5
+    columns = min(len(_columns(images, max_columns)[0]) for _, images in rows)
+    sample = _thumbnail(_columns(rows[0][1], max_columns)[0][0])
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    crop_w = max(min(crop, rows[0][1].shape[-2]), int(measure.textlength("1:1 crop", font=font)) + _PAD)
+    crop_h = min(crop, rows[0][1].shape[-3])
+    label_w = 16 + max(int(measure.textlength(label, font=font)) for label, _ in rows)
+    cell_h = max(sample.height, crop_h) + _PAD
+    width = label_w + columns * (sample.width + _PAD) + crop_w + 3 * _PAD
+    canvas = Image.new("RGB", (width, _HEADER + len(rows) * cell_h + _PAD), _WHITE)
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
-    for c in range(columns):
-        draw.text((_LABEL_W + c * (cell + _PAD) + _PAD, 2), f"seed {seeds[c]}", fill=_BLACK, font=font)
+    if video:
+        count = rows[0][1].shape[1]
+        picks = np.unique(np.linspace(0, count - 1, min(max_columns, count)).round().astype(int))
+        titles = [f"frame {i}" for i in picks[:columns]]
+    else:
+        titles = [f"seed {seeds[c]}" for c in range(columns)]
+    for c, title in enumerate(titles):
+        draw.text((label_w + c * (sample.width + _PAD), 3), title, fill=_BLACK, font=font)
+    draw.text((label_w + columns * (sample.width + _PAD) + _PAD, 3), "1:1 crop", fill=_BLACK, font=font)
     for r, (label, images) in enumerate(rows):
-        top = header + r * (cell + _PAD) + _PAD
-        draw.text((_PAD, top + cell // 2 - 6), label[:34], fill=_BLACK, font=font)
-        for c in range(columns):
-            canvas.paste(_to_pil(images[c], cell), (_LABEL_W + c * (cell + _PAD) + _PAD, top))
+        top = _HEADER + r * cell_h
+        draw.text((_PAD, top + sample.height // 2 - 7), label, fill=_BLACK, font=font)
+        pictures, source = _columns(images, max_columns)
+        for c, picture in enumerate(pictures[:columns]):
+            canvas.paste(_thumbnail(picture), (label_w + c * (sample.width + _PAD), top))
+        canvas.paste(_crop(source, crop), (label_w + columns * (sample.width + _PAD) + _PAD, top))
     return canvas
 
 
-@dataclass(frozen=True)
-class ParetoPoint:
-    """One method in the Pareto plot: its label, speed-up and qualities (None: not plotted)."""
-
-    label: str
-    speedup: float | None
-    psnr: float | None
-    fid: float | None
+_HEAT = np.array(
+    [[0, 0, 4], [60, 15, 110], [150, 40, 100], [230, 90, 40], [252, 200, 50], [252, 255, 164]],
+    dtype=np.float64,
+)  # dark to bright, like matplotlib's "inferno"
 
 
-def _ticks(low: float, high: float, n: int = 5) -> list[float]:
-    return [low + (high - low) * i / (n - 1) for i in range(n)]
+def _heat(values: np.ndarray) -> np.ndarray:
+    """Map [0, 1] to RGB along `_HEAT`."""
+    x = np.clip(values, 0.0, 1.0) * (len(_HEAT) - 1)
+    low = np.floor(x).astype(int).clip(0, len(_HEAT) - 2)
+    frac = (x - low)[..., None]
+    return ((1 - frac) * _HEAT[low] + frac * _HEAT[low + 1]).astype(np.uint8)
 
 
-def _panel(
-    draw: ImageDraw.ImageDraw,
-    box: tuple[int, int, int, int],
-    points: Sequence[tuple[str, float, float]],
-    y_title: str,
-    higher_is_better: bool,
-    x_title: str,
-) -> None:
-    left, top, right, bottom = box
-    font = ImageFont.load_default()
-    draw.rectangle(box, outline=_BLACK)
-    draw.text((left, top - 16), f"{y_title} vs {x_title}", fill=_BLACK, font=font)
-    if not points:
-        draw.text((left + 10, top + 10), "no data", fill=_BLACK, font=font)
-        return
-    xs, ys = [p[1] for p in points], [p[2] for p in points]
-    x0, x1 = min([*xs, 1.0]), max([*xs, 1.0])
-    y0, y1 = min(ys), max(ys)
-    x0, x1 = (x0 - 0.5, x1 + 0.5) if x1 - x0 < 1e-9 else (x0 - 0.05 * (x1 - x0), x1 + 0.05 * (x1 - x0))
-    y0, y1 = (y0 - 1.0, y1 + 1.0) if y1 - y0 < 1e-9 else (y0 - 0.08 * (y1 - y0), y1 + 0.08 * (y1 - y0))
-
-    def at(x: float, y: float) -> tuple[float, float]:
-        return (left + (x - x0) / (x1 - x0) * (right - left), bottom - (y - y0) / (y1 - y0) * (bottom - top))
-
-    for tx in _ticks(x0, x1):
-        px, _ = at(tx, y0)
-        draw.line([(px, bottom), (px, bottom + 4)], fill=_BLACK)
-        draw.text((px - 12, bottom + 6), f"{tx:.2f}", fill=_BLACK, font=font)
-    for ty in _ticks(y0, y1):
-        _, py = at(x0, ty)
-        draw.line([(left - 4, py), (left, py)], fill=_BLACK)
-        draw.text((left - 48, py - 6), f"{ty:.1f}", fill=_BLACK, font=font)
-    draw.text(((left + right) // 2 - 30, bottom + 22), x_title, fill=_BLACK, font=font)
-    front = pareto_front([(p[1], p[2]) for p in points], higher_is_better)
-    if len(front) > 1:
-        draw.line([at(points[i][1], points[i][2]) for i in front], fill=_RED, width=2)
-    for i, (label, x, y) in enumerate(points):
-        px, py = at(x, y)
-        on_front = i in front
-        draw.ellipse(
-            [px - 4, py - 4, px + 4, py + 4],
-            fill=_RED if on_front else None,
-            outline=_RED if on_front else _GRAY,
-        )
-        draw.text((px + 6, py - 6), label[:24], fill=_BLACK if on_front else _GRAY, font=font)
+_FLOOR = 1e-3  # a quarter of one 8-bit level
 
 
-def pareto_plot(points: Sequence[ParetoPoint], x_title: str = "speedup (denoising loop)") -> Image.Image:
-    """Two panels: speed-up against PSNR (higher is better) and against FID (lower is better).
+def _log_scale(diff: np.ndarray) -> np.ndarray:
+    """Map |difference| in [0, 1] to [0, 1] logarithmically: `_FLOOR` and below -> 0, 1 -> 1."""
+    return (np.log10(np.maximum(diff, _FLOOR)) - np.log10(_FLOOR)) / -np.log10(_FLOOR)
 
-    The Pareto front of each panel is drawn in red (filled markers joined by a line); dominated
-    methods are gray. An infinite PSNR (the baseline) is drawn 3 dB above the best finite one.
+
+def difference_maps(
+    baseline: np.ndarray, rows: Sequence[tuple[str, np.ndarray]], seeds: Sequence[int], max_columns: int = 8
+) -> Image.Image:
+    """Heat maps of |method - baseline| per pixel (mean over channels), one row per method.
+
+    All rows share one logarithmic colour scale (black: a difference under a quarter of an 8-bit
+    level; bright yellow: the full range), so small differences stay visible next to large ones and
+    a brighter map is a worse method.
     """
-    width, height = 1000, 460
-    canvas = Image.new("RGB", (width, height), _WHITE)
-    draw = ImageDraw.Draw(canvas)
-    finite = [p.psnr for p in points if p.psnr is not None and math.isfinite(p.psnr)]
-    cap = (max(finite) if finite else 0.0) + 3.0
-    psnr_points = [
-        (p.label + (" (inf)" if math.isinf(p.psnr) else ""), p.speedup, min(p.psnr, cap))
-        for p in points
-        if p.speedup is not None and p.psnr is not None
-    ]
-    fid_points = [(p.label, p.speedup, p.fid) for p in points if p.speedup is not None and p.fid is not None]
-    _panel(draw, (70, 40, 480, 400), psnr_points, "PSNR dB vs baseline (higher better)", True, x_title)
-    _panel(draw, (580, 40, 990, 400), fid_points, "FID (lower better)", False, x_title)
+    diffs = []
+    for label, images in rows:
+        diff = np.abs(images.astype(np.float64) - baseline.astype(np.float64)).mean(axis=-1, keepdims=True)
+        diffs.append((label, diff))
+    coloured = [(label, _heat(_log_scale(d[..., 0])).astype(np.float32) / 255.0) for label, d in diffs]
+    grid = image_grid(coloured, seeds, max_columns) if coloured else Image.new("RGB", (320, 40), _WHITE)
+    canvas = Image.new("RGB", (grid.width, grid.height + _HEADER), _WHITE)
+    canvas.paste(grid, (0, _HEADER))
+    ImageDraw.Draw(canvas).text(
+        (_PAD, 3),
+        f"|method - baseline| per pixel, log scale shared by all rows: black <= {_FLOOR:g}, "
+        "bright = 1 (the full range)",
+        fill=_BLACK,
+        font=_font(),
+    )
     return canvas

@@ -1,45 +1,62 @@
 """The results schema of ``forecache bench`` and ``forecache sweep``: result dataclasses and their JSON form.
 
-``results.json``, schema version 1 (``schema_version``; a change of meaning bumps it)::
+``results.json``, schema version 2 (``schema_version``; a change of meaning bumps it)::
 
-    schema_version     int, 1
+    schema_version     int, 2
     kind               "bench" or "sweep"
     forecache_version  str
-    created            ISO-8601 UTC time the run finished
+    created            ISO-8601 UTC time the file was written
+    complete           false while methods are missing (an interrupted run; ``--resume`` completes it)
     environment        python, torch, diffusers versions; device; dtype; torch CPU threads
     settings           every field of the BenchConfig / SweepConfig that produced the file
     workload           model (where it was loaded from), pipeline class, conditions, samples, seeds,
-                       steps, call arguments
+                       steps, call arguments, output ("images", "frames" or "latent")
     notes              per metric: what it measures, or "unavailable: <reason>"; "memory": how peak
-                       memory was measured; "compute_ratio" and "flops_ratio": their definitions
+                       memory was measured; "compute_ratio", "execution_ratio": their definitions
+    match              matched-speed runs only: {targets, tolerance, methods: [{method, label, knob,
+                       evaluated: [{value, compute_ratio, psnr_db}], cells: [{target, status,
+                       value, compute_ratio, reason, row}]}]}; status: "matched", "cannot reach"
+                       (reason: the knob's highest ratio, a jump between neighbouring settings, or
+                       the runs allowed), "error", or "off target" (on the first batch only);
+                       "row" is the label in `methods`
     methods            list, baseline first; each entry:
-      label              row name (the method spec, or the config file's label)
+      label              row name (the method spec, or the config file's label; matched rows:
+                         "<method> @<target>x")
       method, kind       method name; "baseline" | "forecache" | "peer"
-      params             the overrides given; for forecache methods also "config": every field
+      params             every parameter the method ran with (presets: every field)
+      target, setting    matched rows: the target ratio and {knob: value} found; else null
       status, error      "ok" | "error"; the error text of a method that could not run (else null)
-      compute_ratio      block (or module) executions without cache / with it, from forecache.stats,
-                         summed over all batches and guidance branches; peers: = flops_ratio
-      compute_ratio_source "forecache.stats (<unit> executions)" or "FlopCounterMode (transformer FLOPs)"
-      flops_ratio        transformer FLOPs of the baseline / of the method (torch FlopCounterMode:
-                         matmul, convolution and attention FLOPs; element-wise work excluded)
-      call_s, loop_s     timing summaries {median, min, max, samples} in seconds of all batches:
-                         the whole pipeline call, and the denoising loop (first transformer call to last)
+      compute_ratio      linear-layer FLOPs of the baseline / of the method (``nn.Linear`` and
+                         convolutions that ran inside the transformer; `forecache.eval.flops`)
+      execution_ratio    forecache rows: cached units (blocks or modules) without the cache / with
+                         it, from forecache.stats; null for peers
+      execution_unit     "block" or "module" (forecache rows), else null
+      skips_nothing      true when the method ran every linear layer the baseline ran
+      call_s, loop_s     timing summaries {median, min, max, samples} in seconds of all batches (null
+                         when not timed): the whole pipeline call, and the denoising loop
       speedup_call, speedup_loop {median, low, high}: baseline median / method median, and the
                          range baseline median / method max .. baseline median / method min; the
                          baseline median is over the baseline runs timed just before and just
                          after the method (its info.baseline_call_s_around), so load drift cancels
-      psnr_db            PSNR against the baseline image of the same seed, pooled MSE over samples
+      psnr_db            PSNR against the baseline output of the same seed, pooled MSE over samples
+                         (and frames)
       psnr_db_per_sample per sample
+      psnr_db_per_frame, ssim_per_frame   videos: per frame, over the samples
       ssim, lpips        paired with the baseline (lpips null when unavailable, see notes)
-      fid                see notes["fid"] for the features and the reference set
+      fid                null unless notes["fid"] says how it was measured (>= 64 samples)
       class_accuracy     fraction classified as the requested digit (reference models only)
       clip_score         CLIP score against the prompts (text models with local CLIP weights only)
       peak_memory_bytes  see notes["memory"]
       cache_bytes        peak bytes of forecache's histories (forecache.stats), null for peers
-      fallbacks          forecast steps forecache computed instead because a forecast was not finite
-                         or out of range (forecache.stats), null for peers
-      decisions          {context: [one string per batch]}: "C" computed / "F" forecast per step
-      call_flops_fraction FLOPs of each transformer call of the first batch / the baseline's same call
+      fallbacks          forecast steps in which forecache's guard refused a forecast element
+                         (forecache.stats), null for peers
+      decisions          {context: [one string per batch]}: "C" computed / "F" forecast per step;
+                         peers: per transformer-call branch, "C" when the call ran >= 95% of the
+                         baseline call's FLOPs
+      gate_errors        in info: {context: [[step, error], ...]} of a confidence gate's probes
+      call_flops_fraction linear-layer FLOPs of each transformer call of the first batch / the
+                         baseline's same call
+      images_file        the stored outputs (uint8 .npz) relative to the folder, when written
       info               method-specific extras (e.g. MagCache's calibrated ratios)
 
 Non-finite numbers (PSNR of identical images is ``inf``) are written as the strings ``"inf"``,
@@ -53,13 +70,21 @@ import dataclasses
 import math
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["RESULTS_SCHEMA_VERSION", "BenchResult", "MethodResult", "jsonable", "timing_summary"]
+__all__ = [
+    "RESULTS_SCHEMA_VERSION",
+    "BenchResult",
+    "MethodResult",
+    "jsonable",
+    "speedup",
+    "timing_summary",
+]
 
-RESULTS_SCHEMA_VERSION = 1
+RESULTS_SCHEMA_VERSION = 2
 
 
 def timing_summary(samples: list[float]) -> dict[str, Any] | None:
@@ -82,25 +107,38 @@ def speedup(baseline: list[float], method: list[float]) -> dict[str, float] | No
     return {"median": base / statistics.median(method), "low": base / max(method), "high": base / min(method)}
 
 
+_IN_MEMORY_ONLY = ("images", "flops", "flops_per_call")
+
+
 @dataclass
 class MethodResult:
-    """One row of a benchmark (see the module docstring for each field)."""
+    """One row of a benchmark (see the module docstring for each field).
+
+    The generated outputs are in `images` while the run holds them; once written to disk (a run
+    with an output folder) they are dropped from memory and `images` reads them back from
+    `images_file` (8-bit, as stored) when asked.
+    """
 
     label: str
     method: str
     kind: str
     params: dict[str, Any] = field(default_factory=dict)
+    target: float | None = None
+    setting: dict[str, Any] | None = None
     status: str = "ok"
     error: str | None = None
     compute_ratio: float | None = None
-    compute_ratio_source: str = ""
-    flops_ratio: float | None = None
+    execution_ratio: float | None = None
+    execution_unit: str | None = None
+    skips_nothing: bool | None = None
     call_s: list[float] = field(default_factory=list)
     loop_s: list[float] = field(default_factory=list)
     speedup_call: dict[str, float] | None = None
     speedup_loop: dict[str, float] | None = None
     psnr_db: float | None = None
     psnr_db_per_sample: list[float] = field(default_factory=list)
+    psnr_db_per_frame: list[float] = field(default_factory=list)
+    ssim_per_frame: list[float] = field(default_factory=list)
     ssim: float | None = None
     lpips: float | None = None
     fid: float | None = None
@@ -111,24 +149,59 @@ class MethodResult:
     fallbacks: int | None = None
     decisions: dict[str, list[str]] = field(default_factory=dict)
     call_flops_fraction: list[float] = field(default_factory=list)
+    images_file: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
-    images: np.ndarray | None = field(default=None, repr=False)
     flops: int | None = field(default=None, repr=False)
     flops_per_call: list[int] = field(default_factory=list, repr=False)
+    folder: Path | None = field(default=None, repr=False, compare=False)
+    _images: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         """Whether the method ran."""
         return self.status == "ok"
 
+    @property
+    def images(self) -> np.ndarray | None:
+        """The outputs ``(batch, H, W, C)`` or ``(batch, frames, H, W, C)`` in [0, 1], or None."""
+        if self._images is None and self.images_file is not None and self.folder is not None:
+            with np.load(self.folder / self.images_file) as stored:
+                array = stored["images"]
+            return array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else array.astype(np.float32)
+        return self._images
+
+    @images.setter
+    def images(self, value: np.ndarray | None) -> None:
+        self._images = value
+
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON form (images and raw FLOP counts left out, timings summarised)."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for key in ("images", "flops", "flops_per_call"):
-            out.pop(key)
+        """Return the JSON form (outputs and raw FLOP counts left out, timings summarised)."""
+        out = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in (*_IN_MEMORY_ONLY, "folder", "_images")
+        }
         out["call_s"] = timing_summary(self.call_s)
         out["loop_s"] = timing_summary(self.loop_s)
         return jsonable(out)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], folder: Path | None = None) -> MethodResult:
+        """Rebuild a row written by `to_dict` (timings keep their samples; outputs stay on disk)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: _finite(v) for k, v in doc.items() if k in known}
+        for key in ("call_s", "loop_s"):
+            values[key] = list((doc.get(key) or {}).get("samples", []))
+        return cls(**values, folder=folder)
+
+
+def _finite(value: Any) -> Any:
+    """Undo `jsonable`'s encoding of non-finite floats."""
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 @dataclass
@@ -144,6 +217,15 @@ class BenchResult:
     created: str
     forecache_version: str
     extra: dict[str, Any] = field(default_factory=dict)
+    match: dict[str, Any] | None = None
+    complete: bool = True
+    log: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[MethodResult]:
+        """The rows whose method could not run."""
+        return [r for r in self.methods if not r.ok]
 
     def row(self, label: str) -> MethodResult:
         """Return the result of the method labelled `label`.
@@ -164,10 +246,12 @@ class BenchResult:
             "kind": self.kind,
             "forecache_version": self.forecache_version,
             "created": self.created,
+            "complete": self.complete,
             "environment": self.environment,
             "settings": self.settings,
             "workload": self.workload,
             "notes": self.notes,
+            "match": self.match,
             "methods": [m.to_dict() for m in self.methods],
             **self.extra,
         }

@@ -1,4 +1,9 @@
-"""``forecache.eval.sweep``: grid a preset's fields, mark the Pareto front, keep the best per speed bucket.
+"""``forecache.eval.sweep``: grid a method's fields, mark the Pareto front, keep the best per speed bucket.
+
+The method is a forecache preset or a peer (``diffusers.fbcache`` with ``threshold=0.02:0.3:0.04``,
+``cachedit.dbcache`` with ``residual_diff_threshold=...``). With an output folder every row is on
+disk the moment it finishes and its outputs leave memory (rows read them back when asked), so a
+long sweep holds one generation at a time.
 
 Example::
 
@@ -19,20 +24,22 @@ from typing import Any
 
 import forecache
 from forecache.eval.bench import (
-    RunConfig,
     _environment,
+    _notes,
     _settings,
     prepare,
     resolve_threads,
-    run_methods,
+    run_baseline,
     torch_threads,
 )
+from forecache.eval.config import RunConfig
 from forecache.eval.files import atomic_write_image, atomic_write_json, atomic_write_text
-from forecache.eval.methods import BASELINE, PRESETS, MethodSpec, make_method, parse_value, save_methods
+from forecache.eval.methods import BASELINE, MethodSpec, make_method, method_names, parse_value, save_methods
 from forecache.eval.pareto import pareto_front
-from forecache.eval.plots import ParetoPoint, pareto_plot
+from forecache.eval.quiet import captured
 from forecache.eval.report import markdown_report
 from forecache.eval.schema import BenchResult, MethodResult
+from forecache.eval.store import RunFolder
 
 __all__ = ["BUCKET_BY", "QUALITY", "SweepConfig", "SweepResult", "parse_grid", "sweep"]
 
@@ -78,20 +85,22 @@ def parse_grid(grid: tuple[str, ...]) -> dict[str, list[Any]]:
 
 @dataclass(frozen=True)
 class SweepConfig(RunConfig):
-    """A sweep: `RunConfig` plus the preset, its grid and how the best configs are chosen.
+    """A sweep: `RunConfig` plus the method, its grid and how the best configs are chosen.
 
     Args:
-        preset: One of ``taylorseer``, ``ab``, ``cg``, ``cache``. Default ``"taylorseer"``.
+        preset: The method swept: a preset (``taylorseer``, ``ab``, ``cg``, ``cache``) or a peer
+            (``diffusers.fbcache``...; see `forecache.eval.peers.PEERS`). Default ``"taylorseer"``.
         grid: Axes like ``"interval=2:8"`` (inclusive), ``"threshold=0.05:0.3:0.05"``,
             ``"order=0,1,2"``; a single value fixes a field. Default ``("interval=2:6",)``.
         bucket_edges: Edges of the speed buckets, increasing, > 1. Default (1.5, 2, 3, 4): buckets
             [1, 1.5), [1.5, 2), [2, 3), [3, 4), [4, inf).
         bucket_by: ``"speedup"`` (wall clock of the denoising loop; default) or ``"compute_ratio"``
-            (exact, immune to a busy machine).
+            (linear-layer FLOPs: exact, immune to a busy machine).
         quality: What "best" maximises within a bucket: ``"psnr"`` (default) or ``"fid"`` (minimised).
         repeats: Timed runs per config. Default 1 (a sweep runs many configs).
-        out: Folder for results.json, report.md, pareto.png and one ``best_<bucket>.json`` per
-            non-empty bucket. None writes nothing.
+        out: Folder for the rows (as they finish), results.json, report.md, pareto.png and one
+            ``best_<bucket>.json`` per non-empty bucket. None writes nothing and keeps every
+            row's outputs in memory.
 
     """
 
@@ -100,14 +109,15 @@ class SweepConfig(RunConfig):
     bucket_edges: tuple[float, ...] = (1.5, 2.0, 3.0, 4.0)
     bucket_by: str = "speedup"
     quality: str = "psnr"
-    repeats: int = 1
+    repeats: int | None = 1
     out: str | None = None
     specs: tuple[MethodSpec, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.preset not in PRESETS:
-            raise ValueError(f"SweepConfig: `preset` must be one of {list(PRESETS)}, got {self.preset!r}")
+        allowed = [name for name in method_names() if name != BASELINE]
+        if self.preset not in allowed:
+            raise ValueError(f"SweepConfig: `preset` must be one of {allowed}, got {self.preset!r}")
         if self.bucket_by not in BUCKET_BY:
             raise ValueError(
                 f"SweepConfig: `bucket_by` must be one of {list(BUCKET_BY)}, got {self.bucket_by!r}"
@@ -174,6 +184,26 @@ def _bucket_name(low: float, high: float) -> str:
     return f"{low:g}-{high:g}x" if math.isfinite(high) else f"{low:g}x-up"
 
 
+def _run_rows(
+    config: SweepConfig, folder: RunFolder | None
+) -> tuple[list[MethodResult], Any, dict[str, Any]]:
+    from tqdm.auto import tqdm
+
+    harness, workload = prepare(config)
+    rows = [run_baseline(harness, config.specs[0])]
+    if folder is not None:
+        folder.start({"settings": _settings(config), "workload": workload})
+        images = rows[0].images
+        folder.save_row(0, rows[0])
+        rows[0].images = images  # the baseline's outputs stay in memory: every row is scored against them
+    for spec in tqdm(config.specs[1:], desc="configs", disable=not config.progress, unit="config"):
+        row = harness.run(spec)
+        if folder is not None:
+            folder.save_row(len(rows), row)  # streamed: the outputs leave memory
+        rows.append(row)
+    return rows, harness, workload
+
+
 def sweep(config: SweepConfig | None = None, **overrides: Any) -> SweepResult:
     """Run the baseline and every grid point, mark the Pareto fronts and pick the best per bucket.
 
@@ -186,9 +216,10 @@ def sweep(config: SweepConfig | None = None, **overrides: Any) -> SweepResult:
 
     """
     config = dataclasses.replace(config, **overrides) if config is not None else SweepConfig(**overrides)
-    with torch_threads(resolve_threads(config)):
-        harness, workload = prepare(config)
-        rows = run_methods(harness, config.specs)
+    folder = RunFolder(config.out) if config.out is not None else None
+    preload = ("cache_dit",) if config.preset.startswith("cachedit.") else ()
+    with captured(config.verbose, preload) as capture, torch_threads(resolve_threads(config)):
+        rows, harness, workload = _run_rows(config, folder)
     candidates = [
         (row, spec)
         for row, spec in zip(rows, config.specs, strict=True)
@@ -226,26 +257,41 @@ def sweep(config: SweepConfig | None = None, **overrides: Any) -> SweepResult:
         settings=_settings(config),
         workload=workload,
         environment=_environment(config),
-        notes={**harness.scorer.notes, "memory": harness.memory_note},
+        notes=_notes(harness, config),
         methods=rows,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         forecache_version=forecache.__version__,
         extra=extra,
+        log=capture.lines(),
     )
     out = SweepResult(result, front_psnr, front_fid, best)
-    if config.out is not None:
-        folder = Path(config.out)
-        for name, spec in best.items():
-            out.files[f"best {name}"] = save_methods([spec], folder / f"best_{name}.json")
-        points = [ParetoPoint(r.label, _speed(config, r), r.psnr_db, r.fid) for r in rows if r.ok]
-        x_title = "speedup (denoising loop)" if config.bucket_by == "speedup" else "compute ratio"
-        out.files["pareto"] = atomic_write_image(folder / "pareto.png", pareto_plot(points, x_title))
-        front_text = f"Pareto front (speed vs PSNR): {', '.join(front_psnr) or 'none'}\n\n" + "\n".join(
-            f"- best {name}: `{spec.label}` -> `best_{name}.json`" for name, spec in best.items()
-        )
-        report = markdown_report(result, {"Pareto plot": "pareto.png"}).replace(
-            "## Results", "## Sweep\n\n" + front_text + "\n\n## Results", 1
-        )
-        out.files["report"] = atomic_write_text(folder / "report.md", report)
-        out.files["results"] = atomic_write_json(folder / "results.json", result.to_dict())
+    if folder is not None:
+        out.files = _write(config, folder.path, out)
     return out
+
+
+def _write(config: SweepConfig, folder: Path, swept: SweepResult) -> dict[str, Path]:
+    result, best = swept.bench, swept.best
+    files: dict[str, Path] = {}
+    for name, spec in best.items():
+        files[f"best {name}"] = save_methods([spec], folder / f"best_{name}.json")
+    figures = {}
+    try:
+        from forecache.eval.figures import pareto_figure
+
+        x_key = "speedup" if config.bucket_by == "speedup" else "compute_ratio"
+        files["pareto"] = atomic_write_image(folder / "pareto.png", pareto_figure(result, x_key))
+        figures["Pareto plot"] = "pareto.png"
+    except ImportError as err:
+        result.notes["figures"] = f"unavailable: {err}"
+    front_text = f"Pareto front (speed vs PSNR): {', '.join(swept.front_psnr) or 'none'}\n\n" + "\n".join(
+        f"- best {name}: `{spec.label}` -> `best_{name}.json`" for name, spec in best.items()
+    )
+    report = markdown_report(result, figures).replace(
+        "## Rows", "## Sweep\n\n" + front_text + "\n\n## Rows", 1
+    )
+    if result.log:
+        files["log"] = atomic_write_text(folder / "log.txt", "".join(f"{line}\n" for line in result.log))
+    files["report"] = atomic_write_text(folder / "report.md", report)
+    files["results"] = atomic_write_json(folder / "results.json", result.to_dict())
+    return files

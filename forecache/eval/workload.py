@@ -9,6 +9,7 @@ every batch size sees the same noise.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -18,7 +19,17 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["DTYPES", "REFERENCE_DEFAULT", "Workload", "load_pipeline", "load_prompts"]
+__all__ = [
+    "DTYPES",
+    "OUTPUTS",
+    "REFERENCE_DEFAULT",
+    "NoTransformerError",
+    "Workload",
+    "check_denoiser",
+    "check_folder",
+    "load_pipeline",
+    "load_prompts",
+]
 
 REFERENCE_DEFAULT = "flux-digits"
 DTYPES: dict[str, torch.dtype] = {
@@ -27,6 +38,8 @@ DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,
 }
 _TINY_PREFIX = "tiny:"
+OUTPUTS = ("images", "latent")
+"""What a run keeps: decoded outputs (images or video frames, scored) or latents (speed only)."""
 
 
 def load_prompts(source: str) -> list[str]:
@@ -67,7 +80,9 @@ def load_pipeline(model: Any, device: str, dtype: str) -> tuple[Any, str]:
         The pipeline (progress bar disabled) and a description of where it came from.
 
     Raises:
-        ValueError: If the model cannot be found or loaded; the message says what was tried.
+        ValueError: If the model cannot be found or loaded (the message says what was tried), or
+            if it has no `transformer` (`NoTransformerError`, e.g. a UNet pipeline), refused before
+            its weights are read when its ``model_index.json`` tells.
 
     """
     from diffusers import DiffusionPipeline
@@ -76,10 +91,7 @@ def load_pipeline(model: Any, device: str, dtype: str) -> tuple[Any, str]:
     from forecache.testing.tiny_pipeline import TinyPipeline
 
     if model is not None and not isinstance(model, str):
-        if not isinstance(getattr(model, "transformer", None), torch.nn.Module):
-            raise ValueError(
-                f"`model` must be a pipeline with a `transformer` or a name, got {type(model).__name__}"
-            )
+        check_denoiser(model, f"a {type(model).__name__} instance")
         model.set_progress_bar_config(disable=True)
         return model, f"{type(model).__name__} instance"
     torch_dtype = DTYPES[dtype]
@@ -91,17 +103,67 @@ def load_pipeline(model: Any, device: str, dtype: str) -> tuple[Any, str]:
             pipe = TinyPipeline.from_tiny(name[len(_TINY_PREFIX) :]).to(device=device, dtype=torch_dtype)
             source = f"{name} (random weights: speed and plumbing only)"
         elif Path(name).is_dir():
+            check_folder(Path(name))
             pipe, source = DiffusionPipeline.from_pretrained(name, torch_dtype=torch_dtype).to(device), name
         else:
             pipe = DiffusionPipeline.from_pretrained(name, torch_dtype=torch_dtype, local_files_only=True)
             pipe, source = pipe.to(device), f"{name} (local Hub cache)"
     except (OSError, ValueError, KeyError) as err:
+        if isinstance(err, NoTransformerError):
+            raise
         raise ValueError(
             f"`model` must be a reference model {reference.reference_models()}, 'tiny:<TransformerClass>', "
             f"a local pipeline folder or a Hub id in the local cache; loading {name!r} failed: {err}"
         ) from err
+    check_denoiser(pipe, repr(name))
     pipe.set_progress_bar_config(disable=True)
     return pipe, source
+
+
+class NoTransformerError(ValueError):
+    """The pipeline denoises with something other than a diffusion transformer (e.g. a UNet)."""
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse a pipeline folder whose ``model_index.json`` names no ``transformer``, before loading it.
+
+    Raises:
+        NoTransformerError: Naming the pipeline class and the denoiser it has instead.
+
+    """
+    index = folder / "model_index.json"
+    if not index.is_file():
+        return  # from_pretrained reports what is missing
+    try:
+        doc = json.loads(index.read_text("utf-8"))
+    except (OSError, ValueError):
+        return
+    entry = doc.get("transformer")
+    if isinstance(entry, list) and entry and entry[-1]:
+        return
+    others = {k: v[-1] for k, v in doc.items() if k in ("unet", "prior", "decoder") and isinstance(v, list)}
+    found = ", ".join(f"`{k}` ({v})" for k, v in others.items()) or "no `transformer` entry"
+    raise NoTransformerError(
+        f"`model`: {str(folder)!r} holds a {doc.get('_class_name', 'pipeline')} whose denoiser is {found}: "
+        "forecache caches diffusion transformers (a pipeline with a `transformer` component) only"
+    )
+
+
+def check_denoiser(pipe: Any, where: str) -> None:
+    """Refuse a loaded pipeline without a `transformer` module.
+
+    Raises:
+        NoTransformerError: Naming the pipeline and the denoiser it has instead.
+
+    """
+    if isinstance(getattr(pipe, "transformer", None), torch.nn.Module):
+        return
+    unet = getattr(pipe, "unet", None)
+    found = f"a `unet` ({type(unet).__name__})" if unet is not None else "no `transformer`"
+    raise NoTransformerError(
+        f"`model`: {where} is a {type(pipe).__name__} with {found}: forecache caches diffusion "
+        "transformers (a pipeline with a `transformer` component) only"
+    )
 
 
 def _accepts(pipe: Any, name: str) -> bool:
@@ -127,10 +189,13 @@ class Workload:
         pipe: The pipeline.
         seeds: One seed per sample.
         conditions: One class label (int) or prompt (str) per sample; None for unconditional tiny runs.
-        call_kwargs: Arguments of every call (steps, guidance scale, height, width).
+        call_kwargs: Arguments of every call (steps, guidance scale, height, width, frames).
         device: Where the noise is drawn.
+        output: ``"images"`` (decoded: images or video frames, in [0, 1]) or ``"latent"``
+            (``output_type="latent"``: no decoding, for speed-only runs).
         condition_key: The call argument the conditions go to (``"class_labels"`` or ``"prompt"``),
             read from the pipeline's signature before any method wraps it.
+        kind: What the outputs are, set by the first call: ``"images"``, ``"frames"`` or ``"latent"``.
 
     """
 
@@ -139,10 +204,16 @@ class Workload:
     conditions: Sequence[int | str] | None
     call_kwargs: dict[str, Any]
     device: torch.device
+    output: str = "images"
     condition_key: str = field(init=False, default="prompt")
+    kind: str = field(init=False, default="images")
 
     def __post_init__(self) -> None:
         self.condition_key = "class_labels" if _accepts(self.pipe, "class_labels") else "prompt"
+        if self.output not in OUTPUTS:
+            raise ValueError(f"`output` must be one of {list(OUTPUTS)}, got {self.output!r}")
+        if self.output == "latent" and not self.is_tiny and not _accepts(self.pipe, "output_type"):
+            raise ValueError(f"`output`: {type(self.pipe).__name__} takes no `output_type`, got 'latent'")
 
     @property
     def is_tiny(self) -> bool:
@@ -152,36 +223,66 @@ class Workload:
         return isinstance(self.pipe, TinyPipeline)
 
     def __call__(self, indices: Sequence[int]) -> np.ndarray:
-        """Generate samples `indices`; returns images ``(len(indices), H, W, C)`` float32 in [0, 1]."""
+        """Generate samples `indices`.
+
+        Returns:
+            float32 outputs: images ``(len(indices), H, W, C)`` or video frames ``(len(indices),
+            frames, H, W, C)`` in [0, 1], or the raw latents for ``output="latent"``.
+
+        """
         if self.is_tiny:
             seed = self.seeds[indices[0]]
             generator = torch.Generator().manual_seed(seed)
             out = self.pipe(batch_size=len(indices), generator=generator, **self.call_kwargs)
-            return _latents_to_images(out.latents)
+            self.kind = "latent" if self.output == "latent" else "images"
+            latents = out.latents
+            return latents.float().cpu().numpy() if self.output == "latent" else _latents_to_images(latents)
         generators = [torch.Generator(self.device).manual_seed(self.seeds[i]) for i in indices]
         kwargs = dict(self.call_kwargs)
         if self.conditions is not None:
             kwargs[self.condition_key] = [self.conditions[i] for i in indices]
-        out = self.pipe(generator=generators, output_type="np", **kwargs)
-        images = np.asarray(out.images, dtype=np.float32)
-        return images[..., None] if images.ndim == 3 else images
+        output_type = "latent" if self.output == "latent" else "np"
+        out = self.pipe(generator=generators, output_type=output_type, **kwargs)
+        frames = getattr(out, "frames", None)
+        value = frames if frames is not None else getattr(out, "images", None)
+        if value is None:
+            value = out[0]
+        if self.output == "latent":
+            self.kind = "latent"
+            tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+            return tensor.float().cpu().numpy()
+        self.kind = "frames" if frames is not None else "images"
+        array = np.asarray(
+            value.float().cpu() if isinstance(value, torch.Tensor) else value, dtype=np.float32
+        )
+        return array[..., None] if array.ndim == (4 if frames is not None else 3) else array
 
 
 def build_call_kwargs(
-    pipe: Any, steps: int, guidance_scale: float | None, height: int | None, width: int | None
+    pipe: Any,
+    steps: int,
+    guidance_scale: float | None,
+    height: int | None,
+    width: int | None,
+    frames: int | None = None,
 ) -> dict[str, Any]:
     """Return the fixed call arguments, keeping only those the pipeline's ``__call__`` accepts.
 
     Raises:
-        ValueError: If `height`/`width`/`guidance_scale` is given but the pipeline has no such argument.
+        ValueError: If `height`/`width`/`guidance_scale`/`frames` is given but the pipeline has no
+            such argument.
 
     """
     kwargs: dict[str, Any] = {"num_inference_steps": steps}
-    for key, value in (("guidance_scale", guidance_scale), ("height", height), ("width", width)):
+    given = (("guidance_scale", guidance_scale), ("height", height), ("width", width), ("num_frames", frames))
+    for key, value in given:
         if value is None:
             continue
         if not _accepts(pipe, key):
-            raise ValueError(f"`{key}` is not an argument of {type(pipe).__name__}, got {key}={value!r}")
+            field_name = "frames" if key == "num_frames" else key
+            raise ValueError(
+                f"`{field_name}` is not an argument of {type(pipe).__name__}, got {field_name}={value!r}"
+            )
         kwargs[key] = value
     return kwargs
 

@@ -59,17 +59,37 @@ def test_missing_weights_are_unavailable_never_zero():
         assert scorer.notes["lpips"].startswith("unavailable")
 
 
-def test_fid_with_a_custom_feature_network_is_labelled_and_zero_for_the_same_set():
+def test_digit_classifier_fid_is_labelled_and_only_on_reference_models():
     from forecache.reference import DigitClassifier
 
     classifier = DigitClassifier().eval()
-    real = _images(n=12, seed=3)
-    scorer = metrics.QualityScorer(real, "test set", classifier=classifier, labels=[0] * 12)
-    assert "NOT Inception" in scorer.notes["fid"] or "Inception-v3" in scorer.notes["fid"]
+    real = _images(n=64, seed=3)
+    scorer = metrics.QualityScorer(real, "test set", [0] * 64, None, classifier, reference_model=True)
+    assert "digit-classifier FID" in scorer.notes["fid"] or "Inception-v3" in scorer.notes["fid"]
     assert scorer.fid(real).value == pytest.approx(0.0, abs=1e-3)
-    assert scorer.fid(_images(n=12, seed=4) * 0.2).value > 1e-3
+    assert scorer.fid(_images(n=64, seed=4) * 0.2).value > 1e-3
     accuracy = scorer.accuracy(real).value
     assert accuracy is not None and 0.0 <= accuracy <= 1.0
+    # fewer than 64 samples: no FID, and the reason
+    few = scorer.fid(real[:63])
+    assert few.value is None and few.note == "not computed: 63 samples < 64"
+    if metrics._hub_checkpoint(metrics._INCEPTION_FILE) is None:
+        # any other model: the digit classifier's features mean nothing, FID is unavailable
+        other = metrics.QualityScorer(real, "baseline", None, None, classifier, reference_model=False)
+        assert other.notes["fid"].startswith("unavailable: no local Inception weights")
+        assert other.fid(real).value is None
+
+
+def test_paired_scores_of_videos_are_per_frame():
+    reference = _images(n=6, size=8, channels=3).reshape(2, 3, 8, 8, 3)
+    video = reference.copy()
+    video[:, 2] += 0.1  # only the last frame differs: MSE 0.01 there
+    scores = metrics.paired_scores(reference, video)
+    assert scores["psnr_db_per_frame"][:2] == [math.inf, math.inf]
+    assert scores["psnr_db_per_frame"][2] == pytest.approx(20.0, abs=1e-4)
+    assert scores["psnr_db"] == pytest.approx(10 * math.log10(3 / 0.01), abs=1e-4)
+    assert scores["ssim_per_frame"][0] == pytest.approx(1.0) and scores["ssim_per_frame"][2] < 1.0
+    assert len(scores["psnr_db_per_sample"]) == 2
 
 
 def test_pareto_front():

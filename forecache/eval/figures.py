@@ -1,0 +1,219 @@
+"""Plots of a run with matplotlib (the ``eval`` extra): quality against compute, the decision timeline.
+
+One colour family and one marker per method family (forecache: blues, circles; diffusers:
+oranges, squares; cache-dit: greens, triangles), one shade per method, a legend beside the axes
+instead of labels that collide, the target ratios drawn as bands, and each method's swept settings
+(the matched-speed search) drawn as a thin curve beside its measured points. Without matplotlib the
+functions raise `ImportError` naming the extra, and the run notes the figures as unavailable.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image
+
+from forecache.eval.schema import BenchResult, MethodResult
+
+__all__ = ["family_style", "pareto_figure", "timeline_figure"]
+
+_FAMILIES = {
+    "forecache": ("Blues", "o"),
+    "diffusers": ("Oranges", "s"),
+    "cachedit": ("Greens", "^"),
+    "baseline": ("Greys", "D"),
+}
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError("figures need matplotlib: pip install 'forecache[eval]'") from err
+    return plt
+
+
+def _family(method: str, kind: str) -> str:
+    if kind == "baseline":
+        return "baseline"
+    return method.split(".", 1)[0] if kind == "peer" else "forecache"
+
+
+def family_style(methods: Sequence[tuple[str, str]]) -> dict[str, tuple[Any, str]]:
+    """Colour and marker per method name, from ``(method, kind)`` pairs (same family: same hue and marker)."""
+    plt = _pyplot()
+    families: dict[str, list[str]] = {}
+    for method, kind in methods:
+        names = families.setdefault(_family(method, kind), [])
+        if method not in names:
+            names.append(method)
+    style = {}
+    for family, names in families.items():
+        cmap_name, marker = _FAMILIES.get(family, ("Purples", "v"))
+        cmap = plt.get_cmap(cmap_name)
+        for i, name in enumerate(names):
+            shade = 0.85 - 0.5 * i / max(len(names) - 1, 1) if len(names) > 1 else 0.7
+            style[name] = (cmap(shade), marker)
+    return style
+
+
+def _png(fig: Any) -> Image.Image:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def pareto_figure(result: BenchResult, x_key: str = "compute_ratio") -> Image.Image:
+    """Quality against compute ratio (or speed-up): measured rows, swept curves and target bands.
+
+    Args:
+        result: The run.
+        x_key: ``"compute_ratio"`` (default) or ``"speedup"`` (the denoising loop's median).
+
+    """
+    from forecache.eval.pareto import pareto_front
+    from forecache.eval.report import shown_rows
+
+    plt = _pyplot()
+    rows = [r for r in shown_rows(result) if r.ok and r.kind != "baseline"]
+    style = family_style([(r.method, r.kind) for r in rows])
+    with_fid = [r for r in rows if _finite(r.fid)]
+    fig, axes = plt.subplots(1, 2 if with_fid else 1, figsize=(12 if with_fid else 8.5, 5.2), squeeze=False)
+
+    def x_of(row: MethodResult) -> float | None:
+        return row.compute_ratio if x_key == "compute_ratio" else (row.speedup_loop or {}).get("median")
+
+    match = result.match or {}
+    tolerance = match.get("tolerance", 0.1)
+    for ax, (metric, title, higher) in zip(
+        axes[0],
+        [
+            ("psnr_db", "PSNR vs full compute (dB, higher is better)", True),
+            ("fid", "FID (lower is better)", False),
+        ],
+        strict=False,
+    ):
+        for target in match.get("targets", []):
+            ax.axvspan(target * (1 - tolerance), target * (1 + tolerance), color="0.92", zorder=0)
+            ax.axvline(target, color="0.6", lw=0.8, ls="--", zorder=1)
+        if metric == "psnr_db":
+            for method in match.get("methods", []):
+                points = sorted(
+                    (p["compute_ratio"], p["psnr_db"])
+                    for p in method.get("evaluated", [])
+                    if _finite(p.get("psnr_db")) and p.get("compute_ratio")
+                )
+                if points and method["method"] in style:
+                    colour, marker = style[method["method"]]
+                    ax.plot(*zip(*points, strict=True), color=colour, lw=0.9, alpha=0.55, marker=marker, ms=3)
+        labelled: set[str] = set()
+        plotted = [(x_of(r), getattr(r, metric), r) for r in rows]
+        plotted = [(x, y, r) for x, y, r in plotted if _finite(x) and _finite(y)]
+        for x, y, r in plotted:
+            colour, marker = style[r.method]
+            name = r.label.split(" @")[0] if result.match else r.label
+            legend = name if name not in labelled else None
+            labelled.add(name)
+            ax.scatter(
+                [x], [y], color=colour, marker=marker, s=55, edgecolor="black", lw=0.5, label=legend, zorder=3
+            )
+        front = pareto_front([(x, y) for x, y, _ in plotted], higher)
+        if len(front) > 1:
+            ax.plot(
+                [plotted[i][0] for i in front],
+                [plotted[i][1] for i in front],
+                color="crimson",
+                lw=1.2,
+                zorder=2,
+                label="Pareto front",
+            )
+        ax.set_xlabel(
+            "compute ratio (linear-layer FLOPs, baseline / method)"
+            if x_key == "compute_ratio"
+            else "speed-up of the denoising loop"
+        )
+        ax.set_title(title, fontsize=11)
+        ax.grid(True, alpha=0.3)
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)
+    w = result.workload
+    fig.suptitle(
+        f"{w.get('model')}: {w.get('call_arguments', {}).get('num_inference_steps')} steps, "
+        f"{w.get('samples')} samples"
+        + ("; thin lines: each method's settings tried (first batch)" if match else ""),
+        fontsize=11,
+    )
+    return _png(fig)
+
+
+_COLOURS = {"C": (0.12, 0.30, 0.60), "F": (0.75, 0.85, 0.95)}
+
+
+def timeline_figure(result: BenchResult) -> Image.Image | None:
+    """Per-step decisions of each row (computed / forecast), and each gate's error against its threshold.
+
+    Returns:
+        The figure, or None when no row recorded decisions.
+
+    """
+    from forecache.eval.report import shown_rows
+
+    plt = _pyplot()
+    lines: list[tuple[str, str]] = []
+    for r in shown_rows(result):
+        if not r.ok or r.kind == "baseline":
+            continue
+        for context, per_batch in r.decisions.items():
+            if per_batch:
+                refused = (r.info.get("fallbacks_per_context") or {}).get(context)
+                suffix = f" [{refused} refused]" if refused else ""
+                lines.append((f"{r.label} / {context.split(',')[0]}{suffix}", per_batch[0]))
+    if not lines:
+        return None
+    gates = [r for r in shown_rows(result) if r.ok and r.info.get("gate_errors")]
+    steps = max(len(letters) for _, letters in lines)
+    height = 0.22 * len(lines) + 1.2
+    fig, axes = plt.subplots(
+        2 if gates else 1,
+        1,
+        figsize=(11, height + (3.2 if gates else 0)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [height, 3.2] if gates else [height]},
+    )
+    ax = axes[0][0]
+    image = [[_COLOURS.get(ch, (1.0, 1.0, 1.0)) for ch in letters.ljust(steps)] for _, letters in lines]
+    ax.imshow(image, aspect="auto", interpolation="nearest")
+    ax.set_yticks(range(len(lines)), [label for label, _ in lines], fontsize=7)
+    ax.set_xlabel("denoising step")
+    ax.set_title("Per-step decisions (first batch): dark = computed, light = forecast / reused", fontsize=10)
+    if gates:
+        ax2 = axes[1][0]
+        style = family_style([(r.method, r.kind) for r in gates])
+        for r in gates:
+            colour, _ = style[r.method]
+            threshold = (r.setting or {}).get("threshold", r.params.get("threshold"))
+            for context, points in r.info["gate_errors"].items():
+                xs, ys = zip(*points, strict=True)
+                ax2.plot(xs, ys, marker=".", lw=0.8, color=colour, label=f"{r.label} / {context}")
+            if threshold is not None:
+                ax2.axhline(float(threshold), color=colour, ls="--", lw=0.8)
+        ax2.set_yscale("log")
+        ax2.set_xlabel("denoising step")
+        ax2.set_ylabel("gate error (relative L1)")
+        ax2.set_title(
+            "Confidence gate: probe error per step; dashed: the threshold (below it: forecast)", fontsize=10
+        )
+        ax2.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
+        ax2.set_xlim(-0.5, steps - 0.5)
+    return _png(fig)
