@@ -204,10 +204,10 @@ def _modules(block: torch.nn.Module) -> tuple[tuple[str, ...], list[str]]:
     """Return the sub-modules to cache (attention and feed-forward that always run), notes on the rest."""
     found = submodules(block)
     first = _params(type(block).forward)[:1]
-    use = submodule_use(type(block), {s.path.split(".")[0] for s in found}, set(first), block)
+    use = submodule_use(type(block), {s.path for s in found}, set(first), block)
     keep, notes = [], []
     for sub in found:
-        how = "always" if use is None else use[sub.path.split(".")[0]]
+        how = "always" if use is None else use[sub.path]
         if how == "always":
             keep.append(sub.path)
         else:

@@ -261,7 +261,7 @@ class _Scanner:
                 self.calls(child, depth)
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            line = ast.unparse(node).splitlines()[0][:80]
+            line = ast.unparse(node).splitlines()[0][:120]
             value = node.value
             if (
                 isinstance(node, ast.Assign)
@@ -376,7 +376,7 @@ class _Scanner:
             if isinstance(statement, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
                 targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
                 if any(name in streams for t in targets for name in _names(t)):
-                    return ast.unparse(statement).splitlines()[0][:80]
+                    return ast.unparse(statement).splitlines()[0][:120]
         return ""
 
 
@@ -484,27 +484,48 @@ def _static_value(node: ast.AST, instance: Any) -> Any:
     return _UNKNOWN
 
 
+def _dotted(node: ast.AST) -> str | None:
+    """``"a.b.c"`` for ``self.a.b[0].c`` (subscripts skipped), else None."""
+    parts: list[str] = []
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        if isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name) and node.id == "self" and parts:
+        return ".".join(reversed(parts))
+    return None
+
+
+def _is_module(instance: Any, dotted: str) -> bool:
+    for part in dotted.split("."):
+        instance = getattr(instance, part, None)
+        if instance is None:
+            return False
+    return isinstance(instance, torch.nn.Module)
+
+
 def submodule_use(
-    block_cls: type, attrs: set[str], given: set[str] | None = None, instance: Any = None
+    block_cls: type, paths: set[str], given: set[str] | None = None, instance: Any = None
 ) -> dict[str, str] | None:
     """How a block's forward uses its sub-modules `attrs` (first components of their dotted names).
 
     Args:
         block_cls: The block class.
-        attrs: Attribute names of its sub-modules.
+        paths: Dotted names of its sub-modules (``"attn"``, ``"video_dec_block.self_attention"``).
         given: Arguments always passed (the stream): ``if stream is not None`` counts as taken.
         instance: A block; tests of its own flags (``if not self.context_pre_only``) are evaluated.
 
     Returns:
-        Per attribute: ``"always"`` (used on every path: outside any ``if``, or in both branches of
-        one), ``"conditional"`` (only on some paths: an optional input's branch, e.g. inpainting
-        conditioning) or ``"never"`` (not named in the forward nor in the block's methods it calls:
-        weights kept for another mode), or ``"opened"`` (the block calls one of its layers itself,
-        e.g. ``self.attn2.to_out[0](...)``: forecasting the module's output would not skip that
-        layer). None when the source cannot be read.
+        Per path (judged by its first attribute): ``"always"`` (used on every path: outside any
+        ``if``, or in both branches of one), ``"conditional"`` (only on some paths: an optional
+        input's branch, e.g. inpainting conditioning), ``"never"`` (not named in the forward nor
+        in the block's methods it calls: weights kept for another mode), or ``"opened"`` (the
+        block calls one of its layers itself, e.g. ``self.attn2.to_out[0](...)``: forecasting the
+        module's output would not skip that layer). None when the source cannot be read.
 
     """
     given = given or set()
+    attrs = {path.split(".")[0] for path in paths}
     seen: set[str] = {"forward"}
 
     def uses(nodes: list[ast.AST]) -> tuple[set[str], set[str]]:
@@ -539,20 +560,10 @@ def submodule_use(
             return test_always | (body_always & else_always), test_any | body_any | else_any
         found: set[str] = set()
         if isinstance(node, ast.Call):
-            chain = node.func
-            while isinstance(chain, ast.Subscript):
-                chain = chain.value
-            if (
-                isinstance(chain, ast.Attribute)
-                and isinstance(chain.value, ast.Attribute)
-                and isinstance(chain.value.value, ast.Name)
-                and chain.value.value.id == "self"
-                and chain.value.attr in attrs
-                and isinstance(
-                    getattr(getattr(instance, chain.value.attr, None), chain.attr, None), torch.nn.Module
-                )
-            ):
-                opened.add(chain.value.attr)
+            dotted = _dotted(node.func)
+            for path in paths:
+                if dotted is not None and dotted.startswith(f"{path}.") and _is_module(instance, dotted):
+                    opened.add(path)
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
             if node.attr in attrs:
                 found.add(node.attr)
@@ -571,13 +582,11 @@ def submodule_use(
     if forward is None:
         return None
     always, anywhere = uses(list(forward.body))
-    return {
-        attr: "opened"
-        if attr in opened
-        else "always"
-        if attr in always
-        else "conditional"
-        if attr in anywhere
-        else "never"
-        for attr in attrs
-    }
+
+    def status(path: str) -> str:
+        attr = path.split(".")[0]
+        if path in opened:
+            return "opened"
+        return "always" if attr in always else "conditional" if attr in anywhere else "never"
+
+    return {path: status(path) for path in paths}

@@ -119,9 +119,9 @@ class _Observer:
                         continue
                     same = isinstance(out, torch.Tensor) and isinstance(nxt, torch.Tensor)
                     if not (same and out.shape == nxt.shape and torch.equal(out, nxt)):
-                        stream = "image" if k == 0 else "second"
+                        stream = "an image" if k == 0 else "a second"
                         return (
-                            f"`{names[i + 1]}` received a {stream} stream other than the one `{names[i]}` "
+                            f"`{names[i + 1]}` received {stream} stream other than the one `{names[i]}` "
                             "returned (something runs in between): the block stack's residual is not defined"
                         )
         return ""

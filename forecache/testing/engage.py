@@ -22,7 +22,9 @@ per-class tests (`tests/layouts/test_every_class.py`) assert it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 
 from forecache.testing.catalog import TinyModel, build_tiny, output_tensors
 
-__all__ = ["PRESETS", "STEPS", "Outcome", "check_preset", "full_compute_variant"]
+__all__ = ["PRESETS", "STEPS", "Outcome", "UnitCounter", "check_preset", "full_compute_variant", "units_of"]
 
 STEPS = 8
 PRESETS = ("TaylorSeerConfig", "AdamsBashforthConfig", "ConfidenceGateConfig")
@@ -72,7 +74,7 @@ def full_compute_variant(config: Any) -> Any:
     return dataclasses.replace(config, interval=1)
 
 
-class _Counter(TorchFunctionMode):
+class UnitCounter(TorchFunctionMode):
     """Counts, per model call, the cached units whose own weights an operation used.
 
     A unit executes in a call when any torch operation receives one of its parameters: a module
@@ -94,8 +96,28 @@ class _Counter(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
     def end_call(self) -> None:
+        """Close one model call: add the units that ran in it."""
         self.executed += len(self._ran)
         self._ran.clear()
+
+    @contextlib.contextmanager
+    def around(self, models: list[torch.nn.Module]) -> Iterator[UnitCounter]:
+        """Count only inside calls of `models` (a pipeline's transformers), one model call at a time."""
+
+        def enter(module: torch.nn.Module, args: Any, kwargs: Any) -> None:
+            self.__enter__()
+
+        def leave(module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+            self.__exit__(None, None, None)
+            self.end_call()
+
+        handles = [m.register_forward_pre_hook(enter, with_kwargs=True) for m in models]
+        handles += [m.register_forward_hook(leave, with_kwargs=True, always_call=True) for m in models]
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
 
 
 def _linear_flops(model: torch.nn.Module) -> tuple[list[int], list[Any]]:
@@ -108,7 +130,7 @@ def _linear_flops(model: torch.nn.Module) -> tuple[list[int], list[Any]]:
 
 
 def _loop(
-    tiny: TinyModel, inputs: dict[str, Any], batch: int, counter: _Counter | None = None
+    tiny: TinyModel, inputs: dict[str, Any], batch: int, counter: UnitCounter | None = None
 ) -> list[torch.Tensor]:
     outputs: list[torch.Tensor] = []
     with torch.no_grad():
@@ -123,7 +145,7 @@ def _loop(
     return outputs
 
 
-def _units(model: torch.nn.Module, config: Any) -> list[torch.nn.Module]:
+def units_of(model: torch.nn.Module, config: Any) -> list[torch.nn.Module]:
     """Return the modules `stats` counts as units for `config` (blocks, or cached sub-modules)."""
     from forecache.accel.config import resolve_config
     from forecache.accel.targets import TARGETS
@@ -182,7 +204,7 @@ def check_preset(name: str, preset: str, batch: int = 1) -> Outcome:
         for h in handles:
             h.remove()
         return Outcome("refuses", _first_line(err))
-    counter = _Counter(_units(tiny.model, config))
+    counter = UnitCounter(units_of(tiny.model, config))
     flops[0] = 0
     try:
         cached = _loop(tiny, inputs, batch, counter)
