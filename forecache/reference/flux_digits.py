@@ -1,7 +1,5 @@
 """The FLUX-architecture reference model: a class-conditional rectified-flow pipeline on 16x16 digits."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import torch
@@ -120,7 +118,7 @@ def image_ids(height: int, width: int, device: torch.device, dtype: torch.dtype)
     return flux_image_ids(height, width, device=device, dtype=dtype)
 
 
-def build_flux_digits() -> FluxDigitsPipeline:
+def build_flux_digits() -> "FluxDigitsPipeline":
     """Build the untrained Flux reference pipeline (the architecture the shipped weights fit).
 
     Returns:
