@@ -32,3 +32,51 @@ def test_the_readmes_first_python_example_runs_as_written():
     namespace: dict = {}
     exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["images"].shape == (2, 16, 16, 1)
+
+
+def test_forecache_models_lists_every_class_registered_or_inferred(capsys):
+    from forecache.cli import main
+
+    assert (
+        main(["models", "--classes", "FluxTransformer2DModel", "Flux2Transformer2DModel", "UniDiffuserModel"])
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in lines
+        if line.split() and line.split()[0].endswith("Model")
+    }
+    assert rows["FluxTransformer2DModel"] == ["registered", "blocks,modules,output", "transformer_blocks.0"]
+    assert rows["Flux2Transformer2DModel"] == [
+        "inferred",
+        "blocks,modules,output",
+        "single_transformer_blocks.0",
+    ]
+    assert rows["UniDiffuserModel"] == ["refused", "none", "-"]
+
+
+def test_forecache_models_inferred_prints_layouts_and_checks_the_registered_ones(capsys):
+    from forecache.cli import main
+
+    assert (
+        main(["models", "--inferred", "--classes", "FluxTransformer2DModel", "LatteTransformer3DModel"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "FluxTransformer2DModel [registered]  time: `timestep` (by name)" in out
+    assert (
+        "  against the registered layout: `single_transformer_blocks` sub-modules: registered ['proj_out'] "
+        "skipping ['attn', 'proj_mlp'], inferred ['attn']"
+    ) in out
+    assert "temporal_transformer_blocks: 2 x BasicTransformerBlock, left alone - runs interleaved" in out
+    assert "    refused: no chain of blocks" in out
+
+
+def test_forecache_models_check_runs_the_presets(capsys):
+    from forecache.cli import main
+
+    assert main(["models", "--check", "--classes", "DiTTransformer2DModel", "LatteTransformer3DModel"]) == 0
+    out = capsys.readouterr().out
+    assert "| forecache TaylorSeerConfig | 2 | 0 | 0 | 0 | 0 |" in out
+    assert "| forecache ConfidenceGateConfig | 1 | 1 | 0 | 0 | 0 |" in out
+    assert "- LatteTransformer3DModel: TaylorSeer engages x1.60" in out

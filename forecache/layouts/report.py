@@ -13,6 +13,7 @@ import functools
 import logging
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -42,6 +43,7 @@ class ModelRow:
         targets: Per target of `TABLE_TARGETS`: '' when it can be applied, else the reason it is refused.
         probe: The block the default confidence gate probes ('' when the gate is refused).
         inference: What inference decided (also for registered classes, to compare).
+        model: The tiny model the row describes.
 
     """
 
@@ -50,6 +52,7 @@ class ModelRow:
     targets: dict[str, str] = field(default_factory=dict)
     probe: str = ""
     inference: Inference | None = None
+    model: torch.nn.Module | None = field(default=None, repr=False, compare=False)
 
     @property
     def available(self) -> list[str]:
@@ -95,7 +98,7 @@ def model_row(model: torch.nn.Module) -> ModelRow:
     source = "registered" if registered_layout(model) is not None else "inferred"
     if all(targets.values()):
         source = "refused"
-    return ModelRow(name, source, targets, probe, infer_layout(model))
+    return ModelRow(name, source, targets, probe, infer_layout(model), model)
 
 
 #: The targets the README's table shows (forecache's own; targets registered later are left out).
@@ -105,9 +108,9 @@ TABLE_TARGETS = ("blocks", "modules", "output")
 @functools.lru_cache(maxsize=2)
 def _catalog_rows(registry: tuple[tuple[str, ModelLayout], ...]) -> tuple[ModelRow, ...]:
     """Rows of the installed catalog classes for one state of the registry (`registry` keys the cache)."""
-    from forecache.testing.catalog import build_tiny, catalog_names, diffusers_transformer_classes
+    from forecache.testing.catalog import build_tiny, catalog_names, installed_names
 
-    installed = diffusers_transformer_classes()
+    unavailable = installed_names()
     rows = []
     level = logging.getLogger("forecache").level
     logging.getLogger("forecache").setLevel(logging.WARNING)
@@ -115,7 +118,7 @@ def _catalog_rows(registry: tuple[tuple[str, ModelLayout], ...]) -> tuple[ModelR
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for name in catalog_names():
-                if name in installed:
+                if not unavailable[name]:
                     rows.append(model_row(build_tiny(name).model))
     finally:
         logging.getLogger("forecache").setLevel(level)
@@ -147,13 +150,13 @@ def supported_models_markdown() -> str:
     return head + rule + body
 
 
-def describe_layout(layout: ModelLayout | None) -> str:
-    """One line per block list: streams, sub-modules; then the time argument."""
+def describe_layout(layout: ModelLayout | None, indent: str = "  ") -> str:
+    """Return one line per block list (streams, sub-modules), then the time argument."""
     if layout is None:
-        return "  (none)"
-    lines = [f"  {_describe_list(b)}" for b in layout.block_lists]
+        return f"{indent}(none)"
+    lines = [f"{indent}{_describe_list(b)}" for b in layout.block_lists]
     time = time_argument(layout.timestep_arg)
-    lines.append(f"  time: {' or '.join(time.names)}{' (rises: read negated)' if time.rises else ''}")
+    lines.append(f"{indent}time: {' or '.join(time.names)}{' (rises: read negated)' if time.rises else ''}")
     return "\n".join(lines)
 
 
@@ -172,11 +175,14 @@ def _describe_list(b: BlockListLayout) -> str:
     return f"{b.attr}: {streams}; modules {list(b.modules)}{skipped}"
 
 
-def compare_layouts(registered: ModelLayout, inferred: ModelLayout | None) -> list[str]:
-    """Differences between a registered layout and the inferred one ([] when they agree).
+def compare_layouts(
+    registered: ModelLayout, inferred: ModelLayout | None, model: torch.nn.Module | None = None
+) -> list[str]:
+    """Return the differences between a registered layout and the inferred one ([] when they agree).
 
     Block lists, their order and stream positions must agree; cached sub-modules may differ where a
-    registration caches a projection (``proj_out``) inference does not find by type.
+    registration caches a projection (``proj_out``) inference does not find by type. With `model`,
+    sub-module names absent from its blocks (which every target ignores) are left out.
     """
     if inferred is None:
         return ["inference refuses the class"]
@@ -186,15 +192,33 @@ def compare_layouts(registered: ModelLayout, inferred: ModelLayout | None) -> li
     if reg != inf:
         out.append(f"block lists (attr, image slot, text slot): registered {reg}, inferred {inf}")
     for r, i in zip(registered.block_lists, inferred.block_lists, strict=False):
-        if set(r.modules) != set(i.modules) or set(r.skipped_modules) != set(i.skipped_modules):
+        present = _present_in(model, r.attr)
+        modules = [m for m in r.modules if present(m)]
+        skipped = [m for m in r.skipped_modules if present(m)]
+        if set(modules) != set(i.modules) or skipped:
             out.append(
-                f"`{r.attr}` sub-modules: registered {list(r.modules)}"
-                + (f" skipping {list(r.skipped_modules)}" if r.skipped_modules else "")
-                + f", inferred {list(i.modules)} (names absent from a block are ignored)"
+                f"`{r.attr}` sub-modules: registered {modules}"
+                + (f" skipping {skipped}" if skipped else "")
+                + f", inferred {list(i.modules)}"
             )
     if time_argument(registered.timestep_arg) != time_argument(inferred.timestep_arg):
         out.append(f"time: registered {registered.timestep_arg!r}, inferred {inferred.timestep_arg!r}")
     return out
+
+
+def _present_in(model: torch.nn.Module | None, attr: str) -> Any:
+    blocks = getattr(model, attr, None) if model is not None else None
+    if not blocks:
+        return lambda name: True
+
+    def present(name: str) -> bool:
+        try:
+            blocks[0].get_submodule(name)
+        except AttributeError:
+            return False
+        return True
+
+    return present
 
 
 def inferred_report(names: list[str] | None = None) -> tuple[str, int]:
@@ -227,7 +251,7 @@ def inferred_report(names: list[str] | None = None) -> tuple[str, int]:
 
         registered = _REGISTRY.get(row.name)
         if registered is not None:
-            differences = compare_layouts(registered, inference.layout)
+            differences = compare_layouts(registered, inference.layout, row.model)
             structural = [d for d in differences if not d.startswith("`")]
             disagree += bool(structural)
             lines.append(

@@ -14,7 +14,7 @@ from collections import Counter
 
 import torch
 
-from forecache.testing.catalog import catalog_names, diffusers_transformer_classes
+from forecache.testing.catalog import catalog_names, installed_names
 from forecache.testing.engage import PRESETS, STEPS, Outcome, check_preset
 
 __all__ = ["COLUMNS", "check_all", "details", "table"]
@@ -54,8 +54,8 @@ def details(results: dict[str, dict[str, Outcome]]) -> str:
 
 def check_all(names: list[str] | None = None, with_details: bool = True) -> tuple[str, list[str]]:
     """Run every preset on every class (or `names`); return the text and the classes that crash or no-op."""
-    installed = diffusers_transformer_classes()
-    names = names or [n for n in catalog_names() if n in installed]
+    unavailable = installed_names()
+    names = names or [n for n in catalog_names() if not unavailable[n]]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     start = time.time()

@@ -2,7 +2,6 @@
 
 import warnings
 
-import diffusers
 import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
@@ -16,14 +15,14 @@ from forecache.layouts import UnsupportedModelError, infer_layout, resolve_layou
 from forecache.layouts.registry import _REGISTRY
 from forecache.layouts.report import compare_layouts
 from forecache.layouts.verify import VERIFY_HOOK
-from forecache.testing.catalog import build_tiny, diffusers_transformer_classes, tiny_model_names
+from forecache.testing.catalog import build_tiny, installed_names, tiny_model_names
 
-INSTALLED = diffusers_transformer_classes()
+UNAVAILABLE = installed_names()
 
 
 def tiny(name):
-    if name not in INSTALLED:
-        pytest.skip(f"{name} is not in diffusers {diffusers.__version__}")
+    if UNAVAILABLE[name]:
+        pytest.skip(UNAVAILABLE[name])
     return build_tiny(name)
 
 
@@ -90,7 +89,7 @@ def test_metadata_says_which_of_two_returned_streams_is_the_image():
 def test_inference_agrees_with_every_registered_layout():
     for name in tiny_model_names():
         model = build_tiny(name).model
-        differences = compare_layouts(_REGISTRY[name], infer_layout(model).layout)
+        differences = compare_layouts(_REGISTRY[name], infer_layout(model).layout, model)
         structural = [d for d in differences if not d.startswith("`")]
         assert not structural, (name, structural)
         assert lists(infer_layout(model).chain) == lists(_REGISTRY[name])  # no glue in these
