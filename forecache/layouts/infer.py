@@ -40,8 +40,9 @@ import torch
 
 from forecache.accel._private import block_return_indices
 from forecache.accel.layout import BlockListLayout, ModelLayout, TimeArgument
+from forecache.layouts.block_source import block_returns, submodule_use
 from forecache.layouts.discover import block_lists, submodules
-from forecache.layouts.source import ForwardScan, block_returns, scan_forward, submodule_use
+from forecache.layouts.source import ForwardScan, scan_forward
 
 __all__ = ["CHAINED_TARGETS", "RISING_TIME", "TIME_NAMES", "Inference", "ListFinding", "infer_layout"]
 
