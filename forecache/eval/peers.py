@@ -197,7 +197,7 @@ def _cachedit(pipe: Any, params: dict[str, Any], run: PeerRun) -> Detach:
         calibration = getattr(cache_dit, _CALIBRATORS[calibrator])()
     run.info["cache_dit_version"] = getattr(cache_dit, "__version__", "unknown")
     run.info["enable_separate_cfg"] = params["enable_separate_cfg"]
-    restore = _snapshot_forwards(pipe.transformer)
+    restore = _snapshot_forwards(getattr(pipe, "transformer", pipe))  # a pipeline, or a bare transformer
     try:
         cache_dit.enable_cache(pipe, cache_config=config, calibrator_config=calibration)
     except Exception:
