@@ -45,7 +45,7 @@ __all__ = [
     "write_outputs",
 ]
 
-REFERENCE_MODELS = ("flux-digits", "dit-digits")
+REFERENCE_MODELS = ("flux-digits", "dit-digits", "flux-digits-deep")
 DEFAULT_METHODS: tuple[str, ...] = (
     "taylorseer",
     "ab",
