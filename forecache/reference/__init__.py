@@ -98,7 +98,8 @@ def load_reference(
 
     Args:
         name (`str`): One of `reference_models()`: `"flux-digits"`, `"dit-digits"` or
-            `"flux-digits-deep"` (12 blocks; about twice flux-digits' FLOPs per call).
+            `"flux-digits-deep"` (12 blocks of width 96: 182 MFLOP per sample and call, 1.12x
+            flux-digits').
         device (`str` or `torch.device`, defaults to `"cpu"`): Where to put the weights.
         dtype (`torch.dtype`, defaults to `torch.float32`): Weight dtype (the weights are stored in
             float32; bfloat16/float16 halve memory at a small quality cost).
