@@ -22,7 +22,8 @@ from forecache.reference import (
     reference_models,
     reference_path,
 )
-from forecache.reference.flux_digits import FLUX_DIGITS_SIZES
+from forecache.reference.flux_digits import FLUX_DIGITS_SIZES, build_flux_digits
+from forecache.reference.train import train_flux
 
 ALL_MODELS = ["flux-digits", "dit-digits", "flux-digits-deep"]
 FLUX_MODELS = list(FLUX_DIGITS_SIZES)
@@ -129,6 +130,36 @@ def test_deep_flux_reference_has_12_blocks_in_flux_dev_proportions():
     assert params == DEEP_PARAMS, params
     stored = sum(p.stat().st_size for p in reference_path("flux-digits-deep").rglob("*.safetensors"))
     assert stored < 10.5e6, f"flux-digits-deep weights take {stored / 1e6:.2f} MB"
+
+
+@pytest.mark.parametrize("name", FLUX_MODELS)
+def test_shipped_flux_weights_fit_the_builders_architecture(name):
+    shipped = load_reference(name)
+    built = build_flux_digits(**FLUX_DIGITS_SIZES[name])
+    for key, value in FLUX_DIGITS_SIZES[name].items():
+        assert shipped.transformer.config[key] == value, (key, shipped.transformer.config[key])
+    shapes = {k: v.shape for k, v in built.transformer.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in shipped.transformer.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_layers": -1}, r"`num_layers` must be an int >= 0, got -1"),
+        ({"num_single_layers": 2.0}, r"`num_single_layers` must be an int >= 0, got 2.0"),
+        ({"num_attention_heads": 0}, r"`num_attention_heads` must be an int >= 1, got 0"),
+        ({"num_layers": 0, "num_single_layers": 0}, r"`num_layers` \+ `num_single_layers` must be >= 1"),
+    ],
+)
+def test_build_flux_digits_rejects_bad_sizes(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_flux_digits(**kwargs)
+
+
+def test_train_flux_rejects_unknown_name_before_training():
+    message = r"`name` must be one of flux-digits, flux-digits-deep, got 'flux-huge'"
+    with pytest.raises(ValueError, match=message):
+        train_flux(steps=1, name="flux-huge")
 
 
 @pytest.mark.parametrize("steps", [50, 28])
