@@ -28,6 +28,7 @@ from forecache.accel.forecasters import AdamsBashforth, Reuse, Taylor, register_
 from forecache.accel.policies import ConfidenceGate, Interval, StepMask, Timeline, register_policy
 from forecache.accel.stats import CacheStats, ContextStats
 from forecache.accel.targets import register_target
+from forecache.tune import TuneResult, tune  # eager: `forecache.tune` is the function, not the package
 
 if TYPE_CHECKING:
     from forecache.api import apply, cached, remove, stats
@@ -75,6 +76,7 @@ __all__ = [
     "Taylor",
     "TaylorSeerConfig",
     "Timeline",
+    "TuneResult",
     "UnsupportedModelError",
     "__version__",
     "apply",
@@ -87,4 +89,5 @@ __all__ = [
     "remove",
     "stats",
     "supported_models",
+    "tune",
 ]

@@ -39,6 +39,9 @@ class PeerRun:
             calls).
         memo: Kept across the settings of one peer in one run (MagCache's calibration).
         info: Filled by the peer: calibration results and notes, copied into the report.
+        calibration: ``calibration(k)`` returns the pipeline arguments of a call generating `k`
+            calibration samples (the benchmark's first `k` conditions; the caller seeds it apart
+            from the benchmark's own samples). None where the harness drives a bare transformer.
 
     """
 
@@ -47,6 +50,7 @@ class PeerRun:
     calls_per_step: int = 1
     memo: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    calibration: Callable[[int], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
