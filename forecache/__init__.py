@@ -22,10 +22,11 @@ from forecache.accel.config import (
     CacheConfig,
     ConfidenceGateConfig,
     TaylorSeerConfig,
+    TimelineConfig,
     register_config,
 )
 from forecache.accel.forecasters import AdamsBashforth, Reuse, Taylor, register_forecaster
-from forecache.accel.policies import ConfidenceGate, Interval, StepMask, Timeline, register_policy
+from forecache.accel.policies import ConfidenceGate, Interval, Shaped, StepMask, Timeline, register_policy
 from forecache.accel.stats import CacheStats, ContextStats
 from forecache.accel.targets import register_target
 from forecache.tune import TuneResult, tune  # eager: `forecache.tune` is the function, not the package
@@ -72,10 +73,12 @@ __all__ = [
     "ContextStats",
     "Interval",
     "Reuse",
+    "Shaped",
     "StepMask",
     "Taylor",
     "TaylorSeerConfig",
     "Timeline",
+    "TimelineConfig",
     "TuneResult",
     "UnsupportedModelError",
     "__version__",

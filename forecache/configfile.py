@@ -29,6 +29,7 @@ from forecache.accel.config import (
     CacheConfig,
     ConfidenceGateConfig,
     TaylorSeerConfig,
+    TimelineConfig,
 )
 from forecache.accel.forecasters import FORECASTERS
 from forecache.accel.policies import POLICIES
@@ -51,6 +52,7 @@ PRESETS: dict[str, type] = {
     "taylorseer": TaylorSeerConfig,
     "ab": AdamsBashforthConfig,
     "cg": ConfidenceGateConfig,
+    "timeline": TimelineConfig,
     "cache": CacheConfig,
 }
 ALIASES = {"adams-bashforth": "ab", "ab-cache": "ab", "confidence-gate": "cg", "cg-taylor": "cg"}

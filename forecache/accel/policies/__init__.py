@@ -11,7 +11,7 @@ from forecache.accel.policies.base import POLICIES, Decision, Policy, in_cooldow
 from forecache.accel.policies.confidence_gate import ConfidenceGate, gate_error
 from forecache.accel.policies.interval import Interval
 from forecache.accel.policies.step_mask import StepMask
-from forecache.accel.policies.timeline import Timeline
+from forecache.accel.policies.timeline import Shaped, Timeline
 
 __all__ = [
     "POLICIES",
@@ -19,6 +19,7 @@ __all__ = [
     "Decision",
     "Interval",
     "Policy",
+    "Shaped",
     "StepMask",
     "Timeline",
     "gate_error",
