@@ -89,7 +89,8 @@ def test_timeline_preset_resolves_to_a_shaped_schedule_on_the_blocks():
     config = resolve_config(forecache.TimelineConfig())
     assert config.policy == forecache.Shaped(ratio=5.5, shape=1.3)
     assert config.forecaster == forecache.Taylor(order=2) and config.target == "blocks"
-    with pytest.raises(ValueError, match=r"TimelineConfig: `ratio` must be a float in \(1\.0, 50\.0\], got 0\.5"):
+    message = r"TimelineConfig: `ratio` must be a float in \(1\.0, 50\.0\], got 0\.5"
+    with pytest.raises(ValueError, match=message):
         forecache.TimelineConfig(ratio=0.5)
     with pytest.raises(ValueError, match=r"TimelineConfig: `target` must be one of \[.*\], got 'x'"):
         forecache.TimelineConfig(target="x")
