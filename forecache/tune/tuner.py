@@ -395,16 +395,20 @@ def tune(
             float(trajectory.coordinate(forecaster)[4 % n]),
         ):
             raise TypeError(f"tune: `forecasters` must be linear in their features; {forecaster!r} is not")
-    tables = {str(f): error_table(trajectory, f, gap) for f in _SEARCHERS}
+    tables: dict[tuple[str, int], np.ndarray] = {}
     ranking = step_weights(trajectory, "sensitivity")
 
     def candidates_at(count: int) -> list[Candidate]:
+        # a gap wide enough for `count` computed steps to cover the trajectory
+        widest = max(gap, math.ceil(n / count) + 1)
         found: dict[tuple[tuple[int, ...], str], Candidate] = {}
         for searcher in _SEARCHERS:
+            table_key = (str(searcher), widest)
+            if table_key not in tables:
+                tables[table_key] = error_table(trajectory, searcher, widest)
+            table = tables[table_key]
             for weighting in _WEIGHTINGS:
-                schedules = best_schedules(
-                    tables[str(searcher)], step_weights(trajectory, weighting), [count], gap
-                )
+                schedules = best_schedules(table, step_weights(trajectory, weighting), [count], widest)
                 if count not in schedules:
                     continue
                 computed = [int(step) for step in schedules[count][1]]
