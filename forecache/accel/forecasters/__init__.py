@@ -19,6 +19,8 @@ from forecache.accel.forecasters.base import (
     make_history,
     register_forecaster,
 )
+from forecache.accel.forecasters.foca import FoCa
+from forecache.accel.forecasters.hermite import Hermite
 from forecache.accel.forecasters.reuse import Reuse
 from forecache.accel.forecasters.taylor import Taylor
 
@@ -27,8 +29,10 @@ __all__ = [
     "FORECASTERS",
     "AdamsBashforth",
     "Coordinate",
+    "FoCa",
     "Forecaster",
     "Guard",
+    "Hermite",
     "History",
     "Memo",
     "Reuse",
