@@ -19,6 +19,7 @@ from forecache.accel.forecasters.base import (
     make_history,
     register_forecaster,
 )
+from forecache.accel.forecasters.dmd import DMD
 from forecache.accel.forecasters.foca import FoCa
 from forecache.accel.forecasters.hermite import Hermite
 from forecache.accel.forecasters.reuse import Reuse
@@ -26,6 +27,7 @@ from forecache.accel.forecasters.taylor import Taylor
 
 __all__ = [
     "COORDINATES",
+    "DMD",
     "FORECASTERS",
     "AdamsBashforth",
     "Coordinate",

@@ -1,11 +1,13 @@
-"""The scaled-Hermite (HiCache) and forecast-then-calibrate (FoCa) forecasters against their closed forms."""
+"""The Hermite (HiCache), forecast-then-calibrate (FoCa) and DMD forecasters against their closed forms."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from forecache.accel.forecasters import FoCa, Guard, Hermite, Taylor, make_history
+from forecache.accel.forecasters import DMD, FoCa, Guard, Hermite, Taylor, make_history
+from forecache.accel.forecasters.dmd import dmd_coefficients, dmd_fit
 from forecache.accel.forecasters.foca import foca_weights
 from forecache.accel.forecasters.hermite import hermite_polynomial, hermite_weights
 
@@ -207,3 +209,58 @@ def test_new_forecasters_parse_as_bench_methods():
     assert params["forecaster"] == {"type": "hermite", "order": 1, "sigma": 0.6, "coordinate": "step"}
     spec = parse_method("cache:forecaster=foca,every=5,coordinate=timestep")
     assert spec.config.forecaster == FoCa(coordinate="timestep")
+    spec = parse_method("cache:forecaster=dmd,window=5,every=6")
+    assert spec.config.forecaster == DMD(window=5)
+    assert method_to_dict(spec)["params"]["forecaster"] == {"type": "dmd", "window": 5}
+
+
+def exponentials(x: float) -> torch.Tensor:
+    """Two samples: sample 0 ``u 0.8^x + v 1.1^x``, sample 1 a damped rotation ``0.9^x (cos, sin)(0.5 x)``."""
+    u, v = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([0.3, 0.4, -1.0])
+    first = u * 0.8**x + v * 1.1**x
+    second = 0.9**x * torch.tensor([math.cos(0.5 * x), math.sin(0.5 * x), 2 * math.cos(0.5 * x)])
+    return torch.stack([first, second])
+
+
+def test_dmd_reproduces_sums_of_exponentials_per_sample_on_evenly_spaced_steps():
+    history = make_history(DMD(window=4), torch.float32)
+    for x in (0.0, 2.0, 4.0, 6.0, 8.0):  # the ring keeps the last four, spacing 2
+        history.update(exponentials(x), x)
+    for target in (9.0, 10.0, 12.0, 16.0):
+        torch.testing.assert_close(history.predict(target), exponentials(target), rtol=1e-4, atol=1e-4)
+    taylor = make_history(Taylor(order=1))
+    for x in (6.0, 8.0):
+        taylor.update(exponentials(x), x)
+    assert (taylor.predict(16.0) - exponentials(16.0)).abs().max() > 0.3  # a line cannot follow it
+
+
+def test_dmd_coefficients_of_a_geometric_sequence():
+    """Snapshots 1, 2, 4 (ratio 2): the fit is lambda = 2, the forecast k steps on is 4 * 2^k."""
+    snapshots = np.array([[1.0, 2.0, 4.0]])
+    fit = dmd_fit(snapshots.T @ snapshots)
+    assert fit is not None and fit[1] == pytest.approx([2.0])
+    weights = dmd_coefficients(fit, 1.5)
+    assert float(weights @ snapshots[0, 1:]) == pytest.approx(4.0 * 2**1.5)
+
+
+def test_dmd_falls_back_to_the_line_without_three_even_steps_and_guards_like_the_kernel():
+    history = make_history(DMD(window=4), torch.float32)
+    history.track_peak = True
+    for x in (0.0, 1.0, 3.0):
+        history.update(torch.full((2, 3), 2.0 * x), x)
+    torch.testing.assert_close(history.predict(5.0), torch.full((2, 3), 10.0))  # the line through 1 and 3
+    growth = make_history(DMD(window=3), torch.float32)
+    growth.track_peak = True
+    for x in (0.0, 1.0, 2.0):
+        growth.update(torch.full((1, 4), 3.0**x), x)
+    torch.testing.assert_close(growth.predict(3.0), torch.full((1, 4), 27.0), rtol=1e-4, atol=1e-4)
+    guard = Guard(margin=2.0)  # limit 2 x 9 = 18: 27 is refused, the last computed 9 is returned
+    addend = torch.ones(1, 4)
+    torch.testing.assert_close(growth.predict(3.0, guard, addend), torch.full((1, 4), 10.0))
+    assert int(guard.counter(torch.device("cpu"))[0]) == 4
+    assert growth.nbytes == 3 * 4 * 4
+
+
+def test_dmd_validates_its_window():
+    with pytest.raises(ValueError, match=r"DMD: `window` must be an int in \[3, 8\], got 2"):
+        DMD(window=2)
