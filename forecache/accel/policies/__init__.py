@@ -12,6 +12,7 @@ from forecache.accel.policies.confidence_gate import ConfidenceGate, gate_error
 from forecache.accel.policies.interval import Interval
 from forecache.accel.policies.step_mask import StepMask
 from forecache.accel.policies.timeline import Timeline
+from forecache.accel.policies.verify import Verify
 
 __all__ = [
     "POLICIES",
@@ -21,6 +22,7 @@ __all__ = [
     "Policy",
     "StepMask",
     "Timeline",
+    "Verify",
     "gate_error",
     "in_cooldown",
     "register_policy",
