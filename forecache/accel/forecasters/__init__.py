@@ -3,7 +3,9 @@
 Each forecaster is a frozen spec registered by name (`register_forecaster`) that makes one runtime
 `History` per cached tensor. Speed/quality: every order adds one history tensor per cached site
 (memory and bandwidth of one feature each); higher orders follow curved trajectories better but
-amplify noise when the computed steps are far apart. Order 1-2 is the usual sweet spot.
+amplify noise when the computed steps are far apart. Order 1-2 is the usual sweet spot. `Hermite`
+(HiCache) damps the series for long intervals, `FoCa` steps it as an ODE predictor-corrector, and
+`DMD` fits exponentials per sample (nonlinear: a torch path instead of the fused kernel).
 """
 
 from forecache.accel.forecasters.adams_bashforth import AdamsBashforth, lagrange_weights

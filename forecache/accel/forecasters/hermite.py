@@ -58,13 +58,16 @@ class Hermite:
     0.5``: half the Taylor step, between reuse and Taylor-1); every order >= 2 adds the constant
     ``-s/2 P''`` (and higher even derivatives), so no quadratic is reproduced at any ``sigma > 0``;
     ``sigma -> 0`` is reuse. Unlike Taylor, the terms of order >= 2 depend on the unit of the
-    coordinate (``-s/2 P''`` is not scale-free): with ``coordinate="timestep"`` divide ``sigma``'s
-    effect accordingly, or keep the paper's ``"step"``.
+    coordinate (``-s/2 P''`` is not scale-free), so a `sigma` tuned on the paper's ``"step"``
+    coordinate does not carry over to ``"timestep"``.
 
     Speed/quality: one fused weighted sum per forecast, like `Taylor` (``order + 1`` history
     tensors, the same update pass); the damping trades the bias of a shorter step for far less
-    overshoot at long intervals, where Taylor-2 amplifies error. Best at long intervals and
-    intervals where plain reuse already beats Taylor; at short intervals Taylor is more exact.
+    overshoot at long intervals, where Taylor-2 amplifies error. Measured (``blocks`` target, 50
+    steps, ``benchmarks/forecasters.py``): on dit-digits order 1 at ``sigma = 0.5`` gives 40.7 dB
+    at 4.51x and 37.5 dB at 5.51x where Taylor-1 gives 36.7 and 30.1 dB; on flux-digits order 2
+    at ``sigma = 0.6`` gives 46.6 dB at 3.81x and 39.7 dB at 4.50x against Taylor-1's 44.7 and
+    39.1 dB. At interval 3 Taylor-1 is better on both, and the best `sigma` differs per model.
 
     Args:
         order: Series order m in [1, 8]. Default 2 (the paper's FLUX setting is 1-2).
