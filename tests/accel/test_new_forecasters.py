@@ -264,3 +264,30 @@ def test_dmd_falls_back_to_the_line_without_three_even_steps_and_guards_like_the
 def test_dmd_validates_its_window():
     with pytest.raises(ValueError, match=r"DMD: `window` must be an int in \[3, 8\], got 2"):
         DMD(window=2)
+
+
+def forecasts_with_backend(spec, backend, monkeypatch):
+    monkeypatch.setenv("FORECACHE_KERNELS", backend)
+    history = make_history(spec, torch.float32)
+    history.track_peak = True
+    generator = torch.Generator().manual_seed(0)
+    data = [torch.randn(2, 5, 3, generator=generator) + 0.1 * i for i in range(12)]
+    guard, outputs = Guard(margin=3.0), []
+    for x in range(12):
+        if x < 2 or x % 4 == 0:
+            history.update(data[x], float(x))
+        else:
+            outputs.append(history.predict(float(x), guard, addend=0.5 * data[x]))
+    assert history.ops.backend == backend
+    return torch.stack(outputs), guard.counter(torch.device("cpu")).clone()
+
+
+@pytest.mark.parametrize("spec", [FoCa(), Hermite(order=2, sigma=0.6), DMD()], ids=["foca", "hermite", "dmd"])
+def test_triton_and_torch_paths_agree_bitwise(spec, monkeypatch):
+    from forecache.kernels.dispatch import triton_available
+
+    if not triton_available():
+        pytest.skip("needs triton (its CPU interpreter runs here)")
+    triton_out, triton_refused = forecasts_with_backend(spec, "triton", monkeypatch)
+    torch_out, torch_refused = forecasts_with_backend(spec, "torch", monkeypatch)
+    assert torch.equal(triton_out, torch_out) and torch.equal(triton_refused, torch_refused)
