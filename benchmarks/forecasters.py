@@ -6,9 +6,6 @@
 Every method runs on the ``blocks`` target: the forecasters (--forecasters, names below) at each
 fixed interval (``Interval(every=N, warmup=2, cooldown=1)``), then the probing policies
 (--policies, ``name:key=value,...`` specs parsed like ``forecache bench --methods cache:...``).
-With --emulate-stack-observation the engine change that `Verify(probe_blocks=0)` needs (the
-policy observes the block stack's input at every step, see
-`forecache.accel.policies.verify.stack_observation_available`) is patched in for this run only.
 Each sample has its own seed (seed i, class label i % 10) and the same sample is generated with
 full compute; PSNR is pooled over all pixels of all samples (data range 1), as `forecache bench`.
 The compute ratio is the full-compute FLOPs of the linear layers over those actually run
@@ -44,23 +41,6 @@ FORECASTERS: dict[str, Any] = {
     "foca": FoCa(),
     "dmd": DMD(window=4),
 }
-
-
-def emulate_stack_observation() -> None:
-    """Patch in the proposed engine change: the stack head calls `observe` for stack-observing policies."""
-    from forecache.accel import state
-
-    original = state.CacheSession.enter_stack
-
-    def enter_stack(self: Any, ctx: Any, streams: list[Any]) -> None:
-        if not self.probe_blocks and getattr(self.policy, "observes_stack", False):
-            if streams[0] is None:
-                raise ValueError("forecache: the first block received no hidden_states; cannot verify")
-            self.policy.observe(ctx, streams[0])
-        original(self, ctx, streams)
-
-    state.CacheSession.enter_stack = enter_stack  # type: ignore[method-assign]
-    state.STACK_OBSERVATION = True  # type: ignore[attr-defined]
 
 
 def generate(pipe: Any, seeds: list[int], steps: int) -> tuple[np.ndarray, int]:
@@ -116,12 +96,7 @@ def main() -> None:
         "--policies", nargs="*", default=[], help="cache:... specs, e.g. cache:policy=gate,..."
     )
     parser.add_argument("--json", default=None, help="write the rows here")
-    parser.add_argument(
-        "--emulate-stack-observation", action="store_true", help="patch in the engine change Verify needs"
-    )
     args = parser.parse_args()
-    if args.emulate_stack_observation:
-        emulate_stack_observation()
     torch.set_num_threads(1)
     seeds = list(range(args.seeds))
     rows = []

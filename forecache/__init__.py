@@ -25,8 +25,16 @@ from forecache.accel.config import (
     TimelineConfig,
     register_config,
 )
-from forecache.accel.forecasters import AdamsBashforth, Reuse, Taylor, register_forecaster
-from forecache.accel.policies import ConfidenceGate, Interval, Shaped, StepMask, Timeline, register_policy
+from forecache.accel.forecasters import DMD, AdamsBashforth, FoCa, Hermite, Reuse, Taylor, register_forecaster
+from forecache.accel.policies import (
+    ConfidenceGate,
+    Interval,
+    Shaped,
+    StepMask,
+    Timeline,
+    Verify,
+    register_policy,
+)
 from forecache.accel.stats import CacheStats, ContextStats
 from forecache.accel.targets import register_target
 from forecache.tune import TuneResult, tune  # eager: `forecache.tune` is the function, not the package
@@ -64,6 +72,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "DMD",
     "AdamsBashforth",
     "AdamsBashforthConfig",
     "CacheConfig",
@@ -71,6 +80,8 @@ __all__ = [
     "ConfidenceGate",
     "ConfidenceGateConfig",
     "ContextStats",
+    "FoCa",
+    "Hermite",
     "Interval",
     "Reuse",
     "Shaped",
@@ -81,6 +92,7 @@ __all__ = [
     "TimelineConfig",
     "TuneResult",
     "UnsupportedModelError",
+    "Verify",
     "__version__",
     "apply",
     "cached",

@@ -178,7 +178,7 @@ def _add_tune(sub: Any) -> None:
     tune.add_argument("--height", type=int, help="image height, for pipelines that take one")
     tune.add_argument("--width", type=int, help="image width, for pipelines that take one")
     tune.add_argument(
-        "--verify", type=int, default=6, help="real cached runs per searched step count (default 6)"
+        "--verify", type=int, default=8, help="real cached runs per searched step count (default 8)"
     )
     tune.add_argument("--seed", type=int, default=0, help="seed of the calibration call (default 0)")
     tune.add_argument("--device", default="cpu", help="torch device (default cpu)")

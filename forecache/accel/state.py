@@ -194,6 +194,9 @@ class CacheSession:
         self.units_per_step = sum(units_per_block)
         self.num_blocks = len(units_per_block)
         self.probe_blocks = config.policy.probe_blocks
+        # a policy that judges steps sees the stack's input at every step: its probe blocks' output,
+        # or (no probe blocks, ``observes_stack``) what the embeddings hand the first block
+        self.observes = bool(self.probe_blocks) or bool(getattr(config.policy, "observes_stack", False))
         self.num_inference_steps = num_inference_steps
         self.clock: ScheduleClock | None = None
         self.siblings: list[CacheSession] = []  # other experts of the same pipeline (Wan 2.2)
@@ -340,7 +343,7 @@ class CacheSession:
 
     @compiler_disable
     def enter_stack(self, ctx: ContextState, streams: list[torch.Tensor | None]) -> None:
-        """At the first non-probe block: let a probing policy settle the step, then the target.
+        """At the first non-probe block: let a judging policy settle the step, then the target.
 
         Args:
             ctx: The current context.
@@ -351,7 +354,7 @@ class CacheSession:
             ValueError: If a probing policy gets no image stream to judge.
 
         """
-        if self.probe_blocks:
+        if self.observes:
             if streams[0] is None:
                 raise ValueError(
                     "forecache: the first non-probe block received no hidden_states; cannot gate"

@@ -5,7 +5,6 @@ import torch
 
 import forecache
 from forecache import CacheConfig, Reuse
-from forecache.accel import state
 from forecache.accel.layout import BlockListLayout, ModelLayout
 from forecache.accel.policies import Decision, Verify
 from forecache.accel.policies.verify import run_error
@@ -60,20 +59,6 @@ def toy_layout():
     )
     yield
     registry._REGISTRY.pop("ToyTransformer")
-
-
-@pytest.fixture
-def stack_observation(monkeypatch):
-    """Emulate the engine change `Verify(probe_blocks=0)` needs: the stack head observes for it."""
-    original = state.CacheSession.enter_stack
-
-    def enter_stack(self, ctx, streams):
-        if not self.probe_blocks and getattr(self.policy, "observes_stack", False):
-            self.policy.observe(ctx, streams[0])
-        original(self, ctx, streams)
-
-    monkeypatch.setattr(state.CacheSession, "enter_stack", enter_stack)
-    monkeypatch.setattr(state, "STACK_OBSERVATION", True, raising=False)
 
 
 def sequence(errors_after_compute):
@@ -193,17 +178,15 @@ def test_threshold_zero_accepts_nothing_and_is_bitwise_full_compute():
     assert "".join(ctx.decisions) == "C" * 8 and ctx.gate_errors == []
 
 
-def test_probe_blocks_zero_needs_the_engine_to_observe_the_stack():
-    with pytest.raises(ValueError, match=r"Verify: `probe_blocks` must be >= 1 with this engine .* got 0"):
-        Verify(probe_blocks=0)
+def test_bad_fields_name_the_field():
     with pytest.raises(ValueError, match=r"Verify: `probe_blocks` must be an int >= 0, got -1"):
         Verify(probe_blocks=-1)
     with pytest.raises(ValueError, match=r"Verify: `threshold` must be a float in \(0.0, 10.0\], got -0.1"):
         Verify(threshold=-0.1)
 
 
-def test_checking_the_stack_input_costs_no_block(stack_observation):
-    """With the engine change emulated: the input sequence itself carries the errors."""
+def test_checking_the_stack_input_costs_no_block():
+    """The stack head observes for `Verify(probe_blocks=0)`: the input sequence itself carries the errors."""
     model = ToyTransformer(None)
     inputs = [torch.full((2, WIDTH), v) for v in accumulated_values()]
     policy = Verify(threshold=0.1, probe_blocks=0)

@@ -15,24 +15,12 @@ from forecache.accel.policies.confidence_gate import PROBE_SITE, gate_error
 if TYPE_CHECKING:
     from forecache.accel.state import ContextState
 
-__all__ = ["Verify", "run_error", "stack_observation_available"]
+__all__ = ["Verify", "run_error"]
 
 
 def run_error(errors: list[tuple[int, float]], run_length: int, error: float) -> float:
     """Return `error` plus the errors of the `run_length` steps accepted in the current run."""
     return error + sum(e for _, e in errors[len(errors) - run_length :]) if run_length else error
-
-
-def stack_observation_available() -> bool:
-    """Whether the engine calls `observe` at the stack head for policies without probe blocks.
-
-    That needs ``CacheSession.enter_stack`` to call ``policy.observe(ctx, streams[0])`` when the
-    policy's ``observes_stack`` is True, not only when it has probe blocks; an engine that does
-    sets ``forecache.accel.state.STACK_OBSERVATION = True``.
-    """
-    from forecache.accel import state
-
-    return bool(getattr(state, "STACK_OBSERVATION", False))
 
 
 @register_policy("verify")
@@ -61,9 +49,6 @@ class Verify:
     FLUX.1-dev), so with probes the ratio cannot pass ``blocks / probe_blocks``, and on shallow
     models a fixed schedule of the same cost computes more steps and wins. Lower `threshold` is
     slower and closer to full compute; 0 never forecasts (bitwise full compute).
-
-    ``probe_blocks = 0`` needs an engine that lets policies observe the stack input (see
-    `stack_observation_available`); without it only ``probe_blocks >= 1`` is accepted.
 
     Args:
         threshold: Largest accepted error, >= 0: the summed errors of the run (`accumulate`) or
@@ -97,12 +82,6 @@ class Verify:
         check_int("Verify", "warmup", self.warmup, 1)
         check_int("Verify", "cooldown", self.cooldown, 1)
         check_int("Verify", "probe_blocks", self.probe_blocks, 0)
-        if self.probe_blocks == 0 and not stack_observation_available():
-            raise ValueError(
-                "Verify: `probe_blocks` must be >= 1 with this engine (checking the stack input, "
-                "probe_blocks=0, needs CacheSession.enter_stack to call `observe` for policies whose "
-                "`observes_stack` is True: forecache.accel.state.STACK_OBSERVATION), got 0"
-            )
 
     @property
     def observes_stack(self) -> bool:
