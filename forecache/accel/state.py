@@ -192,6 +192,7 @@ class CacheSession:
         self.policy = config.policy
         self.units_per_block = units_per_block
         self.units_per_step = sum(units_per_block)
+        self.units_at_forecast = target.forecast_units(units_per_block, config.policy.probe_blocks)
         self.num_blocks = len(units_per_block)
         self.probe_blocks = config.policy.probe_blocks
         # a policy that judges steps sees the stack's input at every step: its probe blocks' output,
@@ -317,12 +318,14 @@ class CacheSession:
 
     @compiler_disable
     def end_call(self, ctx: ContextState) -> None:
-        """Close the step: counters, run length and peak cache memory."""
+        """Close the step: decisions, executed units (all, or what runs when forecast), run length, memory."""
         if ctx.decision is Decision.FORECAST:
             ctx.stats.decisions.append("F")
+            ctx.stats.executed_units += self.units_at_forecast
             ctx.run_length += 1
         else:
             ctx.stats.decisions.append("C")
+            ctx.stats.executed_units += self.units_per_step
             ctx.run_length = 0
             held = sum(site.nbytes for site in ctx.sites.values())
             ctx.stats.cache_bytes = max(ctx.stats.cache_bytes, held)

@@ -124,6 +124,10 @@ class RecordingTarget:
         """One unit per block."""
         return [1] * len(blocks)
 
+    def forecast_units(self, units_per_block: list[int], probe_blocks: int) -> int:
+        """Return the probe blocks' units (never used: every step computes)."""
+        return sum(units_per_block[:probe_blocks])
+
     def attach(self, session: CacheSession, blocks: list[Block], register: Register) -> None:
         """Pass-through hooks (never used: every step computes); the last block records."""
 
