@@ -6,7 +6,9 @@ With 16-wide heads the arithmetic is negligible, so a call's wall time is what t
 issuing it: the model's own Python and operator dispatch, plus forecache's hooks and forecasts.
 On a GPU the host must issue a step faster than the device runs it, or the device idles; this
 measures the issuing side of forecast steps (which do little device work) for each target, next
-to computed steps and the uncached baseline. One torch thread; medians over the repeats.
+to computed steps and the uncached baseline. One torch thread; medians over the repeats of the
+calling thread's CPU time (`time.thread_time`), so other processes on a shared machine do not
+inflate it.
 """
 
 from __future__ import annotations
@@ -61,10 +63,10 @@ def trajectory(model: torch.nn.Module, inputs: dict, scheduler, steps: int) -> l
     latents, times = inputs["hidden_states"], []
     with torch.no_grad():
         for t in scheduler.timesteps:
-            start = time.perf_counter()
+            start = time.thread_time()
             call = {**inputs, "hidden_states": latents, "timestep": t.expand(1) / 1000}
             out = model(**call, return_dict=False)[0]
-            times.append(time.perf_counter() - start)
+            times.append(time.thread_time() - start)
             latents = scheduler.step(out, t, latents, return_dict=False)[0]
     return times
 
@@ -80,7 +82,7 @@ def main() -> None:
     trajectory(model, inputs, scheduler, args.steps)  # warm-up
     runs = [trajectory(model, inputs, scheduler, args.steps) for _ in range(args.repeats)]
     base = statistics.median(t for run in runs for t in run)
-    print(f"57 blocks, tiny width, {args.steps} steps, 1 thread; median ms per call")
+    print(f"57 blocks, tiny width, {args.steps} steps, 1 thread; median CPU ms per call")
     print("| method | computed step | forecast step | forecast / baseline |")
     print("|---|---|---|---|")
     print(f"| baseline | {base * 1e3:.2f} | - | - |")

@@ -22,12 +22,22 @@ from forecache.accel.config import (
     CacheConfig,
     ConfidenceGateConfig,
     TaylorSeerConfig,
+    TimelineConfig,
     register_config,
 )
-from forecache.accel.forecasters import AdamsBashforth, Reuse, Taylor, register_forecaster
-from forecache.accel.policies import ConfidenceGate, Interval, StepMask, Timeline, register_policy
+from forecache.accel.forecasters import DMD, AdamsBashforth, FoCa, Hermite, Reuse, Taylor, register_forecaster
+from forecache.accel.policies import (
+    ConfidenceGate,
+    Interval,
+    Shaped,
+    StepMask,
+    Timeline,
+    Verify,
+    register_policy,
+)
 from forecache.accel.stats import CacheStats, ContextStats
 from forecache.accel.targets import register_target
+from forecache.tune import TuneResult, tune  # eager: `forecache.tune` is the function, not the package
 
 if TYPE_CHECKING:
     from forecache.api import apply, cached, remove, stats
@@ -62,6 +72,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "DMD",
     "AdamsBashforth",
     "AdamsBashforthConfig",
     "CacheConfig",
@@ -69,13 +80,19 @@ __all__ = [
     "ConfidenceGate",
     "ConfidenceGateConfig",
     "ContextStats",
+    "FoCa",
+    "Hermite",
     "Interval",
     "Reuse",
+    "Shaped",
     "StepMask",
     "Taylor",
     "TaylorSeerConfig",
     "Timeline",
+    "TimelineConfig",
+    "TuneResult",
     "UnsupportedModelError",
+    "Verify",
     "__version__",
     "apply",
     "cached",
@@ -87,4 +104,5 @@ __all__ = [
     "remove",
     "stats",
     "supported_models",
+    "tune",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from forecache.accel.clock import ScheduleClock
 from forecache.accel.config import resolve_config
 from forecache.accel.state import CacheSession
 from forecache.accel.stats import CacheStats
+from forecache.configfile import load_config
 from forecache.layouts.registry import UnsupportedModelError, resolve_layout
 from forecache.layouts.verify import arm_first_call_check, disarm
 
@@ -108,7 +110,8 @@ def apply(
         target: A `DiffusionPipeline` with a `transformer`, or a diffusers transformer
             (``torch.compile``-wrapped ones are unwrapped).
         config: `TaylorSeerConfig`, `AdamsBashforthConfig`, `ConfidenceGateConfig` or a general
-            `CacheConfig`. Never mutated.
+            `CacheConfig` (never mutated), or the path of a config file (what `forecache.tune`
+            and ``forecache sweep`` write; see `forecache.configfile`).
         num_inference_steps: Steps per generation, for bare transformers (a pipeline knows them
             from its scheduler). Without it (or `scheduler`) the cool-down steps cannot be placed.
         scheduler: For a bare transformer driven by your own loop: the diffusers scheduler of that
@@ -140,6 +143,8 @@ def apply(
         >>> forecache.remove(tiny.model)
 
     """
+    if isinstance(config, (str, os.PathLike)):
+        config = load_config(config)
     cache_config = resolve_config(config)
     if num_inference_steps is not None and (isinstance(num_inference_steps, bool) or num_inference_steps < 1):
         raise ValueError(f"`num_inference_steps` must be an int >= 1 or None, got {num_inference_steps!r}")

@@ -4,6 +4,7 @@ Subcommands::
 
     forecache bench  [--model M] [--methods SPEC ...] [--match 2,3,4,5|none] [--out DIR] [--resume DIR] ...
     forecache sweep  --preset taylorseer --grid interval=2:8 order=0:3 [--out DIR] ...
+    forecache tune   [--model M] (--ratio R | --budget-db D) [--steps N] [--calibration K] [--out DIR] ...
     forecache models [--markdown | --inferred | --check] [--classes NAME ...]
     forecache profile --arch flux-dev [--size tiny|full] [--height H --width W --frames F] ...
 
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--bucket-edges", default="1.5,2,3,4", help="speed bucket edges (default 1.5,2,3,4)")
     sweep.add_argument("--bucket-by", default="speedup", help="speedup (default) or compute_ratio")
     sweep.add_argument("--quality", default="psnr", help="best per bucket by psnr (default) or fid")
+    _add_tune(sub)
     models = sub.add_parser(
         "models",
         help="what forecache does with each diffusers transformer class (registered or inferred, targets, "
@@ -170,6 +172,82 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_profile(sub)
     return parser
+
+
+def _add_tune(sub: Any) -> None:
+    tune = sub.add_parser(
+        "tune", help="fit the schedule and forecaster to a model on calibration samples; write a config file"
+    )
+    tune.add_argument(
+        "--model",
+        help="reference name (default flux-digits), tiny:<Class>, a pipeline folder or a cached Hub id",
+    )
+    goal = tune.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--ratio", type=float, help="wanted compute ratio (linear-layer FLOPs), e.g. 8")
+    goal.add_argument(
+        "--budget-db", type=float, help="lowest PSNR against full compute: the highest ratio above it"
+    )
+    tune.add_argument("--steps", type=int, default=50, help="denoising steps to tune at (default 50)")
+    tune.add_argument("--calibration", type=int, default=4, help="calibration samples (default 4)")
+    tune.add_argument("--prompts", help="'drawbench' or a text file (text-to-image models)")
+    tune.add_argument("--guidance-scale", type=float, help="guidance scale (default: the pipeline's)")
+    tune.add_argument("--height", type=int, help="image height, for pipelines that take one")
+    tune.add_argument("--width", type=int, help="image width, for pipelines that take one")
+    tune.add_argument(
+        "--verify", type=int, default=8, help="real cached runs per searched step count (default 8)"
+    )
+    tune.add_argument("--seed", type=int, default=0, help="seed of the calibration call (default 0)")
+    tune.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    tune.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+    tune.add_argument(
+        "--out", help="folder for tuned.json, tune-report.md and schedule.png (default forecache-tune/<time>)"
+    )
+    tune.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def _tune(args: argparse.Namespace) -> int:
+    import forecache
+    from forecache.eval.bench import torch_threads
+    from forecache.eval.files import atomic_write_image, atomic_write_text
+    from forecache.eval.workload import build_call_kwargs, conditions_for, load_pipeline
+
+    if isinstance(args.calibration, bool) or args.calibration < 1:
+        raise ValueError(f"`calibration` must be an int >= 1, got {args.calibration!r}")
+    pipe, source = load_pipeline(args.model, args.device, args.dtype)
+    call = build_call_kwargs(pipe, args.steps, args.guidance_scale, args.height, args.width)
+    conditions, _ = conditions_for(pipe, args.calibration, args.prompts)
+    if conditions is None:
+        call["batch_size"] = args.calibration
+    else:
+        call["class_labels" if isinstance(conditions[0], int) else "prompt"] = conditions
+    threads = (
+        1 if args.device == "cpu" and (args.model is None or not Path(str(args.model)).is_dir()) else None
+    )
+    with torch_threads(threads):
+        result = forecache.tune(
+            pipe,
+            call,
+            ratio=args.ratio,
+            budget_db=args.budget_db,
+            verify=args.verify,
+            seed=args.seed,
+            progress=not args.no_progress,
+        )
+    out = Path(args.out or str(Path("forecache-tune") / datetime.now().strftime("%Y%m%d-%H%M%S")))
+    config_path = result.save(out / "tuned.json")
+    atomic_write_text(out / "tune-report.md", f"Model: {source}\n\n" + result.report())
+    atomic_write_image(out / "schedule.png", result.plot())
+    chosen = result.chosen
+    print(
+        f"forecache tune: {chosen.forecaster!r} on {len(chosen.computed)} of {result.steps} steps, "
+        f"{chosen.ratio:.2f}x, {chosen.psnr_db:.2f} dB against full compute on "
+        f"{args.calibration} calibration samples"
+    )
+    print(
+        f"wrote {config_path} (forecache.apply(pipe, path), forecache bench --config), "
+        "tune-report.md, schedule.png"
+    )
+    return 0
 
 
 def _add_profile(sub: Any) -> None:
@@ -329,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "profile":
         return _profile(args)
     try:
+        if args.command == "tune":
+            return _tune(args)
         return _bench(args) if args.command == "bench" else _sweep(args)
     except (ValueError, TypeError, ImportError, RuntimeError) as err:
         print(f"forecache {args.command}: error: {err}", file=sys.stderr)

@@ -51,7 +51,7 @@ def move_compile_inside(
     Args:
         module: A block, possibly compiled with `Module.compile()` (before or after forecache).
         hook: The forecache hook registered on `module` (its ``fn_ref.original_forward`` is the
-            block's own forward).
+            block's own forward), or None when the target hooks only inside the block.
         owner: The block's name, for errors.
         allow_fullgraph: False when hooks also sit inside the block (the ``"modules"`` target),
             which a ``fullgraph=True`` compile cannot contain.
@@ -73,6 +73,8 @@ def move_compile_inside(
             "attention and feed-forward inside the block, which a full graph cannot contain; use "
             "target='blocks' (or 'output'), or compile without fullgraph"
         )
+    if hook is None:  # no hook on the block itself: it keeps its compiled call
+        return None
     compiled = compiled_call(module)
     original = hook.fn_ref.original_forward
     set_compiled_call(module, None)

@@ -96,7 +96,7 @@ def attach(
 
 
 def _move_compiles(session: CacheSession, blocks: list[Block], owner: str, allow_fullgraph: bool) -> None:
-    """Move `Module.compile()` of any block (compiled before or since `apply`) under its hook."""
+    """Move `Module.compile()` of any hooked block (compiled before or since `apply`) under its hook."""
     for block in blocks:
         if compiled_call(block.module) is not None:
             hook = HookRegistry.check_if_exists_or_initialize(block.module).get_hook(BLOCK_HOOK)

@@ -5,9 +5,9 @@ diffusers' own hooks), each with one role chosen at attach time by the target:
 
 - `RootHook` on the transformer reads each call's timestep and cache context, opens the step in
   the `CacheSession` and hands the call to the target (the ``"output"`` target forecasts it all);
-- `ProbeBlockHook` on the blocks a probing policy always runs;
-- `StackBlockHook` on every other block: the first one (the stack head) lets the policy and the
-  target see the stack's input; at forecast steps its `BlockRole` decides what the block returns;
+- `StackBlockHook` on the blocks after the probes where the target needs one: the first (the stack
+  head) lets the policy and the target see the stack's input; at forecast steps its `BlockRole`
+  decides what the block returns (executed units are counted per call, in `CacheSession.end_call`);
 - `ModuleHook` on a cached sub-module returns its forecast; `SkipHook` on a sub-module that only
   feeds cached ones returns zeros.
 """
@@ -34,7 +34,6 @@ __all__ = [
     "ROOT_HOOK",
     "SKIP_HOOK",
     "ModuleHook",
-    "ProbeBlockHook",
     "RootHook",
     "SkipHook",
     "StackBlockHook",
@@ -99,12 +98,12 @@ class RootHook(ModelHook):
                 f"forecache is applied to this {type(module).__name__} and diffusers' own cache was enabled "
                 "on it since (`enable_cache`); use one: `disable_cache()` or `forecache.remove(...)`"
             )
-        if session.check_compiled is not None and not torch.compiler.is_compiling():
-            session.check_compiled()  # a block compiled since `apply` (compile_repeated_blocks)
         name, steps, index = read_cache_context(self.receiver)
         assert self._args is not None
         timestep = host_timestep(self._time(args, kwargs), session.clock)
         ctx = session.begin_call(timestep, name, steps, index)
+        if ctx.step == 0 and session.check_compiled is not None and not torch.compiler.is_compiling():
+            session.check_compiled()  # a block compiled since `apply` or the last generation
 
         def forward() -> Any:
             return self.fn_ref.original_forward(*args, **kwargs)
@@ -121,24 +120,8 @@ class RootHook(ModelHook):
         return output
 
 
-class ProbeBlockHook(ModelHook):
-    """A block a probing policy always runs: runs it and counts its units."""
-
-    def __init__(self, session: CacheSession, units: int) -> None:
-        super().__init__()
-        self.session = session
-        self.units = units
-
-    def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-        """Run the block."""
-        ctx = self.session.current
-        if ctx is not None:
-            ctx.stats.executed_units += self.units
-        return self.fn_ref.original_forward(*args, **kwargs)
-
-
 class StackBlockHook(ModelHook):
-    """A block after the probes: counts its units when computed; its `BlockRole` handles forecast steps.
+    """A block after the probes: runs at computed steps; its `BlockRole` handles forecast steps.
 
     Args:
         session: The cache session.
@@ -157,7 +140,6 @@ class StackBlockHook(ModelHook):
         self.io = io
         self.role = role
         self.head = head
-        self.units = session.units_per_block[index]
 
     def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
         """Run the block, or let its role stand in for it."""
@@ -168,7 +150,6 @@ class StackBlockHook(ModelHook):
             self.session.enter_stack(ctx, self.io.inputs(args, kwargs))
         if ctx.decision is Decision.COMPUTE:
             output = self.fn_ref.original_forward(*args, **kwargs)
-            ctx.stats.executed_units += self.units
             self.role.computed(ctx, self.io, output)
             return output
 

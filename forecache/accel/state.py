@@ -229,8 +229,12 @@ class CacheSession:
         self.policy = config.policy
         self.units_per_block = units_per_block
         self.units_per_step = sum(units_per_block)
+        self.units_at_forecast = target.forecast_units(units_per_block, config.policy.probe_blocks)
         self.num_blocks = len(units_per_block)
         self.probe_blocks = config.policy.probe_blocks
+        # a policy that judges steps sees the stack's input at every step: its probe blocks' output,
+        # or (no probe blocks, ``observes_stack``) what the embeddings hand the first block
+        self.observes = bool(self.probe_blocks) or bool(getattr(config.policy, "observes_stack", False))
         self.num_inference_steps = num_inference_steps
         self.clock: ScheduleClock | None = None
         self.siblings: list[CacheSession] = []  # other experts of the same pipeline (Wan 2.2)
@@ -351,12 +355,14 @@ class CacheSession:
 
     @compiler_disable
     def end_call(self, ctx: ContextState) -> None:
-        """Close the step: counters, run length and peak cache memory."""
+        """Close the step: decisions, executed units (all, or what runs when forecast), run length, memory."""
         if ctx.decision is Decision.FORECAST:
             ctx.stats.decisions.append("F")
+            ctx.stats.executed_units += self.units_at_forecast
             ctx.run_length += 1
         else:
             ctx.stats.decisions.append("C")
+            ctx.stats.executed_units += self.units_per_step
             ctx.run_length = 0
             held = sum(site.nbytes for site in ctx.sites.values())
             ctx.stats.cache_bytes = max(ctx.stats.cache_bytes, held)
@@ -377,7 +383,7 @@ class CacheSession:
 
     @compiler_disable
     def enter_stack(self, ctx: ContextState, streams: list[torch.Tensor | None]) -> None:
-        """At the first non-probe block: let a probing policy settle the step, then the target.
+        """At the first non-probe block: let a judging policy settle the step, then the target.
 
         Args:
             ctx: The current context.
@@ -388,7 +394,7 @@ class CacheSession:
             ValueError: If a probing policy gets no image stream to judge.
 
         """
-        if self.probe_blocks:
+        if self.observes:
             if streams[0] is None:
                 raise ValueError(
                     "forecache: the first non-probe block received no hidden_states; cannot gate"

@@ -53,7 +53,7 @@ __all__ = [
     "write_outputs",
 ]
 
-REFERENCE_MODELS = ("flux-digits", "dit-digits")
+REFERENCE_MODELS = ("flux-digits", "dit-digits", "flux-digits-deep")
 
 
 @contextlib.contextmanager

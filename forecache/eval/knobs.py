@@ -79,6 +79,8 @@ KNOBS: dict[str, Callable[[Any, int], Knob]] = {
     "ab": lambda config, steps: _interval(steps),
     "cg": lambda config, steps: Knob("threshold", low=0.005, high=10.0, start=config.threshold),
     "cache": _cache_knob,
+    "tuned": lambda config, steps: Knob("ratio", low=1.2, high=float(steps), start=4.0),
+    "timeline": lambda config, steps: Knob("ratio", low=1.2, high=float(steps), start=config.ratio),
     "diffusers.taylorseer": lambda config, steps: Knob("cache_interval", values=tuple(range(1, steps + 1))),
     "diffusers.fbcache": lambda config, steps: Knob("threshold", low=0.002, high=4.0, start=0.05),
     "diffusers.magcache": lambda config, steps: Knob("threshold", low=0.002, high=4.0, start=0.06),

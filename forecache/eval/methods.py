@@ -14,23 +14,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import forecache
-from forecache.accel.forecasters import FORECASTERS
-from forecache.accel.policies import POLICIES
-from forecache.accel.registry import Registry
-from forecache.eval.files import atomic_write_text
+from forecache import configfile
+from forecache.configfile import ALIASES, PRESETS, SCHEMA_VERSION, build_config, config_params
 from forecache.eval.peers import PEERS, PeerRun
 
 __all__ = [
     "BASELINE",
     "CONFIG_SCHEMA_VERSION",
     "PRESETS",
+    "TUNED",
     "MethodSpec",
     "load_methods",
     "make_method",
@@ -42,15 +40,11 @@ __all__ = [
 ]
 
 BASELINE = "baseline"
-CONFIG_SCHEMA_VERSION = 1
-PRESETS: dict[str, type] = {
-    "taylorseer": forecache.TaylorSeerConfig,
-    "ab": forecache.AdamsBashforthConfig,
-    "cg": forecache.ConfidenceGateConfig,
-    "cache": forecache.CacheConfig,
-}
-_ALIASES = {"adams-bashforth": "ab", "ab-cache": "ab", "confidence-gate": "cg", "cg-taylor": "cg"}
-_CACHE_TOP = ("target", "history_dtype", "fallback_margin", "fallback")
+CONFIG_SCHEMA_VERSION = SCHEMA_VERSION
+TUNED = "tuned"
+"""forecache's tuner as a method: ``tuned:ratio=8`` runs `forecache.tune` for that compute ratio on
+calibration samples of its own (other seeds than the benchmark's), then applies what it found."""
+_TUNED_FIELDS = {"ratio": 4.0, "calibration": 4, "verify": 6}
 
 
 @dataclass(frozen=True)
@@ -58,7 +52,8 @@ class MethodSpec:
     """One method to benchmark, validated.
 
     Attributes:
-        name: Canonical method name: ``"baseline"``, a preset in `PRESETS` or a peer in `PEERS`.
+        name: Canonical method name: ``"baseline"``, a preset in `PRESETS`, ``"tuned"`` or a peer in
+            `PEERS`.
         params: Presets: every field of the built config (nested for ``cache``); peers: the
             overrides given.
         label: The row name in reports (the spec text unless a config file names it).
@@ -80,8 +75,8 @@ class MethodSpec:
 
 
 def method_names() -> list[str]:
-    """All method names a spec may start with: the baseline, the presets, then the peers."""
-    return [BASELINE, *PRESETS, *PEERS]
+    """All method names a spec may start with: the baseline, the presets, the tuner, then the peers."""
+    return [BASELINE, *PRESETS, TUNED, *PEERS]
 
 
 def parse_value(text: str) -> Any:
@@ -129,7 +124,7 @@ def make_method(name: str, params: Mapping[str, Any] | None = None, label: str |
         TypeError: A value of the wrong type (from the config's own checks).
 
     """
-    canonical = _ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
+    canonical = ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
     params = dict(params or {})
     if canonical not in method_names():
         raise ValueError(f"`method` must be one of {method_names()}, got {name!r}")
@@ -137,124 +132,40 @@ def make_method(name: str, params: Mapping[str, Any] | None = None, label: str |
     if canonical == BASELINE and params:
         raise ValueError(f"`baseline` takes no parameters, got {params}")
     if canonical in PRESETS:
-        config = (
-            _build_cache(params) if canonical == "cache" else _build(PRESETS[canonical], canonical, params)
-        )
+        config = build_config(canonical, params)
+    elif canonical == TUNED:
+        params = _check_tuned({**_TUNED_FIELDS, **params})
     elif canonical in PEERS:
         PEERS[canonical].check_params(params)
     text = label or (canonical + (":" + ",".join(f"{k}={v}" for k, v in params.items()) if params else ""))
     spec = MethodSpec(canonical, params, text, config)
     if config is not None:  # keep every field, so a spec written to a file reads back equal
-        spec = dataclasses.replace(spec, params=method_to_dict(spec)["params"])
+        spec = dataclasses.replace(spec, params=config_params(config))
     return spec
 
 
-def _check_fields(cls: type, owner: str, params: Mapping[str, Any]) -> None:
-    known = [f.name for f in dataclasses.fields(cls)]
+def _check_tuned(params: dict[str, Any]) -> dict[str, Any]:
+    """Validate the tuner method's fields: ``ratio`` > 1, ``calibration`` and ``verify`` ints >= 1."""
     for key, value in params.items():
-        if key not in known:
-            raise ValueError(f"{owner}: unknown field `{key}` (given {key}={value!r}); fields: {known}")
-
-
-def _coerce(cls: type, key: str, value: Any) -> Any:
-    """Turn ints into floats for float fields, and C/F or 1/0 strings into a step mask."""
-    default = {f.name: f.default for f in dataclasses.fields(cls)}.get(key)
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if key == "mask" and isinstance(value, (str, int)):
-        text = str(value).upper()
-        if set(text) - set("CF10"):
+        if key not in _TUNED_FIELDS:
             raise ValueError(
-                f"{cls.__name__}: `mask` must be a string of C/F (or 1/0) per step, got {value!r}"
+                f"tuned: unknown field `{key}` (given {key}={value!r}); fields: {list(_TUNED_FIELDS)}"
             )
-        return tuple(ch in "C1" for ch in text)
-    if key == "mask" and isinstance(value, list):
-        return tuple(value)
-    return value
-
-
-def _build(cls: type, owner: str, params: Mapping[str, Any]) -> Any:
-    _check_fields(cls, owner, params)
-    return cls(**{k: _coerce(cls, k, v) for k, v in params.items()})
-
-
-def _pick(registry: Registry[type], value: Any, default: str) -> tuple[type, dict[str, Any]]:
-    """Resolve a nested ``{"type": name, ...}`` dict or a bare name to (registered class, fields)."""
-    spec = dict(value) if isinstance(value, Mapping) else {"type": default if value is None else value}
-    name = spec.pop("type", default)
-    if name not in registry:
-        raise ValueError(f"cache: `{registry.axis}` must be one of {registry.names()}, got {name!r}")
-    return registry.get(name), spec
-
-
-def _build_cache(params: Mapping[str, Any]) -> Any:
-    """Build a `CacheConfig` from nested dicts (files) or flat keys (``cache:policy=gate,threshold=0.2``).
-
-    Without ``policy``, a ``mask`` implies the step mask and ``threshold``/``max_consecutive`` the
-    confidence gate; otherwise the interval policy. Without ``forecaster``, Taylor.
-    """
-    params = dict(params)
-    inferred = (
-        "mask"
-        if "mask" in params
-        else "gate"
-        if {"threshold", "max_consecutive"} & set(params)
-        else "interval"
-    )
-    policy_cls, policy_kw = _pick(POLICIES, params.pop("policy", None), inferred)
-    forecaster_cls, forecaster_kw = _pick(FORECASTERS, params.pop("forecaster", None), "taylor")
-    top: dict[str, Any] = {}
-    policy_fields = [f.name for f in dataclasses.fields(policy_cls)]
-    forecaster_fields = [f.name for f in dataclasses.fields(forecaster_cls)]
-    for key, value in params.items():
-        if key in _CACHE_TOP:
-            top[key] = value
-        elif key in policy_fields:
-            policy_kw[key] = value
-        elif key in forecaster_fields:
-            forecaster_kw[key] = value
-        else:
-            known = [*_CACHE_TOP, "policy", "forecaster", *policy_fields, *forecaster_fields]
-            raise ValueError(f"cache: unknown field `{key}` (given {key}={value!r}); fields: {known}")
-    policy = _build(policy_cls, policy_cls.__name__, policy_kw)
-    forecaster = _build(forecaster_cls, forecaster_cls.__name__, forecaster_kw)
-    return forecache.CacheConfig(policy=policy, forecaster=forecaster, **top)
-
-
-def _fields(obj: object) -> dict[str, Any]:
-    out = {}
-    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
-        value = getattr(obj, f.name)
-        out[f.name] = "".join("C" if m else "F" for m in value) if f.name == "mask" else value
-    return out
+    ratio = params["ratio"]
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 1:
+        raise ValueError(f"tuned: `ratio` must be a float > 1, got {ratio!r}")
+    for key in ("calibration", "verify"):
+        value = params[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"tuned: `{key}` must be an int >= 1, got {value!r}")
+    return {**params, "ratio": float(ratio)}
 
 
 def method_to_dict(spec: MethodSpec) -> dict[str, Any]:
     """Return the config-file form of a method: every field of a preset (so it reads back equal)."""
-    if spec.kind != "forecache":
+    if spec.config is None:
         return {"label": spec.label, "method": spec.name, "params": dict(spec.params)}
-    config = spec.config
-    if spec.name == "cache":
-        params: dict[str, Any] = {
-            "policy": {"type": POLICIES.name_of(config.policy), **_fields(config.policy)},
-            "forecaster": {"type": FORECASTERS.name_of(config.forecaster), **_fields(config.forecaster)},
-            **{key: getattr(config, key) for key in _CACHE_TOP},
-        }
-    else:
-        params = _fields(config)
-    return {"label": spec.label, "method": spec.name, "params": params}
-
-
-def _yaml() -> Any:
-    try:
-        import yaml
-    except ImportError as err:
-        raise ImportError("YAML config files need PyYAML: pip install pyyaml (or use a .json file)") from err
-    return yaml
-
-
-def _is_yaml(path: Path) -> bool:
-    return path.suffix.lower() in (".yaml", ".yml")
+    return {"label": spec.label, "method": spec.name, "params": config_params(spec.config)}
 
 
 def save_methods(specs: Sequence[MethodSpec], path: str | Path) -> Path:
@@ -264,14 +175,11 @@ def save_methods(specs: Sequence[MethodSpec], path: str | Path) -> Path:
         The path written.
 
     """
-    path = Path(path)
-    doc = {"schema_version": CONFIG_SCHEMA_VERSION, "methods": [method_to_dict(s) for s in specs]}
-    text = _yaml().safe_dump(doc, sort_keys=False) if _is_yaml(path) else json.dumps(doc, indent=2) + "\n"
-    return atomic_write_text(path, text)
+    return configfile.write_entries([method_to_dict(s) for s in specs], path)
 
 
 def load_methods(path: str | Path) -> list[MethodSpec]:
-    """Read a config file written by `save_methods` (or by hand) into validated methods.
+    """Read a config file written by `save_methods` or `forecache.tune` (or by hand) into methods.
 
     Accepts ``{"methods": [...]}``, a bare list of method entries, or one entry
     ``{"method": ..., "params": {...}}``. An entry may also be a spec string.
@@ -281,28 +189,8 @@ def load_methods(path: str | Path) -> list[MethodSpec]:
             names the file, the entry and the field).
 
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ValueError(f"`config`: cannot read {str(path)!r}: {err}") from err
-    kind = "YAML" if _is_yaml(path) else "JSON"
-    errors: tuple[type[Exception], ...] = (ValueError, _yaml().YAMLError) if _is_yaml(path) else (ValueError,)
-    try:
-        doc = _yaml().safe_load(text) if _is_yaml(path) else json.loads(text)
-    except errors as err:
-        raise ValueError(f"`config`: {str(path)!r} is not valid {kind}: {err}") from err
-    if isinstance(doc, Mapping) and "methods" in doc:
-        version = doc.get("schema_version", CONFIG_SCHEMA_VERSION)
-        if version != CONFIG_SCHEMA_VERSION:
-            raise ValueError(
-                f"`schema_version` of {str(path)!r} must be {CONFIG_SCHEMA_VERSION}, got {version!r}"
-            )
-        entries = doc["methods"]
-    else:
-        entries = doc if isinstance(doc, list) else [doc]
     specs = []
-    for index, entry in enumerate(entries):
+    for index, entry in enumerate(configfile.read_entries(path)):
         try:
             if isinstance(entry, str):
                 specs.append(parse_method(entry))
@@ -332,7 +220,14 @@ def attached(
             `scheduler`); None for a pipeline.
 
     """
-    if spec.kind == "forecache":
+    if spec.name == TUNED:
+        tuned = _tune(spec, cache_target, run)
+        forecache.apply(cache_target, tuned, scheduler=scheduler)
+        try:
+            yield
+        finally:
+            forecache.remove(cache_target)
+    elif spec.kind == "forecache":
         forecache.apply(cache_target, spec.config, scheduler=scheduler)
         try:
             yield
@@ -347,3 +242,36 @@ def attached(
             detach()
     else:
         yield
+
+
+def _tune(spec: MethodSpec, pipe: Any, run: PeerRun) -> Any:
+    """Run `forecache.tune` for the method's ratio (once per ratio and benchmark: memoised in `run`)."""
+    if run.calibration is None:
+        raise ValueError(
+            "tuned: this run has no calibration samples (a pipeline and its call arguments are needed)"
+        )
+    params = spec.params
+    key = f"tuned:{params['ratio']:g}:{params['calibration']}:{params['verify']}"
+    result = run.memo.get(key)
+    if result is None:
+        result = run.memo[key] = forecache.tune(
+            pipe,
+            run.calibration(params["calibration"]),
+            ratio=params["ratio"],
+            verify=params["verify"],
+            seed=TUNE_SEED,
+            progress=False,
+        )
+    chosen = result.chosen
+    run.info["tuned"] = {
+        "forecaster": repr(chosen.forecaster),
+        "computed_steps": chosen.computed,
+        "ratio": round(chosen.ratio, 3),
+        "calibration_psnr_db": None if chosen.psnr_db is None else round(chosen.psnr_db, 2),
+        "candidates_verified": sum(c.psnr_db is not None for c in result.candidates),
+    }
+    return result.config
+
+
+TUNE_SEED = 100_000
+"""The tuner's calibration samples are seeded from here: never the benchmark's own seeds."""

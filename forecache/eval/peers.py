@@ -39,6 +39,9 @@ class PeerRun:
             calls).
         memo: Kept across the settings of one peer in one run (MagCache's calibration).
         info: Filled by the peer: calibration results and notes, copied into the report.
+        calibration: ``calibration(k)`` returns the pipeline arguments of a call generating `k`
+            calibration samples (the benchmark's first `k` conditions; the caller seeds it apart
+            from the benchmark's own samples). None where the harness drives a bare transformer.
 
     """
 
@@ -47,6 +50,7 @@ class PeerRun:
     calls_per_step: int = 1
     memo: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    calibration: Callable[[int], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,7 @@ def _cachedit(pipe: Any, params: dict[str, Any], run: PeerRun) -> Detach:
         calibration = getattr(cache_dit, _CALIBRATORS[calibrator])()
     run.info["cache_dit_version"] = getattr(cache_dit, "__version__", "unknown")
     run.info["enable_separate_cfg"] = params["enable_separate_cfg"]
-    restore = _snapshot_forwards(pipe.transformer)
+    restore = _snapshot_forwards(getattr(pipe, "transformer", pipe))  # a pipeline, or a bare transformer
     try:
         cache_dit.enable_cache(pipe, cache_config=config, calibrator_config=calibration)
     except Exception:

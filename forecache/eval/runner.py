@@ -104,6 +104,7 @@ class Harness:
             run_once=functools.partial(self.workload, self._batches[0]),
             calls_per_step=self.calls_per_step,
             memo=self._memo.setdefault(spec.name, {}),
+            calibration=self.workload.calibration_kwargs,
         )
         with attached(spec, pipe, pipe, run):
             result.info.update(run.info)

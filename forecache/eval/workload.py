@@ -222,6 +222,21 @@ class Workload:
 
         return isinstance(self.pipe, TinyPipeline)
 
+    def calibration_kwargs(self, count: int) -> dict[str, Any]:
+        """Return the arguments of one call generating `count` samples of this workload's conditions.
+
+        Without a generator: whoever runs it seeds it (`forecache.tune` seeds its calibration
+        calls itself, apart from the benchmark's seeds).
+        """
+        kwargs = dict(self.call_kwargs)
+        if self.is_tiny:
+            return {**kwargs, "batch_size": count}
+        if self.conditions is not None:
+            kwargs[self.condition_key] = [self.conditions[i % len(self.conditions)] for i in range(count)]
+        if self.output == "latent":
+            kwargs["output_type"] = "latent"
+        return kwargs
+
     def __call__(self, indices: Sequence[int]) -> np.ndarray:
         """Generate samples `indices`.
 

@@ -1,11 +1,14 @@
 """Small real diffusion models trained on scikit-learn's digits, shipped as forecache's default benchmark.
 
-Two class-conditional 16x16 digit generators, one per architecture family forecache hooks, and a
-digit classifier to judge their samples:
+Three class-conditional 16x16 digit generators, covering both architecture families forecache hooks
+and two depths, and a digit classifier to judge their samples:
 
 - ``"flux-digits"``: `FluxDigitsPipeline`, a `FluxTransformer2DModel` (2 double-stream and 4
-  single-stream blocks), rectified flow, `FlowMatchEulerDiscreteScheduler` (shift 3), true CFG with
-  two transformer calls per step (`cache_context` "cond" and "uncond").
+  single-stream blocks, width 128), rectified flow, `FlowMatchEulerDiscreteScheduler` (shift 3), true
+  CFG with two transformer calls per step (`cache_context` "cond" and "uncond").
+- ``"flux-digits-deep"``: the same pipeline and training with 12 blocks (4 double- and 8
+  single-stream, FLUX.1-dev's 1:2 mix; width 96), so caching is judged on depth too: a probe or a
+  first-block signal is 1 block of 12 rather than 1 of 6.
 - ``"dit-digits"``: `DiTDigitsPipeline`, a `DiTTransformer2DModel` (6 blocks), v-prediction on a cosine
   schedule, `DDIMScheduler`, CFG batched into one call per step.
 - `load_classifier()`: a small CNN (`DigitClassifier`) for class accuracy and, through
@@ -16,6 +19,7 @@ made on one CPU thread with::
 
     python -m forecache.reference.train --model classifier --out weights/classifier --steps 1500
     python -m forecache.reference.train --model flux-digits --out weights/flux-digits --steps 900
+    python -m forecache.reference.train --model flux-digits-deep --out weights/flux-digits-deep --steps 2000
     python -m forecache.reference.train --model dit-digits --out weights/dit-digits --steps 1500
 
 Nothing is loaded at import time.
@@ -55,6 +59,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 _PIPELINES: dict[str, type[DiffusionPipeline]] = {
     "flux-digits": FluxDigitsPipeline,
     "dit-digits": DiTDigitsPipeline,
+    "flux-digits-deep": FluxDigitsPipeline,
 }
 
 
@@ -62,7 +67,7 @@ def reference_models() -> list[str]:
     """Names of the shipped reference models.
 
     Returns:
-        `["flux-digits", "dit-digits"]`.
+        `["flux-digits", "dit-digits", "flux-digits-deep"]`.
 
     """
     return list(_PIPELINES)
@@ -92,7 +97,9 @@ def load_reference(
     """Load a shipped reference pipeline.
 
     Args:
-        name (`str`): `"flux-digits"` or `"dit-digits"`.
+        name (`str`): One of `reference_models()`: `"flux-digits"`, `"dit-digits"` or
+            `"flux-digits-deep"` (12 blocks of width 96: 182 MFLOP per sample and call, 1.12x
+            flux-digits').
         device (`str` or `torch.device`, defaults to `"cpu"`): Where to put the weights.
         dtype (`torch.dtype`, defaults to `torch.float32`): Weight dtype (the weights are stored in
             float32; bfloat16/float16 halve memory at a small quality cost).

@@ -15,7 +15,7 @@ from torch import nn
 from forecache.reference.data import IMAGE_SIZE, NUM_CLASSES, check_call_args
 from forecache.testing.inputs import flux_image_ids
 
-__all__ = ["ClassTokenEmbedding", "FluxDigitsPipeline", "build_flux_digits"]
+__all__ = ["FLUX_DIGITS_SIZES", "ClassTokenEmbedding", "FluxDigitsPipeline", "build_flux_digits"]
 
 
 class ClassTokenEmbedding(ModelMixin, ConfigMixin):
@@ -118,22 +118,57 @@ def image_ids(height: int, width: int, device: torch.device, dtype: torch.dtype)
     return flux_image_ids(height, width, device=device, dtype=dtype)
 
 
-def build_flux_digits() -> "FluxDigitsPipeline":
-    """Build the untrained Flux reference pipeline (the architecture the shipped weights fit).
+FLUX_DIGITS_SIZES: dict[str, dict[str, int]] = {
+    "flux-digits": {"num_layers": 2, "num_single_layers": 4, "num_attention_heads": 4},
+    "flux-digits-deep": {"num_layers": 4, "num_single_layers": 8, "num_attention_heads": 3},
+}
+"""`build_flux_digits` arguments of each shipped FLUX-architecture reference model, by name.
+
+``"flux-digits-deep"`` keeps FLUX.1-dev's 1:2 mix of double- and single-stream blocks (19 + 38) at
+12 blocks, narrowed to 3 heads (width 96) so its weights stay under 10 MB.
+"""
+
+
+def build_flux_digits(
+    num_layers: int = 2, num_single_layers: int = 4, num_attention_heads: int = 4
+) -> "FluxDigitsPipeline":
+    """Build an untrained Flux reference pipeline (the architecture the shipped weights fit).
+
+    The defaults are ``"flux-digits"``; `FLUX_DIGITS_SIZES` holds the arguments of every shipped
+    FLUX-architecture model. Deeper models give caching more blocks to skip per forecast (FLUX.1-dev
+    has 19 double- and 38 single-stream blocks); wider ones cost quadratically more weights.
+
+    Args:
+        num_layers (`int`, defaults to 2): Double-stream (MMDiT) blocks.
+        num_single_layers (`int`, defaults to 4): Single-stream blocks.
+        num_attention_heads (`int`, defaults to 4): Attention heads of 32 channels each; the width is
+            `32 * num_attention_heads`.
 
     Returns:
-        A `FluxDigitsPipeline` with a 2-double-stream, 4-single-stream `FluxTransformer2DModel`
-        (width 128, 4 heads of 32), random weights, and a `FlowMatchEulerDiscreteScheduler` with
-        shift 3.0.
+        A `FluxDigitsPipeline` with that `FluxTransformer2DModel` (class tokens of width 128), random
+        weights, and a `FlowMatchEulerDiscreteScheduler` with shift 3.0.
+
+    Raises:
+        ValueError: an argument is not an int >= 1 (`num_layers` and `num_single_layers` may be 0,
+            not both).
 
     """
+    for field, value, minimum in (
+        ("num_layers", num_layers, 0),
+        ("num_single_layers", num_single_layers, 0),
+        ("num_attention_heads", num_attention_heads, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"`{field}` must be an int >= {minimum}, got {value!r}")
+    if num_layers + num_single_layers == 0:
+        raise ValueError("`num_layers` + `num_single_layers` must be >= 1, got 0 + 0")
     transformer = FluxTransformer2DModel(
         patch_size=1,
         in_channels=4,
-        num_layers=2,
-        num_single_layers=4,
+        num_layers=num_layers,
+        num_single_layers=num_single_layers,
         attention_head_dim=32,
-        num_attention_heads=4,
+        num_attention_heads=num_attention_heads,
         joint_attention_dim=128,
         pooled_projection_dim=128,
         guidance_embeds=False,

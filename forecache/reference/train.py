@@ -3,6 +3,7 @@
 Usage::
 
     python -m forecache.reference.train --model flux-digits --out DIR --steps N
+    python -m forecache.reference.train --model flux-digits-deep --out DIR --steps N
     python -m forecache.reference.train --model dit-digits --out DIR --steps N
     python -m forecache.reference.train --model classifier --out DIR --steps N
 
@@ -25,6 +26,7 @@ from forecache.reference.classifier import DigitClassifier
 from forecache.reference.data import IMAGE_SIZE, NUM_CLASSES, load_digits_16
 from forecache.reference.dit_digits import DiTDigitsPipeline, build_dit_digits
 from forecache.reference.flux_digits import (
+    FLUX_DIGITS_SIZES,
     FluxDigitsPipeline,
     build_flux_digits,
     image_ids,
@@ -87,21 +89,29 @@ def _fit(
             running = 0.0
 
 
-def train_flux(steps: int, batch_size: int = 64, lr: float = 5e-4, seed: int = 0) -> FluxDigitsPipeline:
-    """Train the Flux reference model by rectified flow, with 10% label dropout for guidance.
+def train_flux(
+    steps: int, batch_size: int = 64, lr: float = 5e-4, seed: int = 0, name: str = "flux-digits"
+) -> FluxDigitsPipeline:
+    """Train a Flux reference model by rectified flow, with 10% label dropout for guidance.
 
     Args:
         steps (`int`): Optimizer steps.
         batch_size (`int`, defaults to 64): Images per step.
         lr (`float`, defaults to 5e-4): AdamW learning rate (after a linear warm-up).
         seed (`int`, defaults to 0): Seeds initial weights, batches, noise and label dropout.
+        name (`str`, defaults to `"flux-digits"`): Which architecture, a key of `FLUX_DIGITS_SIZES`.
 
     Returns:
         The trained pipeline; its weights are the EMA (decay 0.995) of the trained ones.
 
+    Raises:
+        ValueError: `name` is not a key of `FLUX_DIGITS_SIZES`.
+
     """
+    if name not in FLUX_DIGITS_SIZES:
+        raise ValueError(f"`name` must be one of {', '.join(FLUX_DIGITS_SIZES)}, got {name!r}")
     torch.manual_seed(seed)
-    pipe = build_flux_digits()
+    pipe = build_flux_digits(**FLUX_DIGITS_SIZES[name])
     transformer, embedder = pipe.transformer, pipe.class_embedder
     shift = float(pipe.scheduler.config["shift"])
     both = nn.ModuleDict({"transformer": transformer, "class_embedder": embedder})
@@ -203,7 +213,7 @@ def train_classifier(steps: int, batch_size: int = 128, lr: float = 1e-3, seed: 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: trains one model and saves it with `save_pretrained`."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--model", required=True, choices=["flux-digits", "dit-digits", "classifier"])
+    parser.add_argument("--model", required=True, choices=[*FLUX_DIGITS_SIZES, "dit-digits", "classifier"])
     parser.add_argument("--out", required=True, help="directory to save_pretrained into")
     parser.add_argument("--steps", type=int, required=True, help="optimizer steps")
     parser.add_argument("--batch-size", type=int, default=None, help="default: 64 (models), 128 (classifier)")
@@ -212,8 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    if args.model == "flux-digits":
-        train_flux(args.steps, batch_size=args.batch_size or 64, seed=args.seed).save_pretrained(args.out)
+    if args.model in FLUX_DIGITS_SIZES:
+        pipe = train_flux(args.steps, batch_size=args.batch_size or 64, seed=args.seed, name=args.model)
+        pipe.save_pretrained(args.out)
     elif args.model == "dit-digits":
         train_dit(args.steps, batch_size=args.batch_size or 64, seed=args.seed).save_pretrained(args.out)
     else:

@@ -81,3 +81,16 @@ def test_register_config_adds_a_preset():
 
     forecache.register_config(EveryOther)(lambda cfg: CacheConfig(policy=Interval(every=2)))
     assert resolve_config(EveryOther()).policy == Interval(every=2)
+
+
+def test_timeline_preset_resolves_to_a_shaped_schedule_on_the_blocks():
+    from forecache.accel.config import resolve_config
+
+    config = resolve_config(forecache.TimelineConfig())
+    assert config.policy == forecache.Shaped(ratio=5.5, shape=1.3)
+    assert config.forecaster == forecache.Taylor(order=2) and config.target == "blocks"
+    message = r"TimelineConfig: `ratio` must be a float in \(1\.0, 50\.0\], got 0\.5"
+    with pytest.raises(ValueError, match=message):
+        forecache.TimelineConfig(ratio=0.5)
+    with pytest.raises(ValueError, match=r"TimelineConfig: `target` must be one of \[.*\], got 'x'"):
+        forecache.TimelineConfig(target="x")

@@ -16,7 +16,7 @@ import torch
 import forecache
 from forecache.accel.forecasters import TensorHistory
 from forecache.accel.forecasters.adams_bashforth import RingHistory
-from forecache.accel.hooks import BLOCK_HOOK, ProbeBlockHook, StackBlockHook
+from forecache.accel.hooks import BLOCK_HOOK, StackBlockHook
 from forecache.accel.policies import Decision
 from forecache.accel.streams import StreamIO
 from forecache.accel.targets import BlockRole
@@ -100,15 +100,15 @@ class SecondHalf:
         self.split = max(probe_blocks, len(blocks) // 2)
         return [1] * len(blocks)
 
+    def forecast_units(self, units_per_block, probe_blocks):
+        return sum(units_per_block[: self.split])  # the first half runs at every step
+
     def attach(self, session, blocks, register):
-        for block in blocks:
-            if block.index < self.split:
-                hook = ProbeBlockHook(session, 1)
-            else:
-                last = block.index == len(blocks) - 1
-                role = _ResidualTail() if last else _PassThrough()
-                io = StreamIO(block.layout, type(block.module).forward)
-                hook = StackBlockHook(session, block.index, io, role, head=block.index == self.split)
+        for block in blocks[self.split :]:
+            last = block.index == len(blocks) - 1
+            role = _ResidualTail() if last else _PassThrough()
+            io = StreamIO(block.layout, type(block.module).forward)
+            hook = StackBlockHook(session, block.index, io, role, head=block.index == self.split)
             register(block.module, hook, BLOCK_HOOK)
 
     def new_context_state(self):

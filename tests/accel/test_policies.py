@@ -32,16 +32,24 @@ def test_gate_probes_between_forced_steps_and_caps_runs():
     assert policy.accept(0.05) and not policy.accept(0.2) and not policy.accept(float("nan"))
 
 
-def test_timeline_gives_back_the_tuned_steps_and_keeps_ratio_and_shape_elsewhere():
+def test_timeline_gives_back_the_tuned_steps_and_the_same_positions_elsewhere():
     from forecache.accel.policies import Timeline
 
     tuned = [0, 3, 8, 14, 20, 27]
     policy = Timeline.from_steps(tuned, 28)
     assert letters(policy, 28) == "".join("C" if i in tuned else "F" for i in range(28))
-    at_50 = sorted(policy.computed_steps(50))
-    assert at_50 == [0, 3, 5, 10, 15, 20, 25, 31, 36, 43, 49]  # 11 = round(6 * 50 / 28), same density
-    assert sorted(policy.computed_steps(10)) == [0, 9]
+    assert sorted(policy.computed_steps(50)) == [0, 5, 15, 25, 36, 49]  # round(i / 27 * 49)
+    assert sorted(policy.computed_steps(10)) == [0, 1, 3, 5, 7, 9]
     assert policy.decide(60, 50, 0).value == "compute"  # past the end: computed
+
+
+def test_shaped_keeps_its_ratio_at_every_step_count():
+    from forecache.accel.policies import Shaped
+
+    policy = Shaped(ratio=5.5, shape=1.3)
+    assert letters(policy, 50).count("C") == 9 and letters(policy, 28).count("C") == 5
+    assert [i for i, c in enumerate(letters(policy, 50)) if c == "C"] == [0, 8, 15, 22, 29, 35, 41, 46, 49]
+    assert letters(Shaped(ratio=4.0, shape=1.0), 21) == "CFFFFCFFFFCFFFFCFFFFC"  # even: 0, 5, 10, 15, 20
 
 
 def test_timeline_validates_its_positions():
@@ -57,3 +65,7 @@ def test_timeline_validates_its_positions():
         Timeline((0.0,), 1)
     with pytest.raises(TypeError, match=r"`positions` must be a tuple"):
         Timeline([0.0, 1.0], 10)
+    from forecache.accel.policies import Shaped
+
+    with pytest.raises(ValueError, match=r"Shaped: `ratio` must be a float in \(1\.0, 1000\.0\], got 1"):
+        Shaped(ratio=1)

@@ -116,7 +116,7 @@ def test_config_file_errors_name_the_file_entry_and_field(tmp_path):
 
 def test_method_names_lists_presets_and_peers():
     names = methods.method_names()
-    assert names[:5] == ["baseline", "taylorseer", "ab", "cg", "cache"]
+    assert names[:7] == ["baseline", "taylorseer", "ab", "cg", "timeline", "cache", "tuned"]
     assert {"diffusers.taylorseer", "diffusers.fbcache", "diffusers.magcache", "cachedit.dbcache"} <= set(
         names
     )

@@ -3,7 +3,9 @@
 Each forecaster is a frozen spec registered by name (`register_forecaster`) that makes one runtime
 `History` per cached tensor. Speed/quality: every order adds one history tensor per cached site
 (memory and bandwidth of one feature each); higher orders follow curved trajectories better but
-amplify noise when the computed steps are far apart. Order 1-2 is the usual sweet spot.
+amplify noise when the computed steps are far apart. Order 1-2 is the usual sweet spot. `Hermite`
+(HiCache) damps the series for long intervals, `FoCa` steps it as an ODE predictor-corrector, and
+`DMD` fits exponentials per sample (nonlinear: a torch path instead of the fused kernel).
 """
 
 from forecache.accel.forecasters.adams_bashforth import AdamsBashforth, lagrange_weights
@@ -19,16 +21,22 @@ from forecache.accel.forecasters.base import (
     make_history,
     register_forecaster,
 )
+from forecache.accel.forecasters.dmd import DMD
+from forecache.accel.forecasters.foca import FoCa
+from forecache.accel.forecasters.hermite import Hermite
 from forecache.accel.forecasters.reuse import Reuse
 from forecache.accel.forecasters.taylor import Taylor
 
 __all__ = [
     "COORDINATES",
+    "DMD",
     "FORECASTERS",
     "AdamsBashforth",
     "Coordinate",
+    "FoCa",
     "Forecaster",
     "Guard",
+    "Hermite",
     "History",
     "Memo",
     "Reuse",

@@ -4,7 +4,10 @@ A policy is a frozen spec with a pure decision function, registered by name
 (`register_policy`). A policy that decides before the step starts has ``probe_blocks == 0``; one
 that runs its first blocks and decides from what they produce says how many (``probe_blocks >
 0``), answers `Decision.PROBE` from `decide`, and settles the step in `observe`, which the engine
-calls at the first block after the probes with their output.
+calls at the first block after the probes with their output. A policy that judges the stack's
+own input (what the embeddings hand the first block, at no block's cost) keeps
+``probe_blocks == 0`` and sets an ``observes_stack`` attribute to True: `observe` is then called
+with that input at every step.
 """
 
 from __future__ import annotations

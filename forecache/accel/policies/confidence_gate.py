@@ -47,6 +47,14 @@ class ConfidenceGate:
     ``mean|forecast - actual| / mean|actual|`` (the largest over the batch) is under `threshold`
     the remaining blocks are forecast, otherwise they run.
 
+    Speed/quality: each probe block costs ``1 / blocks`` of the model at every step, forecast
+    steps included, and the cap forces a computed step after `max_consecutive` forecasts. Measured
+    on flux-digits (6 blocks, 50 steps, ``benchmarks/forecasters.py``): the probe error's median
+    is 0.05 (at most 0.26), so thresholds >= 0.2 accept every probe and the cap alone decides
+    (2.97-3.13x at ``max_consecutive=6``, 34.8-41.3 dB, where a fixed interval gives 45.6 dB at
+    3.31x). `Verify` sums the errors over a run instead of capping it, and can check the stack's
+    input at no block cost.
+
     Args:
         threshold: Relative L1 error in (0, 10] under which the rest is forecast. Default 0.1.
             Larger is faster and lossier.

@@ -1,52 +1,34 @@
-"""A schedule of computed steps on the normalised timeline, so one tuned schedule holds at any step count."""
+"""Schedules on the normalised timeline: tuned positions (`Timeline`) and a shaped density (`Shaped`)."""
 
 from __future__ import annotations
 
 import functools
 import itertools
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from forecache.accel._checks import check_instance
+from forecache.accel._checks import check_float, check_instance
 from forecache.accel.policies.base import Decision, register_policy
 
 if TYPE_CHECKING:
     from forecache.accel.state import ContextState
 
-__all__ = ["Timeline", "timeline_steps"]
+__all__ = ["Shaped", "Timeline", "shaped_steps", "timeline_steps"]
 
 
 @functools.cache
-def timeline_steps(points: tuple[float, ...], num_steps: int) -> frozenset[int]:
-    """Return the computed steps of a `Timeline` schedule at `num_steps` steps.
+def timeline_steps(positions: tuple[float, ...], num_steps: int) -> frozenset[int]:
+    """Return the steps nearest to `positions` (in [0, 1]) on a timeline of `num_steps` steps."""
+    return frozenset(round(p * (num_steps - 1)) for p in positions)
 
-    The schedule keeps its compute ratio ``num_steps / len(computed)`` and its shape: with ``C`` the
-    piecewise-linear cumulative share of computed steps through the tuned positions (``C(p_k) =
-    k / (K - 1)``), the ``M = round(len(points) * num_steps / n_tuned)`` computed steps sit at
-    ``u = C^-1(i / (M - 1))``, i.e. at the same quantiles of the tuned density; at the tuned
-    step count this gives back exactly the tuned steps.
 
-    Args:
-        points: The tuned positions in [0, 1] (increasing, the first 0), plus the tuned step
-            count in the last entry's place: see `Timeline`.
-        num_steps: Steps in this generation (or this context's share of it).
-
-    """
-    *positions, tuned_steps = points
-    count = len(positions)
-    wanted = min(num_steps, max(1, round(count * num_steps / tuned_steps)))
-    if wanted == 1 or count == 1:
-        return frozenset({0})
-    steps = set()
-    for i in range(wanted):
-        q = i / (wanted - 1) * (count - 1)  # position on the cumulative axis, in units of tuned points
-        k = min(math.floor(q), count - 2)
-        u = positions[k] + (q - k) * (positions[k + 1] - positions[k])
-        steps.add(round(u * (num_steps - 1)))
-    return frozenset(steps)
+@functools.cache
+def shaped_steps(ratio: float, shape: float, num_steps: int) -> frozenset[int]:
+    """Return ``round(num_steps / ratio)`` steps at ``1 - (1 - u) ** shape``, u evenly spaced in [0, 1]."""
+    count = max(2, min(num_steps, round(num_steps / ratio)))
+    return frozenset(round((1 - (1 - i / (count - 1)) ** shape) * (num_steps - 1)) for i in range(count))
 
 
 @register_policy("timeline")
@@ -56,8 +38,10 @@ class Timeline:
 
     What `forecache.tune` writes: its schedule, found for one step count, expressed so that it
     holds at others. At the tuned count the computed steps are exactly the tuned ones; at another
-    count the same share of steps is computed, spread with the same density along the timeline
-    (see `timeline_steps`). Without a known step count, the tuned count is assumed.
+    count the steps nearest to the same positions are computed: the same points of the denoising
+    trajectory, so the forecasts span the same stretches and the quality holds (the compute
+    ratio scales with the step count: a 50-step schedule computing 6 steps is 8.3x at 50 steps
+    and 4.7x at 28). Without a known step count, the tuned count is assumed.
 
     Args:
         positions: Increasing positions in [0, 1] of the computed steps; the first must be 0.0
@@ -96,7 +80,7 @@ class Timeline:
 
     def computed_steps(self, num_steps: int | None) -> frozenset[int]:
         """Return the computed step indices at `num_steps` (the tuned count when None)."""
-        return timeline_steps((*self.positions, float(self.steps)), num_steps or self.steps)
+        return timeline_steps(self.positions, num_steps or self.steps)
 
     def decide(self, step: int, num_steps: int | None, run_length: int) -> Decision:
         """Compute the steps of the schedule at this step count; forecast the rest."""
@@ -107,3 +91,43 @@ class Timeline:
 
     def observe(self, ctx: ContextState, probe: Tensor) -> None:
         """Never called: the timeline probes nothing."""
+
+
+@register_policy("shaped")
+@dataclass(frozen=True)
+class Shaped:
+    """A compute ratio held at every step count, its computed steps denser late (or early).
+
+    At ``n`` steps, ``round(n / ratio)`` steps are computed, at ``1 - (1 - u) ** shape`` of the
+    normalised timeline for ``u`` evenly spaced in [0, 1] (the first and last step included).
+    ``shape = 1`` is an even spacing; larger puts more computed steps late, where errors are no
+    longer corrected by later steps, and fewer early, where the features change little between
+    steps. What `forecache.TimelineConfig` uses.
+
+    Args:
+        ratio: Steps over computed steps (> 1). Default 5.5.
+        shape: Density exponent in (0, 10]. Default 1.3.
+
+    """
+
+    ratio: float = 5.5
+    shape: float = 1.3
+
+    def __post_init__(self) -> None:
+        check_float("Shaped", "ratio", self.ratio, 1.0, 1000.0)
+        check_float("Shaped", "shape", self.shape, 0.0, 10.0)
+
+    @property
+    def probe_blocks(self) -> int:
+        """Blocks that always run (none: the decision needs no probe)."""
+        return 0
+
+    def decide(self, step: int, num_steps: int | None, run_length: int) -> Decision:
+        """Compute the shaped schedule's steps at this step count (50 when unknown); forecast the rest."""
+        steps = num_steps or 50
+        if step >= steps or step in shaped_steps(self.ratio, self.shape, steps):
+            return Decision.COMPUTE
+        return Decision.FORECAST
+
+    def observe(self, ctx: ContextState, probe: Tensor) -> None:
+        """Never called: the schedule probes nothing."""

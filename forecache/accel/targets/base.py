@@ -92,6 +92,9 @@ class Target(Protocol):
 
         """
 
+    def forecast_units(self, units_per_block: list[int], probe_blocks: int) -> int:
+        """Return the units that still execute at a forecast step (the probe blocks' for built-ins)."""
+
     def attach(self, session: CacheSession, blocks: list[Block], register: Register) -> None:
         """Register this target's hooks on the blocks after the probes and on their sub-modules."""
 

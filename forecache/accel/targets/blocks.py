@@ -75,6 +75,10 @@ class BlocksTarget:
         """One unit per block."""
         return [1] * len(blocks)
 
+    def forecast_units(self, units_per_block: list[int], probe_blocks: int) -> int:
+        """Return the probe blocks' units: nothing else of the cached part runs at a forecast step."""
+        return sum(units_per_block[:probe_blocks])
+
     def attach(self, session: CacheSession, blocks: list[Block], register: Register) -> None:
         """Pass-through hooks; the last block records and adds the residual."""
         attach_stack(session, blocks, register, lambda block, last: _Tail() if last else PassThrough())

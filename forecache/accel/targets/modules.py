@@ -56,11 +56,16 @@ class ModulesTarget:
                 )
         return [len(names) for names in self._cached]
 
+    def forecast_units(self, units_per_block: list[int], probe_blocks: int) -> int:
+        """Return the probe blocks' units: nothing else of the cached part runs at a forecast step."""
+        return sum(units_per_block[:probe_blocks])
+
     def attach(self, session: CacheSession, blocks: list[Block], register: Register) -> None:
         """Block hooks that count (the block runs at every step); module hooks that forecast."""
         from forecache.accel.hooks import MODULE_HOOK, SKIP_HOOK, ModuleHook, SkipHook
 
-        attach_stack(session, blocks, register, lambda block, last: BlockRole())
+        if session.observes:  # the blocks run at every step: only a judging policy needs the head
+            attach_stack(session, blocks, register, lambda block, last: BlockRole(), head_only=True)
         for block in blocks[session.probe_blocks :]:
             for sub in self._cached[block.index]:
                 hook = ModuleHook(session, f"{block.name}.{sub}")

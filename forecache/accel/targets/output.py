@@ -96,9 +96,14 @@ class OutputTarget:
         """One unit per block."""
         return [1] * len(blocks)
 
+    def forecast_units(self, units_per_block: list[int], probe_blocks: int) -> int:
+        """Return the probe blocks' units: nothing else of the cached part runs at a forecast step."""
+        return sum(units_per_block[:probe_blocks])
+
     def attach(self, session: CacheSession, blocks: list[Block], register: Register) -> None:
-        """Pass-through hooks (used after a probe settles a forecast mid-call); none inside blocks."""
-        attach_stack(session, blocks, register, lambda block, last: PassThrough())
+        """No hooks, unless a judging policy settles a forecast mid-call: then the blocks pass through."""
+        if session.observes:
+            attach_stack(session, blocks, register, lambda block, last: PassThrough())
 
     def new_context_state(self) -> None:
         """Nothing per branch beyond the output's site."""

@@ -38,16 +38,24 @@ def attach_stack(
     blocks: list[Block],
     register: Register,
     role: Callable[[Block, bool], BlockRole],
+    head_only: bool = False,
 ) -> None:
-    """Register the block hooks: probe blocks run and count; the rest get ``role(block, is_last)``."""
-    from forecache.accel.hooks import BLOCK_HOOK, ProbeBlockHook, StackBlockHook
+    """Register the block hooks of the stack after the probe blocks (which get none: they just run).
+
+    Args:
+        session: The cache session.
+        blocks: All blocks, in execution order.
+        register: Attaches a hook to a module.
+        role: ``role(block, is_last)``: what each hooked block does at forecast steps.
+        head_only: Hook only the stack's first block (targets whose blocks run at every step need
+            it only where a judging policy observes the stack's input, see `CacheSession.observes`).
+
+    """
+    from forecache.accel.hooks import BLOCK_HOOK, StackBlockHook
 
     probes = session.probe_blocks
-    for block in blocks:
-        if block.index < probes:
-            hook: Any = ProbeBlockHook(session, session.units_per_block[block.index])
-        else:
-            io = StreamIO(block.layout, type(block.module).forward)
-            last = block.index == len(blocks) - 1
-            hook = StackBlockHook(session, block.index, io, role(block, last), head=block.index == probes)
+    for block in blocks[probes : probes + 1 if head_only else None]:
+        io = StreamIO(block.layout, type(block.module).forward)
+        last = block.index == len(blocks) - 1
+        hook = StackBlockHook(session, block.index, io, role(block, last), head=block.index == probes)
         register(block.module, hook, BLOCK_HOOK)
