@@ -18,7 +18,8 @@
    parameter); its direction from `RISING_TIME`.
 
 Two layouts come out. Targets that keep blocks running or forecast the whole output (``"modules"``,
-``"output"``) take every list kept above. Targets in `CHAINED_TARGETS` (``"blocks"``) forecast the
+``"output"``) take every list kept above. Targets that chain the blocks (``Target.chains_blocks``:
+``"blocks"``, the tuner's ``"record"``) forecast the
 residual from the stack's input to its output and pass the input through the blocks in between,
 so they need a chain: consecutive lists whose blocks hand their streams to the next block untouched
 (no concatenation of text and image, no reshape, no injection between them). They take the longest
@@ -44,11 +45,7 @@ from forecache.layouts.block_source import block_returns, submodule_use
 from forecache.layouts.discover import block_lists, submodules
 from forecache.layouts.source import ForwardScan, scan_forward
 
-__all__ = ["CHAINED_TARGETS", "RISING_TIME", "TIME_NAMES", "Inference", "ListFinding", "infer_layout"]
-
-#: Targets whose forecast adds a residual across the block stack (and pass its input through the
-#: blocks in between): they need a chain of block lists connected without glue.
-CHAINED_TARGETS = frozenset({"blocks"})
+__all__ = ["RISING_TIME", "TIME_NAMES", "Inference", "ListFinding", "infer_layout"]
 
 #: Time argument names tried first, in this order; then any parameter named like a time.
 TIME_NAMES = ("timestep", "timesteps", "t", "sigma", "sigmas", "time", "noise_level")
@@ -97,8 +94,8 @@ class Inference:
 
     Attributes:
         model: The transformer's class name.
-        layout: For targets outside `CHAINED_TARGETS`; None when refused.
-        chain: For the targets in `CHAINED_TARGETS`; None when refused.
+        layout: For targets that keep the blocks running or forecast the output; None when refused.
+        chain: For targets that chain the blocks (``Target.chains_blocks``); None when refused.
         refusal: Why nothing can be laid out ('' when `layout` is set).
         chain_refusal: Why no chain can be laid out ('' when `chain` is set).
         lists: Every block list found, in execution order (then the ones run in no loop).
@@ -117,9 +114,9 @@ class Inference:
     time_note: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
-    def for_target(self, target: str) -> tuple[ModelLayout | None, str]:
-        """Return the layout for `target` and, when it is None, why."""
-        if target in CHAINED_TARGETS:
+    def for_target(self, chained: bool) -> tuple[ModelLayout | None, str]:
+        """Return the layout for a target that chains the blocks or not and, when it is None, why."""
+        if chained:
             return self.chain, self.chain_refusal
         return self.layout, self.refusal
 

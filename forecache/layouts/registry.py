@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from forecache.accel.layout import BlockListLayout, ModelLayout
+from forecache.accel.targets import chains_blocks
 from forecache.layouts.errors import UnsupportedModelError
-from forecache.layouts.infer import CHAINED_TARGETS, Inference, infer_layout
+from forecache.layouts.infer import Inference, infer_layout
 
 __all__ = [
     "Resolution",
@@ -72,7 +73,7 @@ class Resolution:
     Attributes:
         layout: The layout.
         source: ``"registered"`` (a verified override) or ``"inferred"`` (checked at the first call).
-        chained: Whether it was laid out for a target that chains the blocks (`CHAINED_TARGETS`).
+        chained: Whether it was laid out for a target that chains the blocks (``Target.chains_blocks``).
         inference: The inference behind an inferred layout (None for a registered one).
 
     """
@@ -91,14 +92,15 @@ def resolve_layout(model: torch.nn.Module, target: str = "modules") -> Resolutio
             the message names the class and says which block list or output could not be laid out.
 
     """
+    chained = chains_blocks(target)
     registered = registered_layout(model)
     if registered is not None:
-        return Resolution(registered, "registered", target in CHAINED_TARGETS)
+        return Resolution(registered, "registered", chained)
     inference = infer_layout(model)
-    layout, reason = inference.for_target(target)
+    layout, reason = inference.for_target(chained)
     if layout is None:
         others = ""
-        if target in CHAINED_TARGETS and inference.layout is not None:
+        if chained and inference.layout is not None:
             others = ' The "modules" and "output" targets need no chain of blocks: try either.'
         raise UnsupportedModelError(
             f"forecache cannot lay out {type(model).__name__} for target={target!r}: {reason}.{others} "
@@ -106,7 +108,7 @@ def resolve_layout(model: torch.nn.Module, target: str = "modules") -> Resolutio
             "register one with forecache.register_layout(...)"
         )
     logger.info("forecache: %s is not registered; hooked with its inferred layout", type(model).__name__)
-    return Resolution(layout, "inferred", target in CHAINED_TARGETS, inference)
+    return Resolution(layout, "inferred", chained, inference)
 
 
 def layout_for(model: torch.nn.Module) -> ModelLayout:

@@ -40,6 +40,19 @@ def test_joint_sequence_glue_limits_the_chain_to_the_single_stream_list():
     assert (double.hidden_index, double.encoder_index) == (1, 0)  # (txt, img) returned
 
 
+def test_the_targets_that_chain_the_blocks_get_the_chain_by_their_own_flag():
+    model = tiny("Flux2Transformer2DModel").model
+    assert lists(resolve_layout(model, "modules").layout) == [
+        "transformer_blocks",
+        "single_transformer_blocks",
+    ]
+    import forecache.tune.record  # noqa: F401  (registers the tuner's "record" target)
+
+    for target in ("blocks", "record"):  # both declare chains_blocks = True; no list of names
+        resolution = resolve_layout(model, target)
+        assert resolution.chained and lists(resolution.layout) == ["single_transformer_blocks"]
+
+
 def test_text_refiners_are_left_alone_and_a_rising_time_is_read_negated():
     inference = infer_layout(tiny("Lumina2Transformer2DModel").model)
     refiner = next(f for f in inference.lists if f.attr == "context_refiner")

@@ -87,6 +87,7 @@ class OutputTarget:
     """Cache the transformer's output sample."""
 
     unit = "block"
+    chains_blocks = False
     allows_fullgraph = True
 
     def __init__(self) -> None:
