@@ -19,7 +19,8 @@ from forecache.accel.config import resolve_config
 from forecache.accel.state import CacheSession
 from forecache.accel.stats import CacheStats
 from forecache.configfile import load_config
-from forecache.layouts.registry import UnsupportedModelError, layout_for
+from forecache.layouts.registry import UnsupportedModelError, resolve_layout
+from forecache.layouts.verify import arm_first_call_check, disarm
 
 __all__ = ["apply", "cached", "remove", "stats"]
 
@@ -66,6 +67,12 @@ def _hooked(target: Any) -> list[tuple[str, torch.nn.Module, CacheSession]]:
             f"forecache is not applied to this {type(target).__name__}; call forecache.apply first"
         )
     return hooked
+
+
+def _hint(chained: bool) -> str:
+    if chained:
+        return ' The "modules" and "output" targets need no chain of blocks: try either.'
+    return " Register a layout with forecache.register_layout(...) to hook it anyway."
 
 
 def _refuse_stacking(name: str, module: torch.nn.Module) -> None:
@@ -115,8 +122,15 @@ def apply(
     Returns:
         The cache session of the (first) transformer; `forecache.stats` reports all of them.
 
+    A transformer class forecache has no registered layout for is laid out from the model itself
+    (`forecache.layouts.infer`: its block lists, their order, streams, cached sub-modules and time
+    argument) and that layout is checked at its first call; when the call shows it does not hold,
+    forecache removes itself and that call raises `UnsupportedModelError` (the model is left as it
+    was). ``forecache models --inferred`` prints what inference decides for each class.
+
     Raises:
-        UnsupportedModelError: If the transformer's class has no layout.
+        UnsupportedModelError: If the transformer cannot be laid out for ``config``'s target (the
+            message names the block list or output and the reason).
         RuntimeError: If forecache is already applied to a transformer of `target`, or diffusers'
             own cache (`enable_cache`) is enabled on it.
         TypeError: If `config`, `target` or `scheduler` has an unsupported type.
@@ -144,18 +158,23 @@ def apply(
                 f"{type(target).__name__}; call forecache.remove(...) first"
             )
         _refuse_stacking(name, module)
-    layouts = {name: layout_for(module) for name, module in transformers.items()}  # refuse before hooking
+    # refuse before hooking anything: registered layouts, else inferred ones (with the reason)
+    layouts = {name: resolve_layout(module, cache_config.target) for name, module in transformers.items()}
     sessions: list[CacheSession] = []
     try:
         for name, module in transformers.items():
-            session = attach(module, cache_config, layouts[name], num_inference_steps)
+            resolution = layouts[name]
+            session = attach(module, cache_config, resolution.layout, num_inference_steps)
             sessions.append(session)
+            if resolution.source == "inferred":
+                arm_first_call_check(module, resolution.layout, resolution.chained, _hint(resolution.chained))
             if scheduler is not None:
                 session.clock = ScheduleClock(lambda: scheduler)
             elif isinstance(target, DiffusionPipeline):
                 session.clock = ScheduleClock(lambda: getattr(target, "scheduler", None))
     except BaseException:
         for module in list(transformers.values())[: len(sessions)]:
+            disarm(module)
             detach(module)
         raise
     shared: list[Any] = [None]
@@ -187,6 +206,7 @@ def remove(target: Any) -> None:
 
     """
     for _, module, session in _hooked(target):
+        disarm(module)
         detach(module)
         for sibling in session.siblings:
             sibling.siblings = [s for s in sibling.siblings if s is not session]

@@ -5,7 +5,7 @@ Subcommands::
     forecache bench  [--model M] [--methods SPEC ...] [--match 2,3,4,5|none] [--out DIR] [--resume DIR] ...
     forecache sweep  --preset taylorseer --grid interval=2:8 order=0:3 [--out DIR] ...
     forecache tune   [--model M] (--ratio R | --budget-db D) [--steps N] [--calibration K] [--out DIR] ...
-    forecache models
+    forecache models [--markdown | --inferred | --check] [--classes NAME ...]
     forecache profile --arch flux-dev [--size tiny|full] [--height H --width W --frames F] ...
 
 All checking happens in the config dataclasses; this module only turns strings into their fields.
@@ -151,9 +151,25 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quality", default="psnr", help="best per bucket by psnr (default) or fid")
     _add_tune(sub)
     models = sub.add_parser(
-        "models", help="list the supported transformer classes, reference models and peers"
+        "models",
+        help="what forecache does with each diffusers transformer class (registered or inferred, targets, "
+        "gate probe), reference models and peers",
     )
-    models.add_argument("--markdown", action="store_true", help="print the README's supported-model table")
+    shown = models.add_mutually_exclusive_group()
+    shown.add_argument("--markdown", action="store_true", help="print the README's supported-model table")
+    shown.add_argument(
+        "--inferred",
+        action="store_true",
+        help="print the inferred layout of every class, checked against the registered one where both exist",
+    )
+    shown.add_argument(
+        "--check",
+        action="store_true",
+        help="run every preset on every class's tiny configuration: the engage/refuse/crash table (~1 min)",
+    )
+    models.add_argument(
+        "--classes", nargs="*", default=None, help="catalog class names (default: all installed)"
+    )
     _add_profile(sub)
     return parser
 
@@ -335,20 +351,41 @@ def _edges(text: str) -> tuple[float, ...]:
         ) from err
 
 
-def _models(markdown: bool) -> int:
+def _models(args: argparse.Namespace) -> int:
     import forecache
     from forecache.eval.peers import PEERS
-    from forecache.layouts.registry import supported_models_markdown
+    from forecache.layouts.report import inferred_report, model_rows, supported_models_markdown
     from forecache.reference import reference_models
 
-    if markdown:
+    if args.markdown:
         print(supported_models_markdown(), end="")
         return 0
+    if args.inferred:
+        text, disagree = inferred_report(args.classes)
+        print(text, end="")
+        if disagree:
+            print(f"{disagree} registered class(es) disagree with inference on block lists or streams")
+        return 1 if disagree else 0
+    if args.check:
+        from forecache.testing.model_check import check_all
 
+        text, bad = check_all(args.classes)
+        print(text, end="")
+        return 1 if bad else 0
     names = forecache.supported_models()
     print(f"Supported transformer classes ({len(names)}):")
     for name in names:
         print(f"  {name}")
+    rows = model_rows(args.classes)
+    print(
+        f"Registered layouts are listed above; every transformer class of the installed diffusers "
+        f"({len(rows)} with a tiny test configuration), as forecache.apply lays it out:"
+    )
+    width = max((len(row.name) for row in rows), default=10)
+    print(f"{'class':<{width}} layout      targets                 gate probe")
+    for row in rows:
+        targets = ",".join(row.available) or "none"
+        print(f"{row.name:<{width}} {row.source:<11} {targets:<23} {row.probe or '-'}")
     print(f"Reference models: {', '.join(reference_models())}")
     print(f"Peers: {', '.join(PEERS)}")
     return 0
@@ -366,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "models":
-        return _models(args.markdown)
+        return _models(args)
     if args.command == "profile":
         return _profile(args)
     try:

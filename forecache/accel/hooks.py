@@ -21,6 +21,7 @@ from diffusers.hooks.hooks import BaseState, ModelHook, StateManager
 
 from forecache.accel._private import read_cache_context
 from forecache.accel.clock import host_timestep
+from forecache.accel.layout import TimeArgument, time_argument
 from forecache.accel.policies import Decision
 from forecache.accel.state import CacheSession, ContextState, Placeholder
 from forecache.accel.streams import ArgReader, StreamIO
@@ -55,10 +56,10 @@ class RootHook(ModelHook):
 
     _is_stateful = True
 
-    def __init__(self, session: CacheSession, timestep_arg: str) -> None:
+    def __init__(self, session: CacheSession, timestep_arg: str | tuple[str, ...] | TimeArgument) -> None:
         super().__init__()
         self.session = session
-        self.timestep_arg = timestep_arg
+        self.time = time_argument(timestep_arg)
         self.receiver = StateManager(_NoState)  # diffusers' `cache_context` sets its context
         self._args: ArgReader | None = None
 
@@ -76,6 +77,19 @@ class RootHook(ModelHook):
         self.session.release()
         return module
 
+    def _time(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Return the call's time: the first time argument passed, negated if it rises."""
+        assert self._args is not None
+        value = None
+        for name in self.time.names:
+            value = self._args.get(name, args, kwargs)
+            if value is not None:
+                break
+        if value is None:
+            names = " or ".join(f"`{name}`" for name in self.time.names)
+            raise ValueError(f"forecache: the transformer was called without {names}; cannot place the step")
+        return -value if self.time.rises else value
+
     def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
         """Run, or forecast, one transformer call."""
         session = self.session
@@ -86,7 +100,7 @@ class RootHook(ModelHook):
             )
         name, steps, index = read_cache_context(self.receiver)
         assert self._args is not None
-        timestep = host_timestep(self._args.get(self.timestep_arg, args, kwargs), session.clock)
+        timestep = host_timestep(self._time(args, kwargs), session.clock)
         ctx = session.begin_call(timestep, name, steps, index)
         if ctx.step == 0 and session.check_compiled is not None and not torch.compiler.is_compiling():
             session.check_compiled()  # a block compiled since `apply` or the last generation

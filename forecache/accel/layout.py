@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BlockListLayout", "ModelLayout"]
+__all__ = ["BlockListLayout", "ModelLayout", "TimeArgument", "time_argument"]
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,39 @@ class ModelLayout:
 
     Attributes:
         block_lists: The block lists, in the order the forward pass runs them.
-        timestep_arg: Name of the transformer's timestep argument.
+        timestep_arg: Name of the transformer's time argument (``"timestep"``, ``"timesteps"``
+            (HiDream), ``"t"`` (Z-Image), ...), names to try in order, or a `TimeArgument`.
 
     """
 
     block_lists: tuple[BlockListLayout, ...]
-    timestep_arg: str = "timestep"
+    timestep_arg: str | tuple[str, ...] | TimeArgument = "timestep"
+
+
+@dataclass(frozen=True)
+class TimeArgument:
+    """Where a transformer takes its denoising time, and which way it runs.
+
+    Attributes:
+        names: Argument names to try in order; the first one passed is read.
+        rises: The time the pipelines pass grows over a generation (``1 - t / 1000``, 0 = noise:
+            Lumina 2, Z-Image, ...). It is then read negated, so that it falls as diffusers'
+            schedulers' timesteps do: a scheduler's clock maps onto it with a positive scale, and a
+            bare transformer's "time went back up = a new generation" rule holds. Forecasts do not
+            change: divided differences and Lagrange weights are invariant under affine maps of time.
+
+    """
+
+    names: tuple[str, ...]
+    rises: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.names or not all(isinstance(n, str) and n for n in self.names):
+            raise ValueError(f"TimeArgument: `names` must be non-empty argument names, got {self.names!r}")
+
+
+def time_argument(value: str | tuple[str, ...] | TimeArgument) -> TimeArgument:
+    """Return `ModelLayout.timestep_arg` as a `TimeArgument` (a name or names: a falling time)."""
+    if isinstance(value, TimeArgument):
+        return value
+    return TimeArgument((value,) if isinstance(value, str) else tuple(value))

@@ -28,11 +28,26 @@ if TYPE_CHECKING:
 __all__ = ["CacheSession", "ContextState", "FeatureCache", "Placeholder"]
 
 
+class _Slot:
+    """The histories of one occurrence of a site within a call (one `History` per tensor leaf)."""
+
+    def __init__(self) -> None:
+        self.spec: TreeSpec = None
+        self.histories: list[History] = []
+
+
 class FeatureCache:
     """The forecast history of one cached site: one `History` per tensor of its output.
 
+    A site may run more than once per call (a feed-forward module a block applies to its image and
+    then to its text tokens, as CogView 4 and GLM-Image do; a module shared by several blocks). Its
+    histories are kept per occurrence within the step: the k-th update of a step feeds the k-th
+    slot and the k-th forecast of a step reads it, so each occurrence has its own shape and its own
+    history. Updates and forecasts count their occurrences separately (a probe site is forecast,
+    then updated, in one step).
+
     Args:
-        ctx: The context the site belongs to (its forecaster, memo and guard).
+        ctx: The context the site belongs to (its forecaster, memo, guard and step).
         where: The site's name, for errors.
 
     """
@@ -40,22 +55,34 @@ class FeatureCache:
     def __init__(self, ctx: ContextState, where: str) -> None:
         self._ctx = ctx
         self._where = where
-        self._spec: TreeSpec = None
-        self._histories: list[History] = []
+        self._slots: list[_Slot] = []
+        self._counts = {"update": [-1, 0], "predict": [-1, 0]}  # per kind: [step, occurrences]
+
+    def _occurrence(self, kind: str) -> int:
+        count = self._counts[kind]
+        if count[0] != self._ctx.step:
+            count[0], count[1] = self._ctx.step, 0
+        count[1] += 1
+        return count[1] - 1
 
     def update(self, value: Any, x: float) -> None:
         """Record the site's output `value` (tensors nested in tuples) computed at coordinate `x`."""
-        leaves, spec = flatten(value, self._where)
-        if spec != self._spec or len(leaves) != len(self._histories):
+        occurrence = self._occurrence("update")
+        while len(self._slots) <= occurrence:
+            self._slots.append(_Slot())
+        slot = self._slots[occurrence]
+        where = self._where if occurrence == 0 else f"{self._where} (call {occurrence + 1} of the step)"
+        leaves, spec = flatten(value, where)
+        if spec != slot.spec or len(leaves) != len(slot.histories):
             config = self._ctx.config
-            self._spec = spec
-            self._histories = [
+            slot.spec = spec
+            slot.histories = [
                 config.forecaster.make_history(
                     config.storage_dtype, self._ctx.memo, config.fallback_margin is not None
                 )
                 for _ in leaves
             ]
-        for history, leaf in zip(self._histories, leaves, strict=True):
+        for history, leaf in zip(slot.histories, leaves, strict=True):
             history.update(leaf.detach(), x)
 
     def predict(self, x: float, guarded: bool = True, addend: torch.Tensor | None = None) -> Any:
@@ -70,17 +97,27 @@ class FeatureCache:
             addend: Added to a single-tensor forecast in the same pass (a forecast residual onto
                 the block stack's input).
 
+        Raises:
+            RuntimeError: If the site is called more often in this step than at its computed steps.
+
         """
+        occurrence = self._occurrence("predict")
+        if occurrence >= len(self._slots):
+            raise RuntimeError(
+                f"forecache: `{self._where}` ran {occurrence + 1} times in this step but at most "
+                f"{len(self._slots)} at the computed ones; it has no history to forecast from"
+            )
+        slot = self._slots[occurrence]
         guard = self._ctx.guard if guarded else None
         if addend is not None:
-            (history,) = self._histories
+            (history,) = slot.histories
             return history.predict(x, guard, addend)
-        return unflatten(self._spec, [history.predict(x, guard) for history in self._histories])
+        return unflatten(slot.spec, [history.predict(x, guard) for history in slot.histories])
 
     @property
     def nbytes(self) -> int:
         """Bytes held by this site's histories."""
-        return sum(history.nbytes for history in self._histories)
+        return sum(history.nbytes for slot in self._slots for history in slot.histories)
 
 
 class Placeholder:

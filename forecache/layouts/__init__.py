@@ -1,17 +1,24 @@
-"""Where to hook each diffusers transformer: verified registrations and the registry's lookup."""
+"""Where to hook each diffusers transformer: verified registrations, inference from the model, lookup."""
 
+from forecache.layouts.errors import UnsupportedModelError
+from forecache.layouts.infer import Inference, infer_layout
 from forecache.layouts.registry import (
-    UnsupportedModelError,
+    Resolution,
     layout_for,
     register_layout,
+    registered_layout,
+    resolve_layout,
     supported_models,
-    supported_models_markdown,
 )
 
 __all__ = [
+    "Inference",
+    "Resolution",
     "UnsupportedModelError",
+    "infer_layout",
     "layout_for",
     "register_layout",
+    "registered_layout",
+    "resolve_layout",
     "supported_models",
-    "supported_models_markdown",
 ]

@@ -1,37 +1,38 @@
 """The model registry: where the hooks go in each supported diffusers transformer class.
 
 Registered classes have hand-checked layouts (block lists, stream positions, cached
-sub-modules). A class that is not registered is laid out automatically when diffusers' own block
-metadata describes all its block lists; otherwise it is refused with `UnsupportedModelError`.
+sub-modules): verified overrides. Any other class is laid out by inference from the model itself
+(`forecache.layouts.infer`), checked at its first call (`forecache.layouts.verify`), or refused with
+`UnsupportedModelError` saying why.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 
-from forecache.accel._private import block_return_indices, transformer_block_identifiers
 from forecache.accel.layout import BlockListLayout, ModelLayout
+from forecache.accel.targets import chains_blocks
+from forecache.layouts.errors import UnsupportedModelError
+from forecache.layouts.infer import Inference, infer_layout
 
 __all__ = [
+    "Resolution",
     "UnsupportedModelError",
     "layout_for",
     "register_layout",
+    "registered_layout",
+    "resolve_layout",
     "supported_models",
-    "supported_models_markdown",
 ]
 
 logger = logging.getLogger(__name__)
 
 _BASIC = ("attn1", "attn2", "ff")
 _JOINT = ("attn", "attn2", "ff", "ff_context")
-_AUTO = ("attn", "attn1", "attn2", "ff", "ff_context", "ffn")
 _REGISTRY: dict[str, ModelLayout] = {}
-
-
-class UnsupportedModelError(ValueError):
-    """The model's class has no layout: forecache cannot know where to hook it."""
 
 
 def register_layout(class_name: str, layout: ModelLayout) -> None:
@@ -57,47 +58,68 @@ def supported_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def supported_models_markdown() -> str:
-    """Return the supported-model table of the README, generated from the registry."""
-    rows = "".join(f"| `{name}` |\n" for name in supported_models())
-    return "| diffusers class |\n|---|\n" + rows
-
-
-def _auto_layout(model: torch.nn.Module) -> ModelLayout | None:
-    lists = []
-    identifiers = transformer_block_identifiers()
-    for attr, child in model.named_children():
-        if attr not in identifiers or not isinstance(child, torch.nn.ModuleList) or not child:
-            continue
-        indices = block_return_indices(type(child[0]))
-        if indices is None:
-            return None
-        hidden, encoder = indices
-        lists.append(BlockListLayout(attr, hidden if encoder is not None else None, encoder, _AUTO))
-    return ModelLayout(tuple(lists)) if lists else None
-
-
-def layout_for(model: torch.nn.Module) -> ModelLayout:
-    """Return the layout of `model`: its registered class (or a registered base class), else automatic.
-
-    Raises:
-        UnsupportedModelError: If the class is neither registered nor describable automatically;
-            the message names the class and lists the supported ones.
-
-    """
+def registered_layout(model: torch.nn.Module) -> ModelLayout | None:
+    """Return the registered layout of `model`'s class (or of a registered base class), or None."""
     for cls in type(model).__mro__:
         if cls.__name__ in _REGISTRY:
             return _REGISTRY[cls.__name__]
-    layout = _auto_layout(model)
+    return None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The layout `forecache.apply` hooks a transformer with, for one target.
+
+    Attributes:
+        layout: The layout.
+        source: ``"registered"`` (a verified override) or ``"inferred"`` (checked at the first call).
+        chained: Whether it was laid out for a target that chains the blocks (``Target.chains_blocks``).
+        inference: The inference behind an inferred layout (None for a registered one).
+
+    """
+
+    layout: ModelLayout
+    source: str
+    chained: bool
+    inference: Inference | None = None
+
+
+def resolve_layout(model: torch.nn.Module, target: str = "modules") -> Resolution:
+    """Return where to hook `model` for `target`: its registered layout, else the inferred one.
+
+    Raises:
+        UnsupportedModelError: If `model` is not registered and inference refuses it for `target`;
+            the message names the class and says which block list or output could not be laid out.
+
+    """
+    chained = chains_blocks(target)
+    registered = registered_layout(model)
+    if registered is not None:
+        return Resolution(registered, "registered", chained)
+    inference = infer_layout(model)
+    layout, reason = inference.for_target(chained)
     if layout is None:
+        others = ""
+        if chained and inference.layout is not None:
+            others = ' The "modules" and "output" targets need no chain of blocks: try either.'
         raise UnsupportedModelError(
-            f"forecache does not know where to hook {type(model).__name__}; supported models: "
-            f"{', '.join(supported_models())}. Register one with forecache.register_layout(...)"
+            f"forecache cannot lay out {type(model).__name__} for target={target!r}: {reason}.{others} "
+            f"Registered classes: {', '.join(supported_models())}; "
+            "register one with forecache.register_layout(...)"
         )
-    logger.warning(
-        "forecache: %s is not registered; laid out from diffusers' block metadata", type(model).__name__
-    )
-    return layout
+    logger.info("forecache: %s is not registered; hooked with its inferred layout", type(model).__name__)
+    return Resolution(layout, "inferred", chained, inference)
+
+
+def layout_for(model: torch.nn.Module) -> ModelLayout:
+    """Return the layout of `model` for the ``"modules"`` and ``"output"`` targets: registered, else inferred.
+
+    Raises:
+        UnsupportedModelError: If the class is not registered and cannot be laid out; the message
+            names the class, the reason and the registered classes.
+
+    """
+    return resolve_layout(model, "modules").layout
 
 
 def _single(attr: str, modules: tuple[str, ...] = _BASIC) -> ModelLayout:

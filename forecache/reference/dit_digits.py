@@ -1,7 +1,5 @@
 """The DiT-architecture reference model: a class-conditional v-prediction pipeline on 16x16 digits."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +16,7 @@ from forecache.reference.data import IMAGE_SIZE, NUM_CLASSES, check_call_args
 __all__ = ["DiTDigitsPipeline", "build_dit_digits"]
 
 
-def build_dit_digits() -> DiTDigitsPipeline:
+def build_dit_digits() -> "DiTDigitsPipeline":
     """Build the untrained DiT reference pipeline (the architecture the shipped weights fit).
 
     Returns:

@@ -1,7 +1,5 @@
 """The FLUX-architecture reference model: a class-conditional rectified-flow pipeline on 16x16 digits."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import torch
@@ -133,7 +131,7 @@ FLUX_DIGITS_SIZES: dict[str, dict[str, int]] = {
 
 def build_flux_digits(
     num_layers: int = 2, num_single_layers: int = 4, num_attention_heads: int = 4
-) -> FluxDigitsPipeline:
+) -> "FluxDigitsPipeline":
     """Build an untrained Flux reference pipeline (the architecture the shipped weights fit).
 
     The defaults are ``"flux-digits"``; `FLUX_DIGITS_SIZES` holds the arguments of every shipped

@@ -133,7 +133,7 @@ def registered_layout(model: torch.nn.Module) -> str:
     if layout is None:
         try:
             layout = registry.layout_for(model)
-            source = "auto (diffusers block metadata)"
+            source = "inferred"
         except Exception as err:
             return f"none ({type(err).__name__})"
     parts = []

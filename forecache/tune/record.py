@@ -113,6 +113,7 @@ class RecordingTarget:
     """
 
     unit = "block"
+    chains_blocks = True
     allows_fullgraph = True
 
     def __init__(self) -> None:

@@ -237,9 +237,10 @@ def _flop_counter(
 
 
 def _stack_blocks(transformer: torch.nn.Module) -> list[torch.nn.Module]:
-    from forecache.layouts import layout_for
+    from forecache.layouts.registry import resolve_layout
+    from forecache.tune.record import RecordingTarget  # noqa: F401  (registers the "record" target)
 
-    layout = layout_for(transformer)
+    layout = resolve_layout(transformer, "record").layout
     blocks: list[torch.nn.Module] = []
     for block_list in layout.block_lists:
         blocks.extend(getattr(transformer, block_list.attr))

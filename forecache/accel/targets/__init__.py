@@ -1,6 +1,14 @@
 """Targets: what is cached and forecast. Each owns its hooks and is registered by name (`register_target`)."""
 
-from forecache.accel.targets.base import TARGETS, Block, BlockRole, Register, Target, register_target
+from forecache.accel.targets.base import (
+    TARGETS,
+    Block,
+    BlockRole,
+    Register,
+    Target,
+    chains_blocks,
+    register_target,
+)
 from forecache.accel.targets.blocks import BlocksTarget
 from forecache.accel.targets.modules import ModulesTarget
 from forecache.accel.targets.output import OutputTarget
@@ -14,5 +22,6 @@ __all__ = [
     "OutputTarget",
     "Register",
     "Target",
+    "chains_blocks",
     "register_target",
 ]

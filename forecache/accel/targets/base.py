@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from forecache.accel.state import CacheSession, ContextState
     from forecache.accel.streams import StreamIO
 
-__all__ = ["TARGETS", "Block", "BlockRole", "Register", "Target", "register_target"]
+__all__ = ["TARGETS", "Block", "BlockRole", "Register", "Target", "chains_blocks", "register_target"]
 
 TARGETS: Registry[type] = Registry("target")
 Register = Callable[[torch.nn.Module, Any, str], None]
@@ -34,6 +34,11 @@ Register = Callable[[torch.nn.Module, Any, str], None]
 def register_target(name: str, *, replace: bool = False) -> Callable[[type], type]:
     """Register a target class under `name` (a class decorator); it is built with no arguments."""
     return TARGETS.register(name, replace=replace)
+
+
+def chains_blocks(target: str) -> bool:
+    """Whether the registered target `target` needs its blocks chained (`Target.chains_blocks`)."""
+    return bool(getattr(TARGETS.get(target), "chains_blocks", False))
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,10 @@ class Target(Protocol):
     """What `stats` counts as executed units: ``"block"`` or ``"module"``."""
     allows_fullgraph: bool
     """Whether ``torch.compile(fullgraph=True)`` of a block can hold its hooks (none inside the block)."""
+    chains_blocks: bool
+    """Whether its forecast spans the block stack (a residual from the stack's input to its output,
+    the input passed through the blocks in between), so an inferred layout must be a chain of block
+    lists with no glue between them (`forecache.layouts.infer`). Optional; False when absent."""
 
     def plan(self, blocks: list[Block], probe_blocks: int, model: str) -> list[int]:
         """Return the cached units of each block (for compute counting); refuse what cannot work.

@@ -69,6 +69,7 @@ class BlocksTarget:
     """Cache the residual of the whole block stack after the probe blocks."""
 
     unit = "block"
+    chains_blocks = True
     allows_fullgraph = True
 
     def plan(self, blocks: list[Block], probe_blocks: int, model: str) -> list[int]:

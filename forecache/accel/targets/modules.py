@@ -38,6 +38,7 @@ class ModulesTarget:
     """Cache each block's attention and feed-forward outputs; the blocks themselves always run."""
 
     unit = "module"
+    chains_blocks = False
     allows_fullgraph = False
 
     def __init__(self) -> None:

@@ -7,6 +7,7 @@ per step is not seen at forecast steps.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +25,61 @@ __all__ = ["OutputTarget"]
 _SITE = "output"
 
 
-def _sample(output: Any) -> torch.Tensor:
-    """Return the denoiser's prediction in a transformer output (tuple or `Transformer2DModelOutput`)."""
-    return output[0] if isinstance(output, tuple) else output.sample
+class _Shape:
+    """How a transformer returns its prediction: what to forecast, and how to rebuild the return value.
+
+    A tensor is forecast as it is; a tuple or list by its tensors (``(sample,)`` as diffusers'
+    ``return_dict=False`` gives); an output dataclass (diffusers' `BaseOutput`, e.g.
+    `Transformer2DModelOutput`) or a dict by its tensor fields, rebuilt as the same class. Values
+    that are not tensors (None, flags) are kept from the last computed call.
+    """
+
+    def __init__(self, output: Any) -> None:
+        self.kind = type(output)
+        self.keys: list[str] = []
+        self.fixed: dict[str, Any] = {}
+        if isinstance(output, torch.Tensor) or isinstance(output, (tuple, list)):
+            return
+        items = _items(output)
+        if items is None:
+            raise TypeError(
+                f'forecache: the "output" target cannot forecast a transformer that returns '
+                f"{type(output).__name__}; expected a tensor, a tuple or an output dataclass"
+            )
+        self.keys = [k for k, v in items.items() if _is_tree(v)]
+        self.fixed = {k: v for k, v in items.items() if k not in self.keys}
+
+    def tree(self, output: Any) -> Any:
+        """Return the forecastable part of a computed output (tensors nested in tuples)."""
+        if isinstance(output, torch.Tensor):
+            return output
+        if isinstance(output, (tuple, list)):
+            return tuple(output)
+        items = _items(output) or {}
+        return tuple(items[k] for k in self.keys)
+
+    def rebuild(self, tree: Any) -> Any:
+        """Return the return value holding the forecast `tree`."""
+        if self.kind is tuple or isinstance(tree, torch.Tensor):
+            return tree
+        if self.kind is list:
+            return list(tree)
+        fields = {**self.fixed, **dict(zip(self.keys, tree, strict=True))}
+        return self.kind(**fields)
+
+
+def _items(output: Any) -> dict[str, Any] | None:
+    if isinstance(output, dict):  # diffusers' BaseOutput is an OrderedDict of its set fields
+        return dict(output.items())
+    if dataclasses.is_dataclass(output) and not isinstance(output, type):
+        return {f.name: getattr(output, f.name) for f in dataclasses.fields(output)}
+    return None
+
+
+def _is_tree(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    return isinstance(value, (tuple, list)) and bool(value) and all(_is_tree(v) or v is None for v in value)
 
 
 @register_target("output")
@@ -34,10 +87,11 @@ class OutputTarget:
     """Cache the transformer's output sample."""
 
     unit = "block"
+    chains_blocks = False
     allows_fullgraph = True
 
     def __init__(self) -> None:
-        self._kind: Any = tuple
+        self._shape: _Shape | None = None
 
     def plan(self, blocks: list[Block], probe_blocks: int, model: str) -> list[int]:
         """One unit per block."""
@@ -65,10 +119,11 @@ class OutputTarget:
             return self._wrap(ctx.site(_SITE).predict(ctx.x))
         output = forward()
         if ctx.decision is Decision.COMPUTE:
-            self._kind = tuple if isinstance(output, tuple) else type(output)
-            ctx.site(_SITE).update(_sample(output), ctx.x)
+            self._shape = _Shape(output)
+            ctx.site(_SITE).update(self._shape.tree(output), ctx.x)
             return output
         return self._wrap(ctx.site(_SITE).predict(ctx.x))  # a probe settled a forecast mid-call
 
-    def _wrap(self, sample: torch.Tensor) -> Any:
-        return (sample,) if self._kind is tuple else self._kind(sample=sample)
+    def _wrap(self, tree: Any) -> Any:
+        assert self._shape is not None, "a forecast before any computed call"
+        return self._shape.rebuild(tree)

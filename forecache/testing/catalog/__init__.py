@@ -40,6 +40,7 @@ __all__ = [
     "build_tiny",
     "catalog_names",
     "diffusers_transformer_classes",
+    "installed_names",
     "output_tensors",
     "tiny_model_names",
 ]
@@ -135,3 +136,25 @@ def diffusers_transformer_classes() -> dict[str, type]:
     for name in EXTRA_DENOISERS:
         found[name] = getattr(diffusers, name)
     return dict(sorted(found.items()))
+
+
+def installed_names() -> dict[str, str]:
+    """Every catalog class and why it cannot be built with the installed packages ('' when it can).
+
+    A class is missing from an older diffusers, or is a placeholder that needs a package not
+    installed (diffusers exports `UniDiffuserModel` as a dummy object without ``transformers``).
+    """
+    import diffusers
+
+    classes = diffusers_transformer_classes()
+    why: dict[str, str] = {}
+    for name in catalog_names():
+        cls = classes.get(name)
+        if cls is None:
+            why[name] = f"{name} is not in diffusers {diffusers.__version__}"
+        elif type(cls).__name__ == "DummyObject":
+            needs = ", ".join(getattr(cls, "_backends", ())) or "a missing package"
+            why[name] = f"{name} needs {needs} (a placeholder in this install)"
+        else:
+            why[name] = ""
+    return why

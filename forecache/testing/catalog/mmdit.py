@@ -5,6 +5,7 @@ Configurations follow diffusers' own model tests (tests/models/transformers), sh
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -79,13 +80,18 @@ def _qwen_image() -> TinyModel:
         axes_dims_rope=(8, 4, 4),
     )
 
+    takes_lengths = "txt_seq_lens" in inspect.signature(model.forward).parameters
+
     def inputs(b: int, g: torch.Generator) -> Inputs:
-        return {
+        made: Inputs = {
             "hidden_states": randn(g, b, 16, 16),
             "encoder_hidden_states": randn(g, b, 5, 16),
             "encoder_hidden_states_mask": torch.ones(b, 5, dtype=torch.long),
             "img_shapes": [[(1, 4, 4)]] * b,
         }
+        if takes_lengths:  # diffusers 0.35 needs the text lengths; later versions read the mask
+            made["txt_seq_lens"] = [5] * b
+        return made
 
     return TinyModel(model, inputs, timestep_scale=FLOW)
 

@@ -1,0 +1,262 @@
+"""What forecache does with each diffusers transformer class: ``forecache models``, the README table.
+
+Each class of the tiny-model catalog (`forecache.testing.catalog`: every transformer class of the
+installed diffusers a pipeline denoises with) is built at its tiny size and laid out as `apply`
+would lay it out, without running it: registered or inferred, the targets whose plan accepts it,
+and the probe block the confidence gate's default configuration would use. Whether it really
+engages is what ``forecache models --check`` (`forecache.testing.engage`) runs and measures.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from forecache.accel.layout import BlockListLayout, ModelLayout, time_argument
+from forecache.accel.targets import TARGETS, Block
+from forecache.layouts.errors import UnsupportedModelError
+from forecache.layouts.infer import Inference, infer_layout
+from forecache.layouts.registry import registered_layout, resolve_layout
+
+__all__ = [
+    "ModelRow",
+    "compare_layouts",
+    "describe_layout",
+    "inferred_report",
+    "model_rows",
+    "supported_models_markdown",
+]
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One transformer class as `forecache.apply` would lay it out.
+
+    Attributes:
+        name: The class name.
+        source: ``"registered"`` or ``"inferred"`` (``"refused"`` when no target can lay it out).
+        targets: Per target of `TABLE_TARGETS`: '' when it can be applied, else the reason it is refused.
+        probe: The block the default confidence gate probes ('' when the gate is refused).
+        inference: What inference decided (also for registered classes, to compare).
+        model: The tiny model the row describes.
+
+    """
+
+    name: str
+    source: str
+    targets: dict[str, str] = field(default_factory=dict)
+    probe: str = ""
+    inference: Inference | None = None
+    model: torch.nn.Module | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def available(self) -> list[str]:
+        """The targets that accept this class."""
+        return [target for target, reason in self.targets.items() if not reason]
+
+
+def _blocks(model: torch.nn.Module, layout: ModelLayout) -> list[Block]:
+    blocks: list[Block] = []
+    for block_list in layout.block_lists:
+        for i, block in enumerate(getattr(model, block_list.attr)):
+            blocks.append(Block(len(blocks), f"{block_list.attr}.{i}", block, block_list))
+    return blocks
+
+
+def _target_check(model: torch.nn.Module, target: str, probes: int = 0) -> tuple[str, list[Block]]:
+    """'' if `target` lays `model` out and plans it (with `probes` probe blocks), else the reason."""
+    try:
+        layout = resolve_layout(model, target).layout
+    except UnsupportedModelError as err:
+        return str(err).split(": ", 1)[-1].split(". Registered classes")[0], []
+    blocks = _blocks(model, layout)
+    if probes >= len(blocks):
+        return f"a probe block needs a second block to cache; the layout has {len(blocks)}", blocks
+    try:
+        TARGETS.get(target)().plan(blocks, probes, type(model).__name__)
+    except ValueError as err:
+        return str(err).removeprefix("forecache: "), blocks
+    return "", blocks
+
+
+def model_row(model: torch.nn.Module) -> ModelRow:
+    """Lay `model` out for every registered target and the default gate (nothing runs)."""
+    from forecache.accel.config import ConfidenceGateConfig, resolve_config
+
+    name = type(model).__name__
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        targets = {target: _target_check(model, target)[0] for target in TABLE_TARGETS}
+        gate = resolve_config(ConfidenceGateConfig())
+        reason, blocks = _target_check(model, gate.target, gate.policy.probe_blocks)
+    probe = ", ".join(b.name for b in blocks[: gate.policy.probe_blocks]) if not reason else ""
+    source = "registered" if registered_layout(model) is not None else "inferred"
+    if all(targets.values()):
+        source = "refused"
+    return ModelRow(name, source, targets, probe, infer_layout(model), model)
+
+
+#: The targets the README's table shows (forecache's own; targets registered later are left out).
+TABLE_TARGETS = ("blocks", "modules", "output")
+
+
+@functools.lru_cache(maxsize=2)
+def _catalog_rows(registry: tuple[tuple[str, ModelLayout], ...]) -> tuple[ModelRow, ...]:
+    """Rows of the installed catalog classes for one state of the registry (`registry` keys the cache)."""
+    from forecache.testing.catalog import build_tiny, catalog_names, installed_names
+
+    unavailable = installed_names()
+    rows = []
+    level = logging.getLogger("forecache").level
+    logging.getLogger("forecache").setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for name in catalog_names():
+                if not unavailable[name]:
+                    rows.append(model_row(build_tiny(name).model))
+    finally:
+        logging.getLogger("forecache").setLevel(level)
+    return tuple(rows)
+
+
+def model_rows(names: list[str] | None = None) -> list[ModelRow]:
+    """Rows of the catalog's classes present in the installed diffusers (or of `names` among them)."""
+    from forecache.layouts.registry import _REGISTRY
+
+    rows = _catalog_rows(tuple(sorted(_REGISTRY.items(), key=lambda item: item[0])))
+    return [row for row in rows if names is None or row.name in names]
+
+
+def supported_models_markdown() -> str:
+    """Return the README's supported-model table: every catalog class, registered or inferred, its targets.
+
+    Generated from `model_rows` (the tiny catalog models laid out as `forecache.apply` would);
+    ``forecache models --markdown`` prints it and ``tests/test_readme.py`` checks the README holds it.
+    """
+    targets = list(TABLE_TARGETS)
+    head = "| diffusers class | layout | " + " | ".join(f"`{t}`" for t in targets) + " | gate probe |\n"
+    rule = "|---|---|" + "---|" * len(targets) + "---|\n"
+    body = ""
+    for row in model_rows():
+        marks = " | ".join("yes" if not row.targets[t] else "no" for t in targets)
+        probe = f"`{row.probe}`" if row.probe else "-"
+        body += f"| `{row.name}` | {row.source} | {marks} | {probe} |\n"
+    return head + rule + body
+
+
+def describe_layout(layout: ModelLayout | None, indent: str = "  ") -> str:
+    """Return one line per block list (streams, sub-modules), then the time argument."""
+    if layout is None:
+        return f"{indent}(none)"
+    lines = [f"{indent}{_describe_list(b)}" for b in layout.block_lists]
+    time = time_argument(layout.timestep_arg)
+    lines.append(f"{indent}time: {' or '.join(time.names)}{' (rises: read negated)' if time.rises else ''}")
+    return "\n".join(lines)
+
+
+def _describe_list(b: BlockListLayout) -> str:
+    if b.hidden_index is None and b.encoder_index is None:
+        streams = f"{b.hidden_arg} -> tensor"
+    else:
+        slots = {b.hidden_index: b.hidden_arg, b.encoder_index: b.encoder_arg}
+        size = max(i for i in slots if i is not None) + 1
+        streams = (
+            f"({b.hidden_arg}, {b.encoder_arg}) -> ("
+            + ", ".join(slots.get(i, "_") or "_" for i in range(size))
+            + ")"
+        )
+    skipped = f" skipped {list(b.skipped_modules)}" if b.skipped_modules else ""
+    return f"{b.attr}: {streams}; modules {list(b.modules)}{skipped}"
+
+
+def compare_layouts(
+    registered: ModelLayout, inferred: ModelLayout | None, model: torch.nn.Module | None = None
+) -> list[str]:
+    """Return the differences between a registered layout and the inferred one ([] when they agree).
+
+    Block lists, their order and stream positions must agree; cached sub-modules may differ where a
+    registration caches a projection (``proj_out``) inference does not find by type. With `model`,
+    sub-module names absent from its blocks (which every target ignores) are left out.
+    """
+    if inferred is None:
+        return ["inference refuses the class"]
+    out = []
+    reg = [(b.attr, b.hidden_index, b.encoder_index) for b in registered.block_lists]
+    inf = [(b.attr, b.hidden_index, b.encoder_index) for b in inferred.block_lists]
+    if reg != inf:
+        out.append(f"block lists (attr, image slot, text slot): registered {reg}, inferred {inf}")
+    for r, i in zip(registered.block_lists, inferred.block_lists, strict=False):
+        present = _present_in(model, r.attr)
+        modules = [m for m in r.modules if present(m)]
+        skipped = [m for m in r.skipped_modules if present(m)]
+        if set(modules) != set(i.modules) or skipped:
+            out.append(
+                f"`{r.attr}` sub-modules: registered {modules}"
+                + (f" skipping {skipped}" if skipped else "")
+                + f", inferred {list(i.modules)}"
+            )
+    if time_argument(registered.timestep_arg) != time_argument(inferred.timestep_arg):
+        out.append(f"time: registered {registered.timestep_arg!r}, inferred {inferred.timestep_arg!r}")
+    return out
+
+
+def _present_in(model: torch.nn.Module | None, attr: str) -> Any:
+    blocks = getattr(model, attr, None) if model is not None else None
+    if not blocks:
+        return lambda name: True
+
+    def present(name: str) -> bool:
+        try:
+            blocks[0].get_submodule(name)
+        except AttributeError:
+            return False
+        return True
+
+    return present
+
+
+def inferred_report(names: list[str] | None = None) -> tuple[str, int]:
+    """Return the inferred layout of every catalog class, checked against the registered one where both exist.
+
+    Returns:
+        The text, and the number of registered classes whose block lists or streams disagree.
+
+    """
+    lines: list[str] = []
+    disagree = 0
+    for row in model_rows(names):
+        inference = row.inference
+        assert inference is not None
+        lines.append(f"{row.name} [{row.source}]  time: {inference.time_note}")
+        for finding in inference.lists:
+            where = "cached" if finding.cached else "left alone"
+            chain = ", chained (blocks target)" if finding.chained else ""
+            note = f" - {finding.note}" if finding.note else ""
+            lines.append(f"  {finding.attr}: {finding.length} x {finding.block_class}, {where}{chain}{note}")
+        lines.append("  layout (modules, output targets):")
+        lines.append(
+            describe_layout(inference.layout) if inference.layout else f"    refused: {inference.refusal}"
+        )
+        lines.append("  chain (blocks target):")
+        lines.append(
+            describe_layout(inference.chain) if inference.chain else f"    refused: {inference.chain_refusal}"
+        )
+        from forecache.layouts.registry import _REGISTRY
+
+        registered = _REGISTRY.get(row.name)
+        if registered is not None:
+            differences = compare_layouts(registered, inference.layout, row.model)
+            structural = [d for d in differences if not d.startswith("`")]
+            disagree += bool(structural)
+            lines.append(
+                "  against the registered layout: "
+                + ("agrees" if not differences else "; ".join(differences))
+            )
+        lines.append("")
+    return "\n".join(lines), disagree
