@@ -34,6 +34,29 @@ def test_the_readmes_first_python_example_runs_as_written():
     assert namespace["images"].shape == (2, 16, 16, 1)
 
 
+def test_the_readmes_own_policy_example_runs_and_skips_every_other_step():
+    import forecache
+    from forecache.reference import load_reference
+
+    text = README.read_text()
+    block = next(
+        b.split("```", 1)[0]
+        for b in text.split("```python\n")
+        if '@forecache.register_policy("alternate")' in b
+    )
+    pipe = load_reference("flux-digits")
+    pipe.set_progress_bar_config(disable=True)
+    namespace: dict = {"pipe": pipe}
+    exec(compile(block, "README.md", "exec"), namespace)
+    try:
+        pipe(class_labels=[3], num_inference_steps=10, output_type="np")
+        stats = forecache.stats(pipe)
+    finally:
+        forecache.remove(pipe)
+    # steps 0, 1 (warm-up), then the even ones: 0, 1, 2, 4, 6, 8 computed, 3, 5, 7, 9 forecast
+    assert [(c.computed_steps, c.forecast_steps) for c in stats.contexts.values()] == [(6, 4), (6, 4)]
+
+
 def test_forecache_models_lists_every_class_registered_or_inferred(capsys):
     from forecache.cli import main
 

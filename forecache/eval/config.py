@@ -19,6 +19,8 @@ from forecache.eval.workload import DTYPES, OUTPUTS
 __all__ = ["DEFAULT_METHODS", "DEFAULT_TARGETS", "BenchConfig", "RunConfig", "check_device"]
 
 DEFAULT_METHODS: tuple[str, ...] = (
+    "tuned",
+    "timeline",
     "taylorseer",
     "ab",
     "cg",
@@ -30,8 +32,9 @@ DEFAULT_METHODS: tuple[str, ...] = (
     "cachedit.dmd",
     "cachedit.scm",
 )
-"""The presets and every peer: diffusers' three caches, cache-dit's DBCache with each calibrator
-(TaylorSeer, FoCa, DMD) and with its static step masks."""
+"""forecache's tuner (calibrated on 4 samples of other seeds), its presets and every peer: diffusers'
+three caches, cache-dit's DBCache with each calibrator (TaylorSeer, FoCa, DMD) and with its static
+step masks."""
 
 DEFAULT_TARGETS: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0)
 """Target compute ratios of the default matched-speed run."""

@@ -35,7 +35,8 @@ __all__ = [
     "profile",
 ]
 
-DEFAULT_PROFILE_METHODS = ("baseline", *DEFAULT_METHODS)
+# Not the tuner: profile runs random weights, which have no trajectory worth calibrating on.
+DEFAULT_PROFILE_METHODS = ("baseline", *(name for name in DEFAULT_METHODS if name != "tuned"))
 NOTE = (
     "Random weights: speed, compute and memory do not depend on the weights; "
     "quality is never reported from random weights."
