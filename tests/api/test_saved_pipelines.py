@@ -23,13 +23,7 @@ from forecache.testing.tiny_pipelines import TINY_PIPELINES, save_tiny_pipeline
 CONFIG = forecache.TaylorSeerConfig(interval=3, warmup=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one thread avoids spin-waiting (tens of times faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _load(name, tmp_path):

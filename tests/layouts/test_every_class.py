@@ -8,7 +8,6 @@ bitwise equality with no cache under a compute-every-step variant, and bitwise e
 
 import diffusers
 import pytest
-import torch
 
 from forecache.testing.catalog import (
     CASES,
@@ -22,13 +21,7 @@ from forecache.testing.engage import PRESETS, check_preset
 INSTALLED = diffusers_transformer_classes()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one thread avoids spin-waiting (tens of times faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 UNAVAILABLE = installed_names()
