@@ -1,9 +1,9 @@
 """Where one computed and one forecast call of a cached trajectory spend their time (torch profiler).
 
-    python benchmarks/profile_step.py [--arch dit-xl-2] [--size full] [--steps 20] [--preset taylorseer]
-        [--forecast-call 5] [--computed-call 8] [--rows 15]
+    python benchmarks/profile_step.py [--arch dit-xl-2] [--size full] [--dtype float32] [--steps 20]
+        [--preset taylorseer] [--forecast-call 5] [--computed-call 8] [--rows 15]
 
-Builds the architecture as `forecache profile` does (random weights, CPU, float32), applies the
+Builds the architecture as `forecache profile` does (random weights, CPU, float32 by default), applies the
 preset (a method spec of `forecache bench`, e.g. ``taylorseer`` or ``cache:target=blocks``), runs
 one trajectory to settle the caches, then a second one in which the two chosen calls run under
 `torch.profiler`; prints each call's wall time and its operators by self CPU time. Read with the
@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("--arch", default="dit-xl-2")
     parser.add_argument("--size", default="full")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument(
+        "--dtype", default="float32", help="float32 (default, as `forecache profile` on CPU) or bfloat16"
+    )
     parser.add_argument("--preset", default="taylorseer")
     parser.add_argument("--forecast-call", type=int, default=5)
     parser.add_argument("--computed-call", type=int, default=8)
@@ -38,7 +41,9 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    session = ProfileSession(ProfileConfig(arch=args.arch, size=args.size, steps=args.steps, warmup=0))
+    session = ProfileSession(
+        ProfileConfig(arch=args.arch, size=args.size, dtype=args.dtype, steps=args.steps, warmup=0)
+    )
     model = session.model
     forward = type(model).forward
     calls = [0]
