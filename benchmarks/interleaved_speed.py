@@ -23,7 +23,7 @@ import torch
 import forecache
 from forecache.eval.flops import count_linear_flops
 from forecache.eval.methods import parse_method
-from forecache.eval.profile import ProfileConfig, ProfileSession, _denoise
+from forecache.eval.profile import ProfileConfig, ProfileSession
 
 
 def main() -> None:
@@ -48,8 +48,7 @@ def main() -> None:
 
     def trajectory() -> float:
         start = time.perf_counter()
-        with torch.no_grad():
-            _denoise(model, session.arch, session.inputs, session.scheduler, args.steps)
+        session.run(args.steps)
         return time.perf_counter() - start
 
     with count_linear_flops(model) as flops:

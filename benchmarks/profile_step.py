@@ -23,7 +23,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import forecache
 from forecache.eval.methods import parse_method
-from forecache.eval.profile import ProfileConfig, ProfileSession, _denoise
+from forecache.eval.profile import ProfileConfig, ProfileSession
 
 
 def main() -> None:
@@ -66,13 +66,12 @@ def main() -> None:
         config = parse_method(args.preset).config
         if config is None:
             raise SystemExit(f"--preset must be a forecache preset or cache spec, got {args.preset!r}")
-        forecache.apply(model, config, scheduler=session.scheduler)
-        with torch.no_grad():
-            _denoise(model, session.arch, session.inputs, session.scheduler, args.steps)
+        with forecache.cached(model, config, scheduler=session.scheduler):
+            session.run(args.steps)  # settles the caches
             profiled.clear()
             calls[0] = 0
-            _denoise(model, session.arch, session.inputs, session.scheduler, args.steps)
-        print(forecache.stats(model).summary())
+            session.run(args.steps)
+            print(forecache.stats(model).summary())
     finally:
         type(model).forward = forward
     for index in sorted(profiled):

@@ -109,6 +109,8 @@ class RecordingTarget:
         sample: Elements kept per sample and stream (a fixed random subset). Default 16384.
         seed: Seed of the subsets.
         records: One `ContextRecord` per context and generation, in creation order.
+        blocks: The stack's blocks, in execution order, once attached (whose FLOPs a forecast
+            step skips).
 
     """
 
@@ -120,6 +122,7 @@ class RecordingTarget:
         self.sample = 16384
         self.seed = 0
         self.records: list[ContextRecord] = []
+        self.blocks: list[torch.nn.Module] = []
 
     def plan(self, blocks: list[Block], probe_blocks: int, model: str) -> list[int]:
         """One unit per block."""
@@ -135,6 +138,7 @@ class RecordingTarget:
         def role(block: Block, last: bool) -> PassThrough:
             return _RecordingTail(self) if last else PassThrough()
 
+        self.blocks = [block.module for block in blocks]
         attach_stack(session, blocks, register, role)
 
     def new_context_state(self) -> _RecordingState:

@@ -236,17 +236,6 @@ def _flop_counter(
             handle.remove()
 
 
-def _stack_blocks(transformer: torch.nn.Module) -> list[torch.nn.Module]:
-    from forecache.layouts.registry import resolve_layout
-    from forecache.tune.record import RecordingTarget  # noqa: F401  (registers the "record" target)
-
-    layout = resolve_layout(transformer, "record").layout
-    blocks: list[torch.nn.Module] = []
-    for block_list in layout.block_lists:
-        blocks.extend(getattr(transformer, block_list.attr))
-    return blocks
-
-
 def _record(
     pipe: Any, calls: list[Callable[[], Any]], progress: Any
 ) -> tuple[Trajectory, list[torch.Tensor], float, float]:
@@ -265,7 +254,7 @@ def _record(
         assert session is not None and isinstance(session.target, RecordingTarget)
         for index, call in enumerate(calls):
             if index == 0:
-                with _flop_counter(transformer, _stack_blocks(transformer)) as counted:
+                with _flop_counter(transformer, session.target.blocks) as counted:
                     outputs.append(_output(call()))
                 flops = counted
             else:
