@@ -1,4 +1,13 @@
-"""Small real diffusion models trained on scikit-learn's digits, shipped as forecache's default benchmark.
+"""Small real diffusion models trained here, shipped as forecache's benchmarks,, and their judges.
+
+- ``"scenes"``: diffusers' own `FluxPipeline`, unmodified, with a `FluxTransformer2DModel` of 12
+  blocks (4 double- and 8 single-stream), tiny CLIP and T5 encoders with word-level tokenizers and
+  a small `AutoencoderKL`, trained on procedurally generated 32x32 RGB scenes from their captions
+  ("a large red circle on the left and a small blue triangle at the top, on a grey background"),
+  guidance-distilled as FLUX.1-dev is (one transformer call per step). Call it with
+  `forecache.reference.scenes.CALL_DEFAULTS` (32x32 pixels, 36 text tokens). Judged by the scenes
+  judge (adherence: the fraction of a prompt's attributes it finds) on held-out prompts that combine
+  words training never showed together (`forecache.reference.scenes`).
 
 Three class-conditional 16x16 digit generators, covering both architecture families forecache hooks
 and two depths, and a digit classifier to judge their samples:
@@ -21,6 +30,7 @@ made on one CPU thread with::
     python -m forecache.reference.train --model flux-digits --out weights/flux-digits --steps 900
     python -m forecache.reference.train --model flux-digits-deep --out weights/flux-digits-deep --steps 2000
     python -m forecache.reference.train --model dit-digits --out weights/dit-digits --steps 1500
+    python -m forecache.reference.train --model scenes --out weights/scenes   # and weights/scenes-judge
 
 Nothing is loaded at import time.
 """
@@ -36,31 +46,26 @@ from forecache.reference.classifier import DigitClassifier, DigitFeatureExtracto
 from forecache.reference.data import IMAGE_SIZE, NUM_CLASSES, load_digits_16
 from forecache.reference.dit_digits import DiTDigitsPipeline
 from forecache.reference.flux_digits import ClassTokenEmbedding, FluxDigitsPipeline
+from forecache.reference.models import REFERENCE_MODELS, WEIGHTS_DIR, Judge, ReferenceModel
 
 __all__ = [
     "IMAGE_SIZE",
     "NUM_CLASSES",
+    "REFERENCE_MODELS",
     "WEIGHTS_DIR",
     "ClassTokenEmbedding",
     "DiTDigitsPipeline",
     "DigitClassifier",
     "DigitFeatureExtractor",
     "FluxDigitsPipeline",
+    "Judge",
+    "ReferenceModel",
     "load_classifier",
     "load_digits_16",
     "load_reference",
     "reference_models",
     "reference_path",
 ]
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-"""Folder holding one `save_pretrained` directory per shipped model."""
-
-_PIPELINES: dict[str, type[DiffusionPipeline]] = {
-    "flux-digits": FluxDigitsPipeline,
-    "dit-digits": DiTDigitsPipeline,
-    "flux-digits-deep": FluxDigitsPipeline,
-}
 
 
 def reference_models() -> list[str]:
@@ -70,7 +75,7 @@ def reference_models() -> list[str]:
         `["flux-digits", "dit-digits", "flux-digits-deep"]`.
 
     """
-    return list(_PIPELINES)
+    return list(REFERENCE_MODELS)
 
 
 def reference_path(name: str) -> Path:
@@ -86,9 +91,9 @@ def reference_path(name: str) -> Path:
         ValueError: `name` is not a shipped model.
 
     """
-    if name not in _PIPELINES:
-        raise ValueError(f"unknown reference model {name!r}; known: {', '.join(_PIPELINES)}")
-    return WEIGHTS_DIR / name
+    if name not in REFERENCE_MODELS:
+        raise ValueError(f"unknown reference model {name!r}; known: {', '.join(REFERENCE_MODELS)}")
+    return REFERENCE_MODELS[name].path
 
 
 def load_reference(
@@ -97,23 +102,24 @@ def load_reference(
     """Load a shipped reference pipeline.
 
     Args:
-        name (`str`): One of `reference_models()`: `"flux-digits"`, `"dit-digits"` or
-            `"flux-digits-deep"` (12 blocks of width 96: 182 MFLOP per sample and call, 1.12x
-            flux-digits').
+        name (`str`): One of `reference_models()`: `"flux-digits"`, `"dit-digits"`,
+            `"flux-digits-deep"` (12 blocks of width 96) or `"scenes"` (diffusers' `FluxPipeline`;
+            call it with a prompt and `forecache.reference.scenes.CALL_DEFAULTS`).
         device (`str` or `torch.device`, defaults to `"cpu"`): Where to put the weights.
         dtype (`torch.dtype`, defaults to `torch.float32`): Weight dtype (the weights are stored in
             float32; bfloat16/float16 halve memory at a small quality cost).
 
     Returns:
-        A `FluxDigitsPipeline` or `DiTDigitsPipeline` (call it with `class_labels=[...]`). Its
-        progress bar is on, as in diffusers; `pipe.set_progress_bar_config(disable=True)` silences it.
+        The pipeline: a `FluxDigitsPipeline` or `DiTDigitsPipeline` (call it with
+        `class_labels=[...]`), or a `FluxPipeline` for `"scenes"`. Its progress bar is on, as in
+        diffusers; `pipe.set_progress_bar_config(disable=True)` silences it.
 
     Raises:
         ValueError: `name` is not a shipped model.
 
     """
     path = reference_path(name)
-    pipe = _PIPELINES[name].from_pretrained(path).to(device)
+    pipe = REFERENCE_MODELS[name].load(path).to(device)
     if dtype != torch.float32:  # the stored dtype; casting only when asked keeps diffusers quiet
         pipe = pipe.to(dtype=dtype)
     return pipe

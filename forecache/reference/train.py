@@ -6,16 +6,21 @@ Usage::
     python -m forecache.reference.train --model flux-digits-deep --out DIR --steps N
     python -m forecache.reference.train --model dit-digits --out DIR --steps N
     python -m forecache.reference.train --model classifier --out DIR --steps N
+    python -m forecache.reference.train --model scenes --out DIR [--work DIR] [--judge-out DIR]
 
-The shipped weights were made with the commands in `forecache/reference/__init__.py`.
+The shipped weights were made with the commands in `forecache/reference/__init__.py`. The scenes
+model trains in four resumable stages (`forecache.reference.scenes.train`); rerunning the same
+command with the same ``--work`` folder resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import os
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -32,27 +37,11 @@ from forecache.reference.flux_digits import (
     image_ids,
     pack,
 )
+from forecache.reference.training import Ema
 
 __all__ = ["main", "train_classifier", "train_dit", "train_flux"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
-
-
-class _Ema:
-    """Exponential moving average of a module's parameters, with the usual warm-up of the decay."""
-
-    def __init__(self, module: nn.Module, decay: float) -> None:
-        self.module = module
-        self.decay = decay
-        self.shadow = copy.deepcopy(module).eval().requires_grad_(False)
-        self.updates = 0
-
-    @torch.no_grad()
-    def update(self) -> None:
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for avg, param in zip(self.shadow.parameters(), self.module.parameters(), strict=True):
-            avg.lerp_(param, 1.0 - decay)
 
 
 def _fit(
@@ -115,7 +104,7 @@ def train_flux(
     transformer, embedder = pipe.transformer, pipe.class_embedder
     shift = float(pipe.scheduler.config["shift"])
     both = nn.ModuleDict({"transformer": transformer, "class_embedder": embedder})
-    ema = _Ema(both, decay=0.995)
+    ema = Ema(both, decay=0.995)
     img_ids = image_ids(IMAGE_SIZE // 2, IMAGE_SIZE // 2, torch.device("cpu"), torch.float32)
     txt_ids = torch.zeros(embedder.config["tokens_per_class"], 3)
 
@@ -161,7 +150,7 @@ def train_dit(steps: int, batch_size: int = 64, lr: float = 5e-4, seed: int = 0)
     torch.manual_seed(seed)
     pipe = build_dit_digits()
     transformer, noise_scheduler = pipe.transformer, pipe.scheduler
-    ema = _Ema(transformer, decay=0.995)
+    ema = Ema(transformer, decay=0.995)
     num_train = int(noise_scheduler.config["num_train_timesteps"])
     prediction_type = noise_scheduler.config["prediction_type"]
 
@@ -210,18 +199,49 @@ def train_classifier(steps: int, batch_size: int = 128, lr: float = 1e-3, seed: 
     return model
 
 
+def _save_whole(save: Callable[[str], None], out: Path) -> None:
+    """Run `save(folder)` into a temporary sibling folder, then put it at `out` (no half-written folder)."""
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save(str(tmp))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+def _train_scenes(out: Path, work: str | None, judge_out: str | None, seed: int) -> None:
+    """Train the scenes pipeline and judge, then save both whole."""
+    from forecache.reference.scenes.train import train_scenes
+
+    pipe, judge = train_scenes(work or out.with_name(out.name + ".work"), seed=seed)
+    _save_whole(pipe.save_pretrained, out)
+    _save_whole(judge.save_pretrained, Path(judge_out) if judge_out else out.with_name(out.name + "-judge"))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: trains one model and saves it with `save_pretrained`."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--model", required=True, choices=[*FLUX_DIGITS_SIZES, "dit-digits", "classifier"])
+    parser.add_argument(
+        "--model", required=True, choices=[*FLUX_DIGITS_SIZES, "dit-digits", "classifier", "scenes"]
+    )
     parser.add_argument("--out", required=True, help="directory to save_pretrained into")
-    parser.add_argument("--steps", type=int, required=True, help="optimizer steps")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="optimizer steps (digits models; required there)"
+    )
+    parser.add_argument("--work", default=None, help="scenes: checkpoint folder (default: OUT.work); resumes")
+    parser.add_argument("--judge-out", default=None, help="scenes: where the judge goes (default: OUT-judge)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: 64 (models), 128 (classifier)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
+    if args.model == "scenes":
+        _train_scenes(Path(args.out), args.work, args.judge_out, args.seed)
+        print(f"saved scenes to {args.out}; wall time {time.perf_counter() - start:.1f}s", flush=True)
+        return
+    if args.steps is None:
+        parser.error(f"--steps is required for --model {args.model}")
     if args.model in FLUX_DIGITS_SIZES:
         pipe = train_flux(args.steps, batch_size=args.batch_size or 64, seed=args.seed, name=args.model)
         pipe.save_pretrained(args.out)

@@ -1,0 +1,223 @@
+"""The shipped reference models as objects: how each loads, what it is called with, and how it is judged.
+
+A `ReferenceModel` carries what the harness and the tuner need to run a shipped model the way it
+is meant to be run: its pipeline class, the call arguments it needs beside the step count, the
+conditions it takes (class labels, or the prompts of a named set), and its `Judge`, which scores
+how well each image shows what was asked (adherence), gives FID features and the reference images
+of the requested conditions. Adding a reference model is one entry of `REFERENCE_MODELS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["REFERENCE_MODELS", "WEIGHTS_DIR", "DigitJudge", "Judge", "ReferenceModel", "SceneJudgeAdapter"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+"""Folder holding one `save_pretrained` directory per shipped model and judge."""
+
+
+class Judge(Protocol):
+    """Scores generated images against what their conditions asked for.
+
+    Attributes:
+        note (`str`): What adherence means for this model (shown beside the column).
+
+    """
+
+    note: str
+
+    def adherence(self, images: np.ndarray, conditions: Sequence[Any]) -> np.ndarray:
+        """Return per-sample adherence in [0, 1] of images `(batch, H, W, C)` in [0, 1]."""
+        ...
+
+    def feature_extractor(self) -> nn.Module:
+        """Return torchmetrics' custom FID feature extractor (uint8 or [0, 1] float images in)."""
+        ...
+
+    def real_images(self, conditions: Sequence[Any]) -> tuple[np.ndarray, str]:
+        """Return FID's reference images `(N, H, W, C)` in [0, 1] for the requested conditions, and a note."""
+        ...
+
+
+class DigitJudge:
+    """The digit classifier as a judge: adherence is whether the image shows the requested digit."""
+
+    note = "fraction of samples the reference digit classifier reads as the requested digit"
+
+    def __init__(self) -> None:
+        from forecache.reference.classifier import DigitClassifier
+
+        self.classifier = DigitClassifier.from_pretrained(WEIGHTS_DIR / "classifier").eval()
+
+    def feature_extractor(self) -> nn.Module:
+        """Return the classifier's `DigitFeatureExtractor`."""
+        from forecache.reference.classifier import DigitFeatureExtractor
+
+        return DigitFeatureExtractor(self.classifier)
+
+    def adherence(self, images: np.ndarray, conditions: Sequence[Any]) -> np.ndarray:
+        """Return 1.0 where the classifier reads the requested digit, else 0.0."""
+        pixels = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            predicted = self.classifier.head(self.feature_extractor()(pixels)).argmax(dim=1)
+        wanted = torch.tensor([int(c) for c in conditions[: len(images)]])
+        return (predicted == wanted).double().numpy()
+
+    def real_images(self, conditions: Sequence[Any]) -> tuple[np.ndarray, str]:
+        """Return the test digits of the requested classes."""
+        from forecache.reference.data import load_digits_16
+
+        digits, labels = load_digits_16("test")
+        wanted = sorted({int(c) for c in conditions})
+        digits = digits[torch.isin(labels, torch.tensor(wanted))]
+        return ((digits + 1.0) / 2.0).permute(0, 2, 3, 1).numpy(), (
+            f"the {len(digits)} test digits of the requested classes {wanted}"
+        )
+
+
+class SceneJudgeAdapter:
+    """The scenes judge: adherence is the fraction of a prompt's attributes found in the image."""
+
+    note = (
+        "fraction of each prompt's attributes the scenes judge finds (per object: on its cell, shape, "
+        "colour, size; the background's colour and texture), GenEval-like"
+    )
+
+    def __init__(self) -> None:
+        from forecache.reference.scenes.judge import SceneJudge
+
+        self.judge = SceneJudge.from_pretrained(WEIGHTS_DIR / "scenes-judge").eval()
+
+    def feature_extractor(self) -> nn.Module:
+        """Return the judge's `SceneFeatureExtractor`."""
+        from forecache.reference.scenes.judge import SceneFeatureExtractor
+
+        return SceneFeatureExtractor(self.judge)
+
+    def adherence(self, images: np.ndarray, conditions: Sequence[Any]) -> np.ndarray:
+        """Return each prompt's fraction of attributes found (`scenes.judge.adherence`)."""
+        from forecache.reference.scenes.grammar import parse_caption
+        from forecache.reference.scenes.judge import adherence
+
+        pixels = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
+        reading = self.judge.read(pixels * 2.0 - 1.0)
+        scenes = [parse_caption(str(c)) for c in conditions[: len(images)]]
+        return adherence(reading, scenes).numpy()
+
+    def real_images(self, conditions: Sequence[Any]) -> tuple[np.ndarray, str]:
+        """Return the generator's own drawings of the requested prompts (seeded jitter, one per prompt)."""
+        import random
+
+        from forecache.reference.scenes.grammar import parse_caption
+        from forecache.reference.scenes.render import render_batch
+
+        scenes = [parse_caption(str(c)) for c in conditions]
+        images = render_batch(scenes, random.Random(0))
+        return ((images + 1.0) / 2.0).permute(0, 2, 3, 1).numpy(), (
+            f"the scene generator's drawings of the {len(scenes)} requested prompts"
+        )
+
+
+def _digit_conditions(prompts: str | None, count: int) -> tuple[list[Any], str]:
+    if prompts is not None:
+        raise ValueError(f"`prompts` must be None for a class-conditional digits model, got {prompts!r}")
+    return [i % 10 for i in range(count)], "class labels i % 10"
+
+
+def _scene_conditions(prompts: str | None, count: int) -> tuple[list[Any], str]:
+    from forecache.reference.scenes.prompts import PROMPT_SETS, prompt_set
+
+    name = prompts or "heldout"
+    if name not in PROMPT_SETS:
+        raise ValueError(
+            f"`prompts` must be one of {', '.join(PROMPT_SETS)} for the scenes model, got {name!r}"
+        )
+    texts = prompt_set(name)
+    return [texts[i % len(texts)] for i in range(count)], f"the scenes model's {name} prompts"
+
+
+def _load_scenes_pipeline(path: Path) -> Any:
+    from diffusers import FluxPipeline
+
+    return FluxPipeline.from_pretrained(path)
+
+
+def _load_digits_pipeline(name: str) -> Callable[[Path], Any]:
+    def load(path: Path) -> Any:
+        from forecache.reference.dit_digits import DiTDigitsPipeline
+        from forecache.reference.flux_digits import FluxDigitsPipeline
+
+        cls = DiTDigitsPipeline if name.startswith("dit") else FluxDigitsPipeline
+        return cls.from_pretrained(path)
+
+    return load
+
+
+@dataclass(frozen=True)
+class ReferenceModel:
+    """One shipped reference model.
+
+    Args:
+        name (`str`): Its name (the folder under `WEIGHTS_DIR`).
+        summary (`str`): One line on what it is.
+        load (`Callable[[Path], DiffusionPipeline]`): Loads the pipeline from its folder.
+        conditions (`Callable[[str | None, int], tuple[list, str]]`): Given a prompt-set name (or
+            None for the default) and a sample count, the per-sample conditions and a description.
+        judge (`Callable[[], Judge]`): Loads its judge.
+        call_defaults (`Mapping[str, Any]`): Call arguments it needs beside the steps and conditions.
+        prompt_sets (`tuple[str, ...]`): Names `conditions` accepts (empty: class labels only).
+
+    """
+
+    name: str
+    summary: str
+    load: Callable[[Path], Any]
+    conditions: Callable[[str | None, int], tuple[list[Any], str]]
+    judge: Callable[[], Judge]
+    call_defaults: Mapping[str, Any] = field(default_factory=dict)
+    prompt_sets: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> Path:
+        """The model's `save_pretrained` folder."""
+        return WEIGHTS_DIR / self.name
+
+
+def _scenes_defaults() -> dict[str, Any]:
+    from forecache.reference.scenes.model import CALL_DEFAULTS
+
+    return dict(CALL_DEFAULTS)
+
+
+REFERENCE_MODELS: dict[str, ReferenceModel] = {
+    "flux-digits": ReferenceModel(
+        "flux-digits",
+        "FluxTransformer2DModel, 2 double + 4 single blocks, class-conditional 16x16 digits, true CFG",
+        _load_digits_pipeline("flux-digits"),
+        _digit_conditions,
+        DigitJudge,
+    ),
+    "dit-digits": ReferenceModel(
+        "dit-digits",
+        "DiTTransformer2DModel, 6 blocks, class-conditional 16x16 digits, DDIM, batched CFG",
+        _load_digits_pipeline("dit-digits"),
+        _digit_conditions,
+        DigitJudge,
+    ),
+    "flux-digits-deep": ReferenceModel(
+        "flux-digits-deep",
+        "FluxTransformer2DModel, 4 double + 8 single blocks, class-conditional 16x16 digits, true CFG",
+        _load_digits_pipeline("flux-digits-deep"),
+        _digit_conditions,
+        DigitJudge,
+    ),
+}
+"""Every shipped reference model by name."""

@@ -1,0 +1,214 @@
+"""The scenes judge: a small CNN that reads every cell's object (shape, colour, size) and the background back.
+
+Like GenEval reads a generated image with a detector, `SceneJudge` reads a scene image: for each of
+the 3x3 cells, whether it holds an object and which shape, colour and size, and the background's
+colour and texture. `adherence` is the fraction of a prompt's attributes found in the image: per
+object its presence on its cell, its shape, colour and size; the background's colour and texture.
+Its 256-wide penultimate features (`SceneFeatureExtractor`) give FID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from forecache.reference.scenes.grammar import BACKGROUNDS, COLOURS, SHAPES, SIZES, TEXTURES, SceneSpec
+
+__all__ = ["FEATURES", "SceneFeatureExtractor", "SceneJudge", "SceneReading", "adherence", "targets"]
+
+FEATURES = 256
+"""Width of the judge's feature vector (FID features)."""
+
+_CELLS = 9
+_SHAPE_CLASSES = 1 + len(SHAPES)  # class 0: no object
+
+
+@dataclass(frozen=True)
+class SceneReading:
+    """What the judge read from a batch of images (class indices, `SHAPES` etc. order).
+
+    Args:
+        shape (`torch.Tensor`): `(batch, 9)`, 0 for an empty cell, else 1 + index into `SHAPES`.
+        colour (`torch.Tensor`): `(batch, 9)`, index into `COLOURS` (meaningless on empty cells).
+        size (`torch.Tensor`): `(batch, 9)`, index into `SIZES` (meaningless on empty cells).
+        background (`torch.Tensor`): `(batch,)`, index into `BACKGROUNDS`.
+        texture (`torch.Tensor`): `(batch,)`, index into `TEXTURES`.
+
+    """
+
+    shape: torch.Tensor
+    colour: torch.Tensor
+    size: torch.Tensor
+    background: torch.Tensor
+    texture: torch.Tensor
+
+
+class SceneJudge(ModelMixin, ConfigMixin):
+    """Read scenes back from 32x32 RGB images (a CNN with one linear read-out per attribute).
+
+    Args:
+        width (`int`, defaults to 32): Channels of the first convolution (doubled twice).
+
+    """
+
+    @register_to_config
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(3, w, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(w, w, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),  # 16x16
+            nn.SiLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),  # 8x8
+            nn.SiLU(),
+            nn.Flatten(),
+            nn.Linear(2 * w * 64, FEATURES),
+            nn.SiLU(),
+        )
+        self.heads = nn.ModuleDict(
+            {
+                "shape": nn.Linear(FEATURES, _CELLS * _SHAPE_CLASSES),
+                "colour": nn.Linear(FEATURES, _CELLS * len(COLOURS)),
+                "size": nn.Linear(FEATURES, _CELLS * len(SIZES)),
+                "background": nn.Linear(FEATURES, len(BACKGROUNDS)),
+                "texture": nn.Linear(FEATURES, len(TEXTURES)),
+            }
+        )
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Return the `(batch, FEATURES)` features of images of shape `(batch, 3, 32, 32)` in [-1, 1]."""
+        return self.body(images)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return the logits per attribute.
+
+        Args:
+            images (`torch.Tensor`): `(batch, 3, 32, 32)`, float in [-1, 1].
+
+        Returns:
+            `dict` with "shape" `(batch, 9, 5)`, "colour" `(batch, 9, 6)`, "size" `(batch, 9, 2)`,
+            "background" `(batch, 3)`, "texture" `(batch, 2)`.
+
+        """
+        feats = self.features(images)
+        batch = images.shape[0]
+        out = {name: head(feats) for name, head in self.heads.items()}
+        for name in ("shape", "colour", "size"):
+            out[name] = out[name].view(batch, _CELLS, -1)
+        return out
+
+    @torch.no_grad()
+    def read(self, images: torch.Tensor, batch_size: int = 256) -> SceneReading:
+        """Read scenes from images (the argmax of every attribute).
+
+        Args:
+            images (`torch.Tensor`): `(batch, 3, 32, 32)` in [-1, 1].
+            batch_size (`int`, defaults to 256): Images per forward pass.
+
+        Returns:
+            A `SceneReading`.
+
+        """
+        parts: dict[str, list[torch.Tensor]] = {}
+        for chunk in images.split(batch_size):
+            for name, logits in self(chunk.to(self.device, torch.float32)).items():
+                parts.setdefault(name, []).append(logits.argmax(-1).cpu())
+        return SceneReading(**{name: torch.cat(values) for name, values in parts.items()})
+
+
+class SceneFeatureExtractor(nn.Module):
+    """The judge as torchmetrics' custom FID feature extractor (`FrechetInceptionDistance(feature=...)`).
+
+    Takes what torchmetrics passes on unchanged: uint8 in [0, 255] (``normalize=False``) or float in
+    [0, 1] (``normalize=True``), shape `(batch, 3, 32, 32)`.
+
+    Args:
+        judge (`SceneJudge`): The trained judge; it is put in eval mode.
+
+    """
+
+    def __init__(self, judge: SceneJudge) -> None:
+        super().__init__()
+        self.judge = judge.eval()
+        self.num_features = FEATURES
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Return `(batch, FEATURES)` float32 features of uint8 or [0, 1] float images."""
+        x = images.to(self.judge.device, torch.float32)
+        if images.dtype == torch.uint8:
+            x = x / 255.0
+        with torch.no_grad():
+            return self.judge.features(x * 2.0 - 1.0)
+
+
+def targets(scenes: list[SceneSpec]) -> dict[str, torch.Tensor]:
+    """Return the judge's training targets for scenes (-100 marks what an empty cell leaves unsaid).
+
+    Args:
+        scenes (`list[SceneSpec]`): The scenes drawn.
+
+    Returns:
+        `dict` of int64 tensors: "shape", "colour", "size" `(batch, 9)`; "background", "texture" `(batch,)`.
+
+    """
+    batch = len(scenes)
+    shape = torch.zeros(batch, _CELLS, dtype=torch.long)
+    colour = torch.full((batch, _CELLS), -100, dtype=torch.long)
+    size = torch.full((batch, _CELLS), -100, dtype=torch.long)
+    colours, backgrounds = list(COLOURS), list(BACKGROUNDS)
+    for i, scene in enumerate(scenes):
+        for obj in scene.objects:
+            shape[i, obj.cell] = 1 + SHAPES.index(obj.shape)
+            colour[i, obj.cell] = colours.index(obj.colour)
+            size[i, obj.cell] = SIZES.index(obj.size)
+    background = torch.tensor([backgrounds.index(s.background) for s in scenes])
+    texture = torch.tensor([TEXTURES.index(s.texture) for s in scenes])
+    return {"shape": shape, "colour": colour, "size": size, "background": background, "texture": texture}
+
+
+def adherence(reading: SceneReading, scenes: list[SceneSpec]) -> torch.Tensor:
+    """Fraction of each prompt's attributes the judge found in its image (a GenEval-like score).
+
+    Each object contributes four attributes (an object on its cell, its shape, its colour, its size;
+    the last three count only where the object is there), the background two (colour, texture).
+
+    Args:
+        reading (`SceneReading`): The judge's reading of the images.
+        scenes (`list[SceneSpec]`): What each image's prompt asked for, in the same order.
+
+    Returns:
+        `torch.Tensor` of shape `(batch,)`, float64 in [0, 1].
+
+    Raises:
+        ValueError: The reading and the scenes differ in length.
+
+    """
+    if reading.shape.shape[0] != len(scenes):
+        raise ValueError(
+            f"`scenes` must have one scene per image ({reading.shape.shape[0]}), got {len(scenes)}"
+        )
+    want = targets(scenes)
+    scores = []
+    for i, scene in enumerate(scenes):
+        found = int(reading.background[i] == want["background"][i]) + int(
+            reading.texture[i] == want["texture"][i]
+        )
+        for obj in scene.objects:
+            c = obj.cell
+            present = bool(reading.shape[i, c] != 0)
+            found += int(present)
+            if present:
+                found += int(reading.shape[i, c] == want["shape"][i, c])
+                found += int(reading.colour[i, c] == want["colour"][i, c])
+                found += int(reading.size[i, c] == want["size"][i, c])
+        scores.append(found / (2 + 4 * len(scene.objects)))
+    return torch.tensor(scores, dtype=torch.float64)
