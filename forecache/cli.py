@@ -76,7 +76,9 @@ def _add_run_options(parser: argparse.ArgumentParser, repeats: str) -> None:
         help="reference name (default flux-digits), tiny:<Class>, a pipeline folder or a cached Hub id",
     )
     run.add_argument(
-        "--prompts", help="'drawbench' or a text file with one prompt per line (text-to-image models)"
+        "--prompts",
+        help="'drawbench' or a text file with one prompt per line (text-to-image models); the scenes "
+        "model: calibration, benchmark or heldout (default heldout)",
     )
     run.add_argument("--steps", type=int, default=28, help="denoising steps (default 28)")
     run.add_argument("--height", type=int, help="image height, for pipelines that take one")
@@ -189,7 +191,11 @@ def _add_tune(sub: Any) -> None:
     )
     tune.add_argument("--steps", type=int, default=50, help="denoising steps to tune at (default 50)")
     tune.add_argument("--calibration", type=int, default=4, help="calibration samples (default 4)")
-    tune.add_argument("--prompts", help="'drawbench' or a text file (text-to-image models)")
+    tune.add_argument(
+        "--prompts",
+        help="'drawbench' or a text file (text-to-image models); the scenes model: one of its prompt sets "
+        "(default: its calibration set)",
+    )
     tune.add_argument("--guidance-scale", type=float, help="guidance scale (default: the pipeline's)")
     tune.add_argument("--height", type=int, help="image height, for pipelines that take one")
     tune.add_argument("--width", type=int, help="image width, for pipelines that take one")
@@ -209,13 +215,20 @@ def _tune(args: argparse.Namespace) -> int:
     import forecache
     from forecache.eval.bench import torch_threads
     from forecache.eval.files import atomic_write_image, atomic_write_text
-    from forecache.eval.workload import build_call_kwargs, conditions_for, load_pipeline
+    from forecache.eval.workload import build_call_kwargs, conditions_for, load_pipeline, reference_of
 
     if isinstance(args.calibration, bool) or args.calibration < 1:
         raise ValueError(f"`calibration` must be an int >= 1, got {args.calibration!r}")
     pipe, source = load_pipeline(args.model, args.device, args.dtype)
-    call = build_call_kwargs(pipe, args.steps, args.guidance_scale, args.height, args.width)
-    conditions, _ = conditions_for(pipe, args.calibration, args.prompts)
+    reference = reference_of(args.model)
+    defaults = dict(reference.call_defaults) if reference is not None else None
+    call = build_call_kwargs(
+        pipe, args.steps, args.guidance_scale, args.height, args.width, defaults=defaults
+    )
+    if reference is not None and args.prompts is None:
+        conditions: list | None = reference.calibration_conditions(args.calibration)
+    else:
+        conditions, _ = conditions_for(pipe, args.calibration, args.prompts, reference)
     if conditions is None:
         call["batch_size"] = args.calibration
     else:

@@ -33,7 +33,7 @@ def test_bench_writes_results_and_report(tmp_path, capsys):
     assert printed.splitlines()[0].split()[:5] == ["row", "setting", "FLOPs", "ratio", "exec"]
     assert any(line.startswith("taylorseer:interval=2  as given") for line in printed.splitlines())
     doc = json.loads((out / "results.json").read_text())
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3
     assert [m["label"] for m in doc["methods"]] == ["baseline", "taylorseer:interval=2", "ab"]
     assert doc["settings"]["steps"] == 6 and doc["settings"]["seeds"] == [0, 1]
     assert (out / "report.md").read_text().startswith("# forecache bench")
@@ -48,7 +48,7 @@ def test_bench_defaults_to_the_reference_model(tmp_path, capsys):
     assert code == 0
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["workload"]["pipeline"] == "FluxDigitsPipeline"
-    assert doc["methods"][0]["class_accuracy"] is not None
+    assert doc["methods"][0]["adherence"] is not None
     assert "reference model flux-digits" in doc["workload"]["model"]
 
 

@@ -37,7 +37,7 @@ from forecache.eval.report import format_table
 from forecache.eval.runner import Harness
 from forecache.eval.schema import BenchResult, MethodResult
 from forecache.eval.store import RunFolder
-from forecache.eval.workload import Workload, build_call_kwargs, conditions_for, load_pipeline
+from forecache.eval.workload import Workload, build_call_kwargs, conditions_for, load_pipeline, reference_of
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -52,8 +52,6 @@ __all__ = [
     "torch_threads",
     "write_outputs",
 ]
-
-REFERENCE_MODELS = ("flux-digits", "dit-digits", "flux-digits-deep")
 
 
 @contextlib.contextmanager
@@ -72,9 +70,8 @@ def resolve_threads(config: RunConfig) -> int | None:
     """Return the torch thread count a run uses (see `RunConfig.threads`); None keeps torch's."""
     if config.threads is not None:
         return config.threads
-    small = config.model is None or (
-        isinstance(config.model, str)
-        and (config.model in REFERENCE_MODELS or config.model.startswith("tiny:"))
+    small = reference_of(config.model) is not None or (
+        isinstance(config.model, str) and config.model.startswith("tiny:")
     )
     return 1 if small and torch.device(config.device).type == "cpu" else None
 
@@ -102,29 +99,28 @@ def prepare(config: RunConfig) -> tuple[Harness, dict[str, Any]]:
         The harness (no method run yet) and the workload description.
 
     """
-    from forecache import reference
-
     pipe, source = load_pipeline(config.model, config.device, config.dtype)
-    conditions, described = conditions_for(pipe, len(config.seeds), config.prompts)
+    reference = reference_of(config.model)
+    conditions, described = conditions_for(pipe, len(config.seeds), config.prompts, reference)
     kwargs = build_call_kwargs(
-        pipe, config.steps, config.guidance_scale, config.height, config.width, config.frames
+        pipe,
+        config.steps,
+        config.guidance_scale,
+        config.height,
+        config.width,
+        config.frames,
+        defaults=dict(reference.call_defaults) if reference is not None else None,
     )
-    workload = Workload(pipe, config.seeds, conditions, kwargs, torch.device(config.device), config.output)
-    is_reference = isinstance(pipe, (reference.FluxDigitsPipeline, reference.DiTDigitsPipeline))
-    classifier = None
-    if is_reference and (reference.WEIGHTS_DIR / "classifier").is_dir():
-        classifier = reference.load_classifier()
-    if is_reference:
-        digits, digit_labels = reference.load_digits_16("test")
-        wanted = sorted({c for c in conditions or [] if isinstance(c, int)})
-        digits = digits[torch.isin(digit_labels, torch.tensor(wanted))]
-        real: np.ndarray | None = ((digits + 1.0) / 2.0).permute(0, 2, 3, 1).numpy()
-        real_note = f"the {len(digits)} test digits of the requested classes {wanted}"
-    else:
-        real, real_note = None, "the baseline's images (set once the baseline has run)"
-    labels = [c for c in conditions or [] if isinstance(c, int)] if is_reference else None
-    prompts = [c for c in conditions or [] if isinstance(c, str)] or None
-    scorer = QualityScorer(real, real_note, labels, prompts, classifier, reference_model=is_reference)
+    calibration = reference.calibration_conditions(len(config.seeds)) if reference is not None else None
+    workload = Workload(
+        pipe, config.seeds, conditions, kwargs, torch.device(config.device), config.output, calibration
+    )
+    judge = reference.judge() if reference is not None else None
+    real: np.ndarray | None = None
+    real_note = "the baseline's images (set once the baseline has run)"
+    if judge is not None and conditions is not None:
+        real, real_note = judge.real_images(conditions)
+    scorer = QualityScorer(real, real_note, conditions, judge)
     harness = Harness(
         workload, config.batch_size, config.timed_repeats, config.warmup, scorer, config.progress
     )

@@ -1,11 +1,12 @@
-"""Image quality metrics: paired PSNR/SSIM/LPIPS against the baseline, FID, class accuracy, CLIP score.
+"""Image quality metrics: paired PSNR/SSIM/LPIPS against the baseline, FID, adherence, CLIP score.
 
 Images are numpy arrays ``(batch, H, W, C)`` in [0, 1], videos ``(batch, frames, H, W, C)``.
 Metrics whose weights are not on this machine (Inception for FID, LPIPS backbones, CLIP) are never
 downloaded: they are reported as unavailable, with the reason, never as 0. FID is computed with
 Inception-v3 features when their weights are local, or, on the shipped reference models only, with
-the reference digit classifier's features (labelled so); never from fewer than `FID_MIN_SAMPLES`
-generated samples, below which it says nothing a reader could use.
+their judge's features (the digit classifier, the scenes judge; labelled so); never from fewer than
+`FID_MIN_SAMPLES` generated samples, below which it says nothing a reader could use. Adherence is
+the reference model's judge's score of what each image shows against what was asked.
 """
 
 from __future__ import annotations
@@ -128,21 +129,17 @@ class QualityScorer:
     Attributes:
         real_images: The FID reference set ``(N, H, W, C)``.
         real_note: What the reference set is.
-        labels: Requested class per sample (for class accuracy), or None.
-        prompts: Prompt per sample (for CLIP score), or None.
-        classifier: The reference digit classifier, or None.
-        reference_model: Whether the model is a shipped reference model, whose classifier's
-            features may stand in for Inception's (labelled so in the note).
+        conditions: Requested condition per sample (class label or prompt), or None.
+        judge: The reference model's `forecache.reference.Judge` (adherence, and FID features
+            standing in for Inception's, labelled so), or None for other models.
         notes: What each metric measures, or why it is unavailable (filled on construction).
 
     """
 
     real_images: np.ndarray | None
     real_note: str
-    labels: Sequence[int] | None = None
-    prompts: Sequence[str] | None = None
-    classifier: Any = None
-    reference_model: bool = False
+    conditions: Sequence[int | str] | None = None
+    judge: Any = None
     notes: dict[str, str] = field(default_factory=dict)
     _fid: Any = None
     _fid_rgb: bool = True
@@ -152,11 +149,17 @@ class QualityScorer:
         self._fid = self._make_fid()
         self._lpips = self._make_lpips()
         self.notes["clip_score"] = self._clip_status()
-        self.notes["class_accuracy"] = (
-            "fraction the reference digit classifier assigns to the requested class"
-            if self.classifier is not None and self.labels is not None
-            else "unavailable: needs a reference model (class labels and its classifier)"
+        self.notes["adherence"] = (
+            self.judge.note
+            if self.judge is not None and self.conditions is not None
+            else "unavailable: needs a shipped reference model (its judge)"
         )
+
+    @property
+    def prompts(self) -> list[str] | None:
+        """The per-sample prompts, or None when the conditions are not text."""
+        texts = [c for c in self.conditions or [] if isinstance(c, str)]
+        return texts or None
 
     def set_reference(self, images: np.ndarray, note: str) -> None:
         """Replace the FID reference set (e.g. by the baseline's images for models without a data set)."""
@@ -173,14 +176,12 @@ class QualityScorer:
             if _hub_checkpoint(_INCEPTION_FILE) is not None:
                 fid = FrechetInceptionDistance(feature=2048, normalize=True, reset_real_features=False)
                 self.notes["fid"] = f"Inception-v3 pool features (2048-d) against {self.real_note}"
-            elif self.classifier is not None and self.reference_model:
-                from forecache.reference import DigitFeatureExtractor
-
-                extractor = DigitFeatureExtractor(self.classifier)
+            elif self.judge is not None:
+                extractor = self.judge.feature_extractor()
                 fid = FrechetInceptionDistance(feature=extractor, normalize=True, reset_real_features=False)
                 self.notes["fid"] = (
-                    "digit-classifier FID: the reference classifier's features "
-                    f"({extractor.num_features}-d), "
+                    f"judge FID: the reference model's judge's features ({type(extractor).__name__}, "
+                    f"{extractor.num_features}-d), "
                     f"NOT Inception (no local Inception weights), against {self.real_note}"
                 )
             else:
@@ -189,7 +190,7 @@ class QualityScorer:
                     f"{_INCEPTION_FILE}; never downloaded)"
                 )
                 return None
-            self._fid_rgb = self.classifier is None or "Inception" in self.notes["fid"]
+            self._fid_rgb = self.judge is None or "Inception" in self.notes["fid"]
             fid.update(self._prepare(self.real_images), real=True)
         except Exception as err:  # an optional metric must not stop the benchmark
             self.notes["fid"] = f"unavailable: {type(err).__name__}: {err}"
@@ -215,17 +216,12 @@ class QualityScorer:
         self._fid.update(self._prepare(images), real=False)
         return Metric(float(self._fid.compute()), self.notes["fid"])
 
-    def accuracy(self, images: np.ndarray) -> Metric:
-        """Fraction of samples the reference classifier assigns to the requested class."""
-        if self.classifier is None or self.labels is None:
-            return Metric(None, "unavailable: needs a reference model (class labels and its classifier)")
-        from forecache.reference import DigitFeatureExtractor
-
-        with torch.no_grad():
-            features = DigitFeatureExtractor(self.classifier)(to_tensor(images))
-            predicted = self.classifier.head(features).argmax(dim=1).cpu()
-        labels = torch.tensor(list(self.labels)[: len(images)])
-        return Metric(float((predicted == labels).double().mean()), "reference digit classifier")
+    def adherence(self, images: np.ndarray) -> Metric:
+        """Mean adherence of the samples to their conditions, by the reference model's judge."""
+        if self.judge is None or self.conditions is None:
+            return Metric(None, self.notes["adherence"])
+        scores = self.judge.adherence(images, list(self.conditions)[: len(images)])
+        return Metric(float(np.mean(scores)), self.notes["adherence"])
 
     def _make_lpips(self) -> Any:
         if _hub_checkpoint(_ALEXNET_FILE) is None:

@@ -7,7 +7,6 @@ its attention, simply executes fewer matrix-multiply and attention FLOPs.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -258,22 +257,13 @@ def loop_clock(transformer: torch.nn.Module, sync: bool) -> Iterator[LoopClock]:
             handle.remove()
 
 
-def _rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 @dataclass
 class MemoryProbe:
     """Peak memory of a run and how it was measured.
 
     Attributes:
-        peak_bytes: CUDA: max allocated during the run. CPU: the largest increase of the process's
-            resident set size over its value at the start, sampled at every transformer call.
-            None when unavailable.
+        peak_bytes: CUDA: max allocated during the run above its start. None elsewhere (a CPU
+            process's resident size is no measurement of one run's peak: freed memory is reused).
         method: How `peak_bytes` was measured, for reports.
 
     """
@@ -283,7 +273,7 @@ class MemoryProbe:
 
 
 @contextmanager
-def memory_probe(transformer: torch.nn.Module, device: torch.device) -> Iterator[MemoryProbe]:
+def memory_probe(device: torch.device) -> Iterator[MemoryProbe]:
     """Measure the peak memory of the runs inside the ``with`` block (see `MemoryProbe`)."""
     probe = MemoryProbe()
     if device.type == "cuda":
@@ -297,21 +287,8 @@ def memory_probe(transformer: torch.nn.Module, device: torch.device) -> Iterator
             probe.peak_bytes = torch.cuda.max_memory_allocated(device) - base
             probe.method = "cuda max_memory_allocated above the start of the run"
         return
-    start = _rss_bytes()
-    if start is None:
-        yield probe
-        return
-    peak = [start]
-
-    def sample(*_: Any) -> None:
-        now = _rss_bytes()
-        if now is not None:
-            peak[0] = max(peak[0], now)
-
-    handle = transformer.register_forward_hook(sample)
-    try:
-        yield probe
-    finally:
-        handle.remove()
-        probe.peak_bytes = peak[0] - start
-        probe.method = "cpu: peak RSS increase over the run, sampled after each transformer call (/proc)"
+    probe.method = (
+        f"not measured on {device.type}: the process's resident size does not show a run's peak (the "
+        "allocator reuses freed memory); forecache's own cache is the 'cache MiB' column"
+    )
+    yield probe

@@ -129,7 +129,7 @@ class ProfileRow:
             forecasts included, is not counted).
         flops_ratio: The baseline's `flops` over this row's.
         peak_bytes: Peak memory of the timed loops (see `memory_method`).
-        memory_method: CUDA max_memory_allocated or CPU peak RSS increase.
+        memory_method: CUDA max_memory_allocated, or why it was not measured (CPU).
         cache_bytes: Bytes held by forecache's histories (forecache.stats); None for others.
         cache_fraction: `cache_bytes` over the model's weight bytes.
         syncs_per_step: Host synchronisations per step over the whole loop, the scheduler's
@@ -357,7 +357,7 @@ class ProfileSession:
                 row.syncs_per_step = syncs[0] / steps if cuda else None
                 row.host_reads_per_step = reads.total / steps
                 graphs = graphs_compiled() if config.compile else 0
-                with memory_probe(self.model, self.device) as memory:
+                with memory_probe(self.device) as memory:
                     for _ in range(repeats):
                         self._sync()
                         start = time.perf_counter()

@@ -173,7 +173,7 @@ class Harness:
 
     def _generate(self, spec: MethodSpec, batches: Sequence[list[int]]) -> _Generated:
         out = _Generated()
-        with memory_probe(self.transformer, self.workload.device) as memory:
+        with memory_probe(self.workload.device) as memory:
             for batch in batches:
                 with count_linear_flops(self.transformer) as count:
                     out.images.append(self.workload(batch))
@@ -304,7 +304,7 @@ class Harness:
             return
         result.lpips = self.scorer.lpips(base.images, result.images).value
         result.fid = self.scorer.fid(result.images).value
-        result.class_accuracy = self.scorer.accuracy(result.images).value
+        result.adherence = self.scorer.adherence(result.images).value
         result.clip_score = self.scorer.clip_score(result.images).value
 
 

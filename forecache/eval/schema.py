@@ -1,8 +1,8 @@
 """The results schema of ``forecache bench`` and ``forecache sweep``: result dataclasses and their JSON form.
 
-``results.json``, schema version 2 (``schema_version``; a change of meaning bumps it)::
+``results.json``, schema version 3 (``schema_version``; a change of meaning bumps it)::
 
-    schema_version     int, 2
+    schema_version     int, 3 (3: `adherence` replaced `class_accuracy`)
     kind               "bench" or "sweep"
     forecache_version  str
     created            ISO-8601 UTC time the file was written
@@ -44,7 +44,9 @@
       psnr_db_per_frame, ssim_per_frame   videos: per frame, over the samples
       ssim, lpips        paired with the baseline (lpips null when unavailable, see notes)
       fid                null unless notes["fid"] says how it was measured (>= 64 samples)
-      class_accuracy     fraction classified as the requested digit (reference models only)
+      adherence          reference models only: mean fraction of what each sample's condition asks
+                         for that the model's judge finds (the requested digit; a scene prompt's
+                         attributes); see notes["adherence"]
       clip_score         CLIP score against the prompts (text models with local CLIP weights only)
       peak_memory_bytes  see notes["memory"]
       cache_bytes        peak bytes of forecache's histories (forecache.stats), null for peers
@@ -84,7 +86,7 @@ __all__ = [
     "timing_summary",
 ]
 
-RESULTS_SCHEMA_VERSION = 2
+RESULTS_SCHEMA_VERSION = 3
 
 
 def timing_summary(samples: list[float]) -> dict[str, Any] | None:
@@ -142,7 +144,7 @@ class MethodResult:
     ssim: float | None = None
     lpips: float | None = None
     fid: float | None = None
-    class_accuracy: float | None = None
+    adherence: float | None = None
     clip_score: float | None = None
     peak_memory_bytes: int | None = None
     cache_bytes: int | None = None

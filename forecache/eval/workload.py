@@ -29,6 +29,7 @@ __all__ = [
     "check_folder",
     "load_pipeline",
     "load_prompts",
+    "reference_of",
 ]
 
 REFERENCE_DEFAULT = "flux-digits"
@@ -62,6 +63,30 @@ def load_prompts(source: str) -> list[str]:
     if not prompts:
         raise ValueError(f"`prompts` must name a file with at least one prompt, got {source!r} (empty)")
     return prompts
+
+
+def reference_of(model: Any) -> Any:
+    """Return the shipped `ReferenceModel` that `model` is, else None.
+
+    `model` is a reference model when it names one (None: the default one), is a pipeline loaded
+    from a shipped model's folder (its ``name_or_path``) or an instance of a pipeline class only a
+    reference family uses (`ReferenceModel.pipeline_class`). Other pipelines, folders, Hub ids and
+    tiny models get the generic conditions (prompts or class labels) and no judge.
+    """
+    from forecache.reference import REFERENCE_MODELS
+
+    if model is None:
+        return REFERENCE_MODELS[REFERENCE_DEFAULT]
+    if isinstance(model, str):
+        return REFERENCE_MODELS.get(model)
+    origin = getattr(model, "name_or_path", None)
+    if isinstance(origin, (str, Path)) and str(origin):
+        where = Path(origin).resolve()
+        found = next((ref for ref in REFERENCE_MODELS.values() if ref.path.resolve() == where), None)
+        if found is not None:
+            return found
+    kind = type(model).__name__
+    return next((ref for ref in REFERENCE_MODELS.values() if ref.pipeline_class == kind), None)
 
 
 def load_pipeline(model: Any, device: str, dtype: str) -> tuple[Any, str]:
@@ -196,6 +221,8 @@ class Workload:
         condition_key: The call argument the conditions go to (``"class_labels"`` or ``"prompt"``),
             read from the pipeline's signature before any method wraps it.
         kind: What the outputs are, set by the first call: ``"images"``, ``"frames"`` or ``"latent"``.
+        calibration_conditions: The conditions calibrations use (a reference model's calibration
+            prompts); None: the workload's own `conditions`.
 
     """
 
@@ -205,6 +232,7 @@ class Workload:
     call_kwargs: dict[str, Any]
     device: torch.device
     output: str = "images"
+    calibration_conditions: Sequence[int | str] | None = None
     condition_key: str = field(init=False, default="prompt")
     kind: str = field(init=False, default="images")
 
@@ -231,8 +259,9 @@ class Workload:
         kwargs = dict(self.call_kwargs)
         if self.is_tiny:
             return {**kwargs, "batch_size": count}
-        if self.conditions is not None:
-            kwargs[self.condition_key] = [self.conditions[i % len(self.conditions)] for i in range(count)]
+        source = self.calibration_conditions or self.conditions
+        if source is not None:
+            kwargs[self.condition_key] = [source[i % len(source)] for i in range(count)]
         if self.output == "latent":
             kwargs["output_type"] = "latent"
         return kwargs
@@ -280,15 +309,18 @@ def build_call_kwargs(
     height: int | None,
     width: int | None,
     frames: int | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the fixed call arguments, keeping only those the pipeline's ``__call__`` accepts.
+
+    `defaults` (a reference model's `call_defaults`) fill what is not given.
 
     Raises:
         ValueError: If `height`/`width`/`guidance_scale`/`frames` is given but the pipeline has no
             such argument.
 
     """
-    kwargs: dict[str, Any] = {"num_inference_steps": steps}
+    kwargs: dict[str, Any] = {**(defaults or {}), "num_inference_steps": steps}
     given = (("guidance_scale", guidance_scale), ("height", height), ("width", width), ("num_frames", frames))
     for key, value in given:
         if value is None:
@@ -302,8 +334,14 @@ def build_call_kwargs(
     return kwargs
 
 
-def conditions_for(pipe: Any, n: int, prompts: str | None) -> tuple[list[int | str] | None, str]:
-    """Per-sample conditions: class labels ``i % 10`` for class-conditional pipelines, prompts otherwise.
+def conditions_for(
+    pipe: Any, n: int, prompts: str | None, reference: Any = None
+) -> tuple[list[int | str] | None, str]:
+    """Per-sample conditions: a reference model's own, class labels ``i % 10``, or prompts.
+
+    A reference model (`reference_of`) gives its own (the scenes model: the prompt set named by
+    `prompts`, its held-out set by default); other class-conditional pipelines get labels
+    ``i % 10``; text pipelines the prompts of `prompts` (DrawBench by default).
 
     Returns:
         The conditions and a description of them.
@@ -314,6 +352,8 @@ def conditions_for(pipe: Any, n: int, prompts: str | None) -> tuple[list[int | s
     """
     from forecache.testing.tiny_pipeline import TinyPipeline
 
+    if reference is not None:
+        return reference.conditions(prompts, n)
     if isinstance(pipe, TinyPipeline) or _accepts(pipe, "class_labels"):
         if prompts is not None:
             raise ValueError(

@@ -126,16 +126,21 @@ class SceneJudgeAdapter:
         )
 
 
+_SCENES_DEFAULT_SET = "heldout"
+
+
 def _digit_conditions(prompts: str | None, count: int) -> tuple[list[Any], str]:
     if prompts is not None:
-        raise ValueError(f"`prompts` must be None for a class-conditional digits model, got {prompts!r}")
+        raise ValueError(
+            f"`prompts` must be None for the digits models (they take class labels), got {prompts!r}"
+        )
     return [i % 10 for i in range(count)], "class labels i % 10"
 
 
 def _scene_conditions(prompts: str | None, count: int) -> tuple[list[Any], str]:
     from forecache.reference.scenes.prompts import PROMPT_SETS, prompt_set
 
-    name = prompts or "heldout"
+    name = prompts or _SCENES_DEFAULT_SET
     if name not in PROMPT_SETS:
         raise ValueError(
             f"`prompts` must be one of {', '.join(PROMPT_SETS)} for the scenes model, got {name!r}"
@@ -171,9 +176,16 @@ class ReferenceModel:
         load (`Callable[[Path], DiffusionPipeline]`): Loads the pipeline from its folder.
         conditions (`Callable[[str | None, int], tuple[list, str]]`): Given a prompt-set name (or
             None for the default) and a sample count, the per-sample conditions and a description.
+            The scenes model's default is its held-out set.
         judge (`Callable[[], Judge]`): Loads its judge.
         call_defaults (`Mapping[str, Any]`): Call arguments it needs beside the steps and conditions.
         prompt_sets (`tuple[str, ...]`): Names `conditions` accepts (empty: class labels only).
+        pipeline_class (`str`, *optional*): The name of a pipeline class only this model (or its
+            family, which shares judge and conditions) uses, so an instance of it is recognised
+            whatever its weights; None for a model in a generic diffusers pipeline.
+        calibration_set (`str`, *optional*): The prompt set calibrations draw from (`forecache.tune`,
+            the bench's ``tuned`` method), disjoint from the sets it is judged on; None: the
+            conditions of the run itself (class labels).
 
     """
 
@@ -184,6 +196,12 @@ class ReferenceModel:
     judge: Callable[[], Judge]
     call_defaults: Mapping[str, Any] = field(default_factory=dict)
     prompt_sets: tuple[str, ...] = ()
+    pipeline_class: str | None = None
+    calibration_set: str | None = None
+
+    def calibration_conditions(self, count: int) -> list[Any]:
+        """Return the conditions of `count` calibration samples (never the benchmark's prompts)."""
+        return self.conditions(self.calibration_set, count)[0]
 
     @property
     def path(self) -> Path:
@@ -204,6 +222,7 @@ REFERENCE_MODELS: dict[str, ReferenceModel] = {
         _load_digits_pipeline("flux-digits"),
         _digit_conditions,
         DigitJudge,
+        pipeline_class="FluxDigitsPipeline",
     ),
     "dit-digits": ReferenceModel(
         "dit-digits",
@@ -211,6 +230,7 @@ REFERENCE_MODELS: dict[str, ReferenceModel] = {
         _load_digits_pipeline("dit-digits"),
         _digit_conditions,
         DigitJudge,
+        pipeline_class="DiTDigitsPipeline",
     ),
     "flux-digits-deep": ReferenceModel(
         "flux-digits-deep",
@@ -218,6 +238,7 @@ REFERENCE_MODELS: dict[str, ReferenceModel] = {
         _load_digits_pipeline("flux-digits-deep"),
         _digit_conditions,
         DigitJudge,
+        pipeline_class="FluxDigitsPipeline",
     ),
 }
 """Every shipped reference model by name."""

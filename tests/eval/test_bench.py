@@ -57,7 +57,7 @@ def test_bench_on_the_flux_reference_architecture(flux_pipe, tmp_path):
     assert not any(line.startswith("diffusers.fbcache") for line in table.splitlines())
 
     doc = _strict(tmp_path / "results.json")
-    assert doc["schema_version"] == 2 and doc["kind"] == "bench" and doc["complete"] is True
+    assert doc["schema_version"] == 3 and doc["kind"] == "bench" and doc["complete"] is True
     assert [m["label"] for m in doc["methods"]] == [r.label for r in result.methods]
     assert doc["methods"][0]["psnr_db"] == "inf"
     assert doc["methods"][1]["params"]["interval"] == 2 and doc["methods"][1]["call_s"]["samples"]
@@ -126,7 +126,10 @@ def test_bad_settings_name_the_field(fields, pieces):
 
 
 def test_prompts_are_refused_for_class_conditional_models(flux_pipe):
-    with pytest.raises(ValueError, match="`prompts` must be None for FluxDigitsPipeline"):
+    with pytest.raises(
+        ValueError,
+        match=r"`prompts` must be None for the digits models \(they take class labels\), got .drawbench.",
+    ):
         bench(model=flux_pipe, prompts="drawbench", methods=[], **FAST)
 
 

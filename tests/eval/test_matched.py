@@ -63,7 +63,7 @@ def test_match_on_the_reference_model(tmp_path, capsys):
     assert "Cache-DiT" in (out / "log.txt").read_text()
 
     doc = _strict(out / "results.json")
-    assert doc["schema_version"] == 2 and doc["complete"] is True
+    assert doc["schema_version"] == 3 and doc["complete"] is True
     assert doc["match"]["targets"] == list(TARGETS) and doc["match"]["tolerance"] == 0.1
     statuses = _check_cells(doc)
     assert statuses.count("matched") >= 6, statuses

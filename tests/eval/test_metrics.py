@@ -49,33 +49,37 @@ def test_ssim_handles_images_smaller_than_the_window():
 
 
 def test_missing_weights_are_unavailable_never_zero():
-    scorer = metrics.QualityScorer(None, "none", labels=None, prompts=None, classifier=None)
+    scorer = metrics.QualityScorer(None, "none", conditions=None, judge=None)
     a = _images()
     assert scorer.fid(a).value is None and scorer.fid(a).note.startswith("unavailable")
-    assert scorer.accuracy(a).value is None
+    assert scorer.adherence(a).value is None
+    assert scorer.notes["adherence"] == "unavailable: needs a shipped reference model (its judge)"
     assert scorer.clip_score(a).value is None
     if metrics._hub_checkpoint(metrics._ALEXNET_FILE) is None:
         assert scorer.lpips(a, a).value is None
         assert scorer.notes["lpips"].startswith("unavailable")
 
 
-def test_digit_classifier_fid_is_labelled_and_only_on_reference_models():
-    from forecache.reference import DigitClassifier
+def test_judge_fid_is_labelled_and_only_on_reference_models():
+    from forecache.reference.models import DigitJudge
 
-    classifier = DigitClassifier().eval()
+    judge = DigitJudge()
     real = _images(n=64, seed=3)
-    scorer = metrics.QualityScorer(real, "test set", [0] * 64, None, classifier, reference_model=True)
-    assert "digit-classifier FID" in scorer.notes["fid"] or "Inception-v3" in scorer.notes["fid"]
+    scorer = metrics.QualityScorer(real, "test set", [0] * 64, judge)
+    assert "judge FID: the reference model's judge's features (DigitFeatureExtractor, 64-d)" in scorer.notes[
+        "fid"
+    ] or "Inception-v3" in scorer.notes["fid"]
     assert scorer.fid(real).value == pytest.approx(0.0, abs=1e-3)
     assert scorer.fid(_images(n=64, seed=4) * 0.2).value > 1e-3
-    accuracy = scorer.accuracy(real).value
-    assert accuracy is not None and 0.0 <= accuracy <= 1.0
+    expected = judge.adherence(real, [0] * 64)
+    assert set(np.unique(expected)) <= {0.0, 1.0}
+    assert scorer.adherence(real).value == pytest.approx(float(expected.mean()))
     # fewer than 64 samples: no FID, and the reason
     few = scorer.fid(real[:63])
     assert few.value is None and few.note == "not computed: 63 samples < 64"
     if metrics._hub_checkpoint(metrics._INCEPTION_FILE) is None:
         # any other model: the digit classifier's features mean nothing, FID is unavailable
-        other = metrics.QualityScorer(real, "baseline", None, None, classifier, reference_model=False)
+        other = metrics.QualityScorer(real, "baseline", None, None)
         assert other.notes["fid"].startswith("unavailable: no local Inception weights")
         assert other.fid(real).value is None
 

@@ -61,7 +61,7 @@ def test_sweep_writes_best_configs_that_bench_reads(flux_pipe, tmp_path):
     assert set(result.best) == {"1-1.2x", "1.2-1.4x"}
     assert result.front_psnr and result.front_psnr[0] == "taylorseer:interval=1,order=1,target=blocks"
     doc = json.loads((tmp_path / "results.json").read_text())
-    assert doc["schema_version"] == 2 and doc["kind"] == "sweep"
+    assert doc["schema_version"] == 3 and doc["kind"] == "sweep"
     assert doc["sweep"]["front_psnr"] == result.front_psnr
     assert (tmp_path / "pareto.png").is_file() and "Pareto front" in (tmp_path / "report.md").read_text()
 

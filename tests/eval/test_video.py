@@ -55,7 +55,7 @@ def test_match_on_a_saved_tiny_wan_pipeline(wan_folder, tmp_path, capsys):
             row = rows[cell["row"]]
             assert abs(row["compute_ratio"] / cell["target"] - 1) <= 0.10, (cell, row["compute_ratio"])
             assert len(row["psnr_db_per_frame"]) == TINY_WAN_CALL["frames"] == len(row["ssim_per_frame"])
-            assert np.isfinite(row["psnr_db"]) and row["fid"] is None and row["class_accuracy"] is None
+            assert np.isfinite(row["psnr_db"]) and row["fid"] is None and row["adherence"] is None
     assert matched >= 2
     # the two guidance calls per step are seen as two branches
     fb = next(rows[label] for label in rows if label.startswith("diffusers.fbcache @"))

@@ -1,0 +1,168 @@
+"""Issue 19's acceptance on the scenes model: adherence, the word test, the tuner and TimelineConfig.
+
+    python benchmarks/scenes_quality.py [--samples 128] [--word-tries 128] [--steps 50 28]
+
+On the held-out prompts (colour-shape pairs training never showed), seeds 0..N-1, one torch thread:
+
+1. full compute: the judge's adherence (mean and the per-attribute rates) at each step count;
+2. the word test: for each try, one colour word or one position word of a held-out prompt is
+   changed and the same seed generated again; a try succeeds when the judge reads the new colour on
+   that object's cell, or the object on its new cell and its old cell empty;
+3. `forecache.tune` on the first 4 calibration prompts (seeds from 100000) for 10x at 50 steps and
+   6x at 28, and `TimelineConfig()` at both: linear-layer FLOPs ratio, PSNR against full compute
+   (pooled mean and the worst sample), adherence, and the calibration PSNR beside the held-out one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+import numpy as np
+import torch
+
+import forecache
+from forecache.eval.flops import count_linear_flops
+from forecache.eval.metrics import psnr
+from forecache.reference import REFERENCE_MODELS, load_reference
+from forecache.reference.scenes.grammar import (
+    COLOURS,
+    POSITIONS,
+    SceneObject,
+    SceneSpec,
+    caption,
+    parse_caption,
+)
+from forecache.reference.scenes.prompts import prompt_set
+
+GOALS = {50: 10.0, 28: 6.0}
+CALIBRATION_SEED = 100_000
+BATCH = 32
+
+
+def generate(pipe, prompts, seeds, steps, config=None):
+    """Images (N, 32, 32, 3) in [0, 1] and the linear-layer FLOPs of generating them."""
+    defaults = REFERENCE_MODELS["scenes"].call_defaults
+    out = []
+    with count_linear_flops(pipe.transformer) as flops:
+        with forecache.cached(pipe, config) if config is not None else _null():
+            for start in range(0, len(prompts), BATCH):
+                chunk = slice(start, start + BATCH)
+                generators = [torch.Generator().manual_seed(s) for s in seeds[chunk]]
+                result = pipe(
+                    prompts[chunk],
+                    generator=generators,
+                    num_inference_steps=steps,
+                    output_type="np",
+                    **defaults,
+                )
+                out.append(result.images)
+    return np.concatenate(out).astype(np.float32), flops.total
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def word_variants(prompts, tries, seed=0):
+    """(index of the prompt, changed prompt, what to check) for `tries` single-word changes."""
+    rng = random.Random(seed)
+    variants = []
+    for t in range(tries):
+        index = t % len(prompts)
+        scene = parse_caption(prompts[index])
+        k = rng.randrange(len(scene.objects))
+        obj = scene.objects[k]
+        objects = list(scene.objects)
+        if t % 2 == 0:
+            colour = rng.choice([c for c in COLOURS if c != obj.colour])
+            objects[k] = SceneObject(obj.shape, colour, obj.size, obj.cell)
+            check = ("colour", obj.cell, list(COLOURS).index(colour))
+        else:
+            free = [c for c in range(len(POSITIONS)) if c not in {o.cell for o in scene.objects}]
+            cell = rng.choice(free)
+            objects[k] = SceneObject(obj.shape, obj.colour, obj.size, cell)
+            check = ("position", (obj.cell, cell), None)
+        variants.append((index, caption(SceneSpec(tuple(objects), scene.background, scene.texture)), check))
+    return variants
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=128)
+    parser.add_argument("--word-tries", type=int, default=128)
+    parser.add_argument("--steps", type=int, nargs="+", default=[50, 28])
+    parser.add_argument("--calibration", type=int, default=4)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    pipe = load_reference("scenes")
+    pipe.set_progress_bar_config(disable=True)
+    judge = REFERENCE_MODELS["scenes"].judge()
+    held = prompt_set("heldout")
+    prompts = [held[i % len(held)] for i in range(args.samples)]
+    seeds = list(range(args.samples))
+    for steps in args.steps:
+        started = time.perf_counter()
+        full, full_flops = generate(pipe, prompts, seeds, steps)
+        adherence = judge.adherence(full, prompts)
+        print(
+            f"## {steps} steps: full compute adherence {adherence.mean():.4f} on {len(prompts)} held-out "
+            f"samples (worst {adherence.min():.3f}; {time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
+        if args.word_tries:
+            variants = word_variants(prompts, args.word_tries)
+            changed, _ = generate(pipe, [v[1] for v in variants], [seeds[v[0]] for v in variants], steps)
+            pixels = torch.from_numpy(changed).permute(0, 3, 1, 2) * 2 - 1
+            reading = judge.judge.read(pixels)
+            hits = {"colour": [], "position": []}
+            for i, (_, _, (kind, where, want)) in enumerate(variants):
+                if kind == "colour":
+                    hits[kind].append(bool(reading.shape[i, where] != 0 and reading.colour[i, where] == want))
+                else:
+                    old, new = where
+                    hits[kind].append(bool(reading.shape[i, new] != 0 and reading.shape[i, old] == 0))
+            for kind, values in hits.items():
+                print(f"word test ({kind}): {np.mean(values):.4f} of {len(values)} tries", flush=True)
+            total = hits["colour"] + hits["position"]
+            print(f"word test (all): {np.mean(total):.4f} of {len(total)} tries", flush=True)
+        calibration = prompt_set("calibration")[: args.calibration]
+        call = {
+            "prompt": calibration,
+            "num_inference_steps": steps,
+            **REFERENCE_MODELS["scenes"].call_defaults,
+        }
+        started = time.perf_counter()
+        result = forecache.tune(
+            pipe, call, ratio=GOALS.get(steps, 6.0), seed=CALIBRATION_SEED, progress=False
+        )
+        tuned_s = time.perf_counter() - started
+        rows = [
+            (f"tuned for {GOALS.get(steps, 6.0):g}x", result.config, result.chosen.psnr_db),
+            ("TimelineConfig()", forecache.TimelineConfig(), None),
+        ]
+        print("| method | ratio (FLOPs) | PSNR mean | PSNR worst | adherence | calibration PSNR |")
+        print("|---|---|---|---|---|---|")
+        for label, config, calibrated in rows:
+            images, flops = generate(pipe, prompts, seeds, steps, config)
+            pooled, per_sample = psnr(full, images)
+            score = judge.adherence(images, prompts).mean()
+            shown = "-" if calibrated is None else f"{calibrated:.2f} dB"
+            print(
+                f"| {label} | {full_flops / flops:.2f}x | {pooled:.2f} dB | {min(per_sample):.2f} dB | "
+                f"{score:.4f} | {shown} |",
+                flush=True,
+            )
+        chosen = result.chosen
+        print(
+            f"(tuned: {chosen.forecaster!r}, computed steps {chosen.computed}; {tuned_s:.0f} s)", flush=True
+        )
+
+
+if __name__ == "__main__":
+    main()
