@@ -368,8 +368,9 @@ def _read_events(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
     return [json.loads(line) for line in data[:end].splitlines() if line.strip()], offset + end
 
 
-def build_plan(args: argparse.Namespace, budget_s: float) -> planning.Plan:
-    """Count each model's step FLOPs at its candidate sizes, then plan the entries to fit the budget."""
+def build_plan(args: argparse.Namespace, t0: float) -> planning.Plan:
+    """Count each model's step FLOPs at its candidate sizes, then plan the entries to fit what is
+    left of the budget (``--budget-s`` from `t0`, the counting included)."""
     flops: dict[tuple[str, tuple[int, int, int]], float] = {}
     gib: dict[str, float] = {}
     for arch, candidates in planning.part_dims(args.size).items():
@@ -379,6 +380,7 @@ def build_plan(args: argparse.Namespace, budget_s: float) -> planning.Plan:
     entries = planning.default_entries(args.flux_steps, args.wan_steps, args.kernel_sizes_mb)
     cost = CPU_COST if args.device == "cpu" else planning.CostModel()
     repeats = tuple(range(args.repeats, 0, -1))
+    budget_s = max(1.0, args.budget_s - (time.time() - t0))
     return planning.make_plan(entries, parts, budget_s, cost, repeats, args.only)
 
 
@@ -402,12 +404,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = " ".join([entry, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     env = {**environment(args.device), "wheels": wheels}
-    plan = build_plan(args, max(1.0, args.budget_s - (time.time() - t0)))
+    plan = build_plan(args, t0)
     run = Run(args, plan, env, command, t0)
     run.say(
-        f"plan: {len(plan.entries)} measurements in {len(plan.parts)} parts, ~{plan.total_s:.0f} s "
-        f"of {args.budget_s:.0f} s; {len(plan.dropped)} left out; repeats {plan.repeats}"
+        f"plan: {len(plan.entries)} measurements in {len(plan.parts)} parts, ~{plan.total_s:.0f} s of the "
+        f"{plan.budget_s:.0f} s left of {args.budget_s:.0f} s; {len(plan.dropped)} left out; "
+        f"repeats {plan.repeats}"
     )
+    for e in plan.entries:
+        steps = "" if e.computed is None else f", {e.computed} of {e.steps} steps computed"
+        run.say(f"  {e.key}: ~{e.est_s:.0f} s (priority {e.priority}{steps})")
     run.write()
     if not args.plan_only:
         for part in plan.parts:
