@@ -12,11 +12,12 @@ small cost per forecast step; the host's per-step cost is paid at every step, fo
 a gate or a peer whose decisions depend on the features counts as computing every step
 (pessimistic). MagCache adds its calibration trajectory, a compiled part its compilation.
 `plan` keeps entries greedily in priority order while the total (entries plus the set-up of each
-part they open) fits the budget, retrying with fewer repeats until every critical entry fits.
-The kept parts run in the order of their best priority. Each kept entry gets a *reserve*: the
-cost of the better-priority entries that run after it, in later parts; a worker skips an entry
-that would end past ``budget - reserve``, so low-priority work early in the run never eats the
-time of the critical measurements after it.
+part they open) fits the budget, retrying with fewer repeats until every critical entry fits
+(keeping the most repeats if fewer fit no more of them); a baseline left with nothing to compare
+with at its step count is left out too. The kept parts run in the order of their best priority.
+Each kept entry gets a *reserve*: the cost of the better-priority entries that run after it, in
+later parts; a worker skips an entry that would end past ``budget - reserve``, so low-priority
+work early in the run never eats the time of the critical measurements after it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import fnmatch
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "FLUX_METHODS",
@@ -304,6 +306,22 @@ def _lonely_baselines(kept: Sequence[Entry]) -> list[Entry]:
     return [e for e in kept if e.method == "baseline" and group.count(e.key.rsplit("/", 1)[0]) == 1]
 
 
+def _fit(
+    wanted: Sequence[Entry], parts: dict[str, Part], budget: float, repeats: int, cost: CostModel
+) -> tuple[list[Entry], dict[str, str], list[Entry], dict[str, float], dict[str, int]]:
+    """`_greedy`, then again without the baselines it kept alone, until none is alone."""
+    alone: dict[str, Entry] = {}
+    while True:
+        todo = [e for e in wanted if e.key not in alone]
+        kept, reasons, dropped, setup, dims_of = _greedy(todo, parts, budget, repeats, cost)
+        lonely = _lonely_baselines(kept)
+        if not lonely:
+            break
+        alone.update({e.key: e for e in lonely})
+    reasons.update({key: "nothing else at its step count fits" for key in alone})
+    return kept, reasons, [*dropped, *alone.values()], setup, dims_of
+
+
 def make_plan(
     entries: Sequence[Entry],
     parts: Sequence[Part],
@@ -327,21 +345,18 @@ def make_plan(
     wanted = [e for e in entries if not only or any(fnmatch.fnmatchcase(e.key, p) for p in only)]
     unwanted = [e for e in entries if e not in wanted]
     notes: list[str] = []
+    tries: list[tuple[int, int, tuple[Any, ...]]] = []
     for r in repeats:
-        alone: dict[str, Entry] = {}  # baselines kept with nothing to compare with at their steps
-        while True:
-            todo = [e for e in wanted if e.key not in alone]
-            kept, reasons, dropped, setup, dims_of = _greedy(todo, by_name, budget_s, r, cost)
-            lonely = _lonely_baselines(kept)
-            if not lonely:
-                break
-            alone.update({e.key: e for e in lonely})
-        dropped += alone.values()
-        reasons.update({key: "nothing else at its step count fits" for key in alone})
+        kept, reasons, dropped, setup, dims_of = _fit(wanted, by_name, budget_s, r, cost)
         missing = [e.key for e in dropped if e.critical]
+        tries.append((len(missing), r, (kept, reasons, dropped, setup, dims_of)))
         if not missing:
             break
         notes.append(f"repeats={r}: critical entries do not fit: {', '.join(missing)}")
+    # the try that misses the fewest critical entries, the first (most repeats) among equals
+    _, r, (kept, reasons, dropped, setup, dims_of) = min(tries, key=lambda t: t[0])
+    if len(tries) > 1 and tries[-1][0]:
+        notes.append(f"repeats={r}: fewer repeats would not fit more critical entries")
     best: dict[str, int] = {}  # parts run in the order of their best-priority entry
     for e in kept:
         best[e.part] = min(best.get(e.part, e.priority), e.priority)
