@@ -409,9 +409,9 @@ def default_entries(flux_steps: Sequence[int], wan_steps: int, kernel_sizes: Seq
     FLUX eager at `flux_steps[0]`: the baseline and the high ratios (`HIGH_RATIO`), critical;
     the presets on blocks and modules, critical; the kernels at `kernel_sizes[0]`, critical;
     FLUX compiled at `flux_steps[0]` (`COMPILE_CORE`), critical; Wan eager (`CORE`: another
-    model, video); FLUX eager at the other step counts (`CORE`); the kernels at the other sizes; FLUX eager at
-    `flux_steps[0]`: the other presets, then the peers; the rest of `CORE` compiled; everything
-    else eager at the other step counts, then on Wan; the rest compiled.
+    model, video); FLUX eager at the other step counts (`CORE`); the kernels at the other sizes;
+    FLUX eager at `flux_steps[0]`: the other presets, then the peers; the rest of `CORE`
+    compiled; everything else eager at the other step counts, then on Wan; the rest compiled.
     """
     entries: list[Entry] = []
     tier = 0
