@@ -45,7 +45,7 @@ ENTRY_SLACK_S = 60.0  # a measurement may take 3x its estimate plus this
 MAX_ATTEMPTS = 3
 DRY = {  # --dry-run: tiny models on the CPU, everything small
     "size": "tiny", "device": "cpu", "dtype": "float32", "compile_backend": "eager", "wheels": "",
-    "flux_steps": [6, 4], "wan_steps": 4, "kernel_sizes_mb": [0.25, 1.0], "budget_s": 900.0,
+    "flux_steps": [28, 6], "wan_steps": 28, "kernel_sizes_mb": [0.25, 1.0], "budget_s": 900.0,
     "kernel_warmup": 1, "kernel_repeats": 2,
 }  # fmt: skip
 CPU_COST = planning.CostModel(
@@ -66,7 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--compile-backend", default="inductor", help="torch.compile backend of the compiled parts"
     )
-    p.add_argument("--flux-steps", type=int, nargs="+", default=[50, 28], help="first: acceptance steps")
+    p.add_argument(
+        "--flux-steps", type=int, nargs="+", default=[28, 50], help="first: the step count measured first"
+    )
     p.add_argument("--wan-steps", type=int, default=28)
     p.add_argument(
         "--kernel-sizes-mb", type=float, nargs="+", default=[64.0, 1024.0], help="first: acceptance"
@@ -218,9 +220,7 @@ class Run:
         from forecache.eval.files import atomic_write_json, atomic_write_text
 
         a = self.args
-        self.doc["acceptance"] = report.acceptance(
-            self.doc["rows"], "flux-dev", a.flux_steps[0], a.kernel_sizes_mb[0]
-        )
+        self.doc["acceptance"] = report.acceptance(self.doc["rows"], a.kernel_sizes_mb[0])
         self.doc["elapsed_s"] = time.time() - self.t0
         atomic_write_json(self.out / "gpu-report.json", self.doc)
         try:
@@ -368,8 +368,9 @@ def _read_events(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
     return [json.loads(line) for line in data[:end].splitlines() if line.strip()], offset + end
 
 
-def build_plan(args: argparse.Namespace, budget_s: float) -> planning.Plan:
-    """Count each model's step FLOPs at its candidate sizes, then plan the entries to fit the budget."""
+def build_plan(args: argparse.Namespace, t0: float) -> planning.Plan:
+    """Count each model's step FLOPs at its candidate sizes, then plan the entries to fit what is
+    left of the budget (``--budget-s`` from `t0`, the counting included)."""
     flops: dict[tuple[str, tuple[int, int, int]], float] = {}
     gib: dict[str, float] = {}
     for arch, candidates in planning.part_dims(args.size).items():
@@ -379,6 +380,7 @@ def build_plan(args: argparse.Namespace, budget_s: float) -> planning.Plan:
     entries = planning.default_entries(args.flux_steps, args.wan_steps, args.kernel_sizes_mb)
     cost = CPU_COST if args.device == "cpu" else planning.CostModel()
     repeats = tuple(range(args.repeats, 0, -1))
+    budget_s = max(1.0, args.budget_s - (time.time() - t0))
     return planning.make_plan(entries, parts, budget_s, cost, repeats, args.only)
 
 
@@ -402,12 +404,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = " ".join([entry, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     env = {**environment(args.device), "wheels": wheels}
-    plan = build_plan(args, max(1.0, args.budget_s - (time.time() - t0)))
+    plan = build_plan(args, t0)
     run = Run(args, plan, env, command, t0)
     run.say(
-        f"plan: {len(plan.entries)} measurements in {len(plan.parts)} parts, ~{plan.total_s:.0f} s "
-        f"of {args.budget_s:.0f} s; {len(plan.dropped)} left out; repeats {plan.repeats}"
+        f"plan: {len(plan.entries)} measurements in {len(plan.parts)} parts, ~{plan.total_s:.0f} s of the "
+        f"{plan.budget_s:.0f} s left of {args.budget_s:.0f} s; {len(plan.dropped)} left out; "
+        f"repeats {plan.repeats}"
     )
+    for e in plan.entries:
+        steps = "" if e.computed is None else f", {e.computed} of {e.steps} steps computed"
+        run.say(f"  {e.key}: ~{e.est_s:.0f} s (priority {e.priority}{steps})")
     run.write()
     if not args.plan_only:
         for part in plan.parts:

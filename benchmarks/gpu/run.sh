@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one command for the GPU figures (issue 16), from the repository root on the device:
+# The one command for the GPU figures (issues 16 and 23), from the repository root on the device:
 #   bash benchmarks/gpu/run.sh --out "$OUT"          (carry .whl: scripts/fetch_gpu_wheels.sh fills it)
 # Options: python3 -m benchmarks.gpu.run --help. --dry-run runs it all at tiny size on the CPU.
 set -u

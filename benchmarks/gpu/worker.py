@@ -101,11 +101,10 @@ def _profile_session(part: dict, entries: list[dict], spec: dict) -> Any:
 
 
 def _profile_entry(session: Any, entry: dict) -> tuple[dict, str | None]:
-    from forecache.eval.methods import parse_method
+    from benchmarks.gpu.methods import resolve
 
-    row = session.measure(
-        parse_method(entry["method"]), steps=entry["steps"], warmup=entry["warmup"], repeats=entry["repeats"]
-    )
+    spec = resolve(entry["method"], entry["steps"])
+    row = session.measure(spec, steps=entry["steps"], warmup=entry["warmup"], repeats=entry["repeats"])
     return dataclasses.asdict(row), row.error
 
 

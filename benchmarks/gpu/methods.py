@@ -1,0 +1,56 @@
+"""Method specs of the GPU plan: the harness's own, plus ``fixed-timeline`` (a tuned-style schedule).
+
+``fixed-timeline:ratio=8`` stands for what `forecache.tune` writes at 8x: a `Timeline` policy with
+a fixed set of computed steps, a Taylor forecaster, the ``blocks`` target. The steps are those that
+`forecache.TimelineConfig` with the same fields computes at the row's step count (``round(steps /
+ratio)`` of them, at least 2, denser late), frozen into a `Timeline`: at that step count the
+decisions are the same as ``timeline:ratio=8``, but through the policy class the tuner's configs
+use. Any field of `TimelineConfig` may be given (``ratio``, ``shape``, ``order``, ``target``,
+``history_dtype``); every other spec is parsed by `forecache.eval.methods.parse_method`.
+
+Imports forecache on first use only: the GPU run installs its wheels before anything imports
+diffusers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+__all__ = ["FIXED_TIMELINE", "resolve"]
+
+FIXED_TIMELINE = "fixed-timeline"
+
+
+@functools.cache
+def resolve(text: str, steps: int) -> Any:
+    """Return the validated `forecache.eval.methods.MethodSpec` of `text` at `steps` steps.
+
+    Args:
+        text: A method spec, e.g. ``"taylorseer:target=blocks"`` or ``"fixed-timeline:ratio=10"``.
+        steps: Denoising steps of the measurement (>= 2); fixes a ``fixed-timeline``'s steps.
+
+    Raises:
+        ValueError: An unknown method or field, or a value the config refuses (the message names
+            the field), or `steps` < 2 for a ``fixed-timeline``.
+        TypeError: A value of the wrong type (from the config's own checks).
+
+    """
+    from forecache.accel.config import resolve_config
+    from forecache.accel.policies import Decision, Timeline
+    from forecache.configfile import config_params
+    from forecache.eval.methods import make_method, parse_method
+
+    name, _, rest = text.strip().partition(":")
+    if name.strip().lower() != FIXED_TIMELINE:
+        return parse_method(text)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise ValueError(f"{FIXED_TIMELINE}: `steps` must be an int >= 2, got {steps!r}")
+    try:
+        shaped = resolve_config(parse_method("timeline" + (":" + rest if rest.strip() else "")).config)
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"{text.strip()!r}: {err}") from err
+    computed = [s for s in range(steps) if shaped.policy.decide(s, steps, 0) == Decision.COMPUTE]
+    config = dataclasses.replace(shaped, policy=Timeline.from_steps(computed, steps))
+    return make_method("cache", config_params(config), label=text.strip())
