@@ -159,8 +159,8 @@ def count_step(arch_name: str, size: str, dims: tuple[int, int, int], dtype: str
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from forecache.eval.arch import load_arch
     from forecache.eval.workload import DTYPES
-    from forecache.testing.arch import load_arch
 
     arch, meta, torch_dtype = load_arch(arch_name), torch.device("meta"), DTYPES[dtype]
     model = arch.build(size, meta, torch_dtype)

@@ -37,7 +37,7 @@ from forecache.eval.report import format_table
 from forecache.eval.runner import Harness
 from forecache.eval.schema import BenchResult, MethodResult
 from forecache.eval.store import RunFolder
-from forecache.eval.workload import Workload, build_call_kwargs, conditions_for, load_pipeline
+from forecache.eval.workload import Workload, build_call_kwargs, conditions_for, load_pipeline, source_of
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -74,7 +74,7 @@ def resolve_threads(config: RunConfig) -> int | None:
         return config.threads
     small = config.model is None or (
         isinstance(config.model, str)
-        and (config.model in REFERENCE_MODELS or config.model.startswith("tiny:"))
+        and (config.model in REFERENCE_MODELS or source_of(config.model) is not None)
     )
     return 1 if small and torch.device(config.device).type == "cpu" else None
 

@@ -16,13 +16,13 @@ from typing import Any
 import torch
 
 import forecache
+from forecache.eval.arch import SIZES, Arch, load_arch
 from forecache.eval.bench import DEFAULT_METHODS
 from forecache.eval.files import atomic_write_json, atomic_write_text
 from forecache.eval.methods import MethodSpec, attached, make_method, parse_method
 from forecache.eval.peers import PeerRun
 from forecache.eval.probes import count_compute, count_host_reads, count_syncs, graphs_compiled, memory_probe
 from forecache.eval.workload import DTYPES
-from forecache.testing.arch import SIZES, Arch, load_arch
 
 __all__ = [
     "DEFAULT_PROFILE_METHODS",
@@ -52,7 +52,7 @@ class ProfileConfig:
     """What `profile` runs.
 
     Attributes:
-        arch: A shipped architecture name (see `forecache.testing.arch.arch_names`).
+        arch: A shipped architecture name (see `forecache.eval.arch.arch_names`).
         size: ``"full"`` (the published config) or ``"tiny"`` (same class, scaled down for CPU).
         height: Pixels; None: the architecture's default for `size`.
         width: Pixels; None: the default.

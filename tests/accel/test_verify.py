@@ -9,7 +9,7 @@ from forecache.accel.layout import BlockListLayout, ModelLayout
 from forecache.accel.policies import Decision, Verify
 from forecache.accel.policies.verify import run_error
 from forecache.layouts import registry
-from forecache.testing.tiny import build_tiny
+from tests.fixtures.catalog import build_tiny
 
 WIDTH = 4
 

@@ -1,6 +1,6 @@
 """Leaf helpers that build model inputs the way diffusers pipelines do (torch only, no forecache imports).
 
-`forecache.reference`, `forecache.testing.arch` and the tiny-model catalog all build FLUX position
+`forecache.reference`, `forecache.eval.arch` and the tests' tiny-model catalog all build FLUX position
 ids here, so the three stay bitwise identical.
 """
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from forecache.testing.inputs import flux_image_ids
+from forecache.reference.inputs import flux_image_ids
 
 __all__ = ["ARCH_DIR", "SIZES", "Arch", "LatentInputs", "arch_names", "load_arch"]
 
