@@ -240,15 +240,15 @@ def _record(
     pipe: Any, calls: list[Callable[[], Any]], progress: Any
 ) -> tuple[Trajectory, list[torch.Tensor], float, float]:
     """Run the calls at full compute: the trajectory, the outputs, FLOPs of a full and a skipped call."""
-    import forecache
     from forecache.accel.attach import session_of
+    from forecache.api import apply, remove  # imports diffusers: on first use, as `forecache` does
     from forecache.tune.record import RecordingTarget  # registers the "record" target
 
     recorder = CacheConfig(policy=Interval(every=1, warmup=1, cooldown=0), target="record")
     transformer = pipe.transformer
     outputs: list[torch.Tensor] = []
     flops: list[tuple[int, int]] = []
-    forecache.apply(pipe, recorder)
+    apply(pipe, recorder)
     try:
         session = session_of(transformer)
         assert session is not None and isinstance(session.target, RecordingTarget)
@@ -262,7 +262,7 @@ def _record(
             progress.update(1)
         records = list(session.target.records)
     finally:
-        forecache.remove(pipe)
+        remove(pipe)
     for record in records:
         record.finish()
     lengths = [len(r.steps) for r in records]
@@ -420,10 +420,10 @@ def tune(
     verified: list[Candidate] = []
 
     def run(candidate: Candidate, bar: Any) -> float:
-        import forecache
+        from forecache.api import cached
 
         outputs = []
-        with forecache.cached(pipe, candidate.config(n, target)):
+        with cached(pipe, candidate.config(n, target)):
             for call in calls:
                 outputs.append(_output(call()))
                 bar.update(1)
