@@ -207,8 +207,8 @@ class Run:
             "notes": [
                 "Random weights: speed, compute and memory do not depend on the weights; no quality figure.",
                 "compute: forecache.stats executions (presets) or transformer FLOPs (peers); "
-                "FLOPs: matmul and "
-                "attention FLOPs of the baseline over the method's; speedup: baseline loop over the method's "
+                "FLOPs: linear-layer "
+                "FLOPs of the baseline over the method's; speedup: baseline loop over the method's "
                 "loop at the same steps, each the median of the timed loops (CUDA-synchronised).",
             ],
         }
