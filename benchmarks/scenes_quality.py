@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 import forecache
-from forecache.eval.flops import count_linear_flops
 from forecache.eval.metrics import psnr
 from forecache.reference import REFERENCE_MODELS, load_reference
 from forecache.reference.scenes.grammar import (
@@ -35,6 +34,7 @@ from forecache.reference.scenes.grammar import (
     parse_caption,
 )
 from forecache.reference.scenes.prompts import prompt_set
+from forecache.tune.flops import count_flops
 
 GOALS = {50: 10.0, 28: 6.0}
 CALIBRATION_SEED = 100_000
@@ -45,7 +45,7 @@ def generate(pipe, prompts, seeds, steps, config=None):
     """Images (N, 32, 32, 3) in [0, 1] and the linear-layer FLOPs of generating them."""
     defaults = REFERENCE_MODELS["scenes"].call_defaults
     out = []
-    with count_linear_flops(pipe.transformer) as flops:
+    with count_flops(pipe.transformer) as flops:
         with forecache.cached(pipe, config) if config is not None else _null():
             for start in range(0, len(prompts), BATCH):
                 chunk = slice(start, start + BATCH)

@@ -126,7 +126,7 @@ def apply(
     (`forecache.layouts.infer`: its block lists, their order, streams, cached sub-modules and time
     argument) and that layout is checked at its first call; when the call shows it does not hold,
     forecache removes itself and that call raises `UnsupportedModelError` (the model is left as it
-    was). ``forecache models --inferred`` prints what inference decides for each class.
+    was). ``forecache models --model M`` prints how a model is laid out.
 
     Raises:
         UnsupportedModelError: If the transformer cannot be laid out for ``config``'s target (the
@@ -137,10 +137,10 @@ def apply(
 
     Example:
         >>> import forecache
-        >>> from forecache.testing.tiny import build_tiny
-        >>> tiny = build_tiny("DiTTransformer2DModel")
-        >>> session = forecache.apply(tiny.model, forecache.TaylorSeerConfig(interval=2))
-        >>> forecache.remove(tiny.model)
+        >>> from forecache.reference import load_reference
+        >>> pipe = load_reference("dit-digits")
+        >>> session = forecache.apply(pipe.transformer, forecache.TaylorSeerConfig(interval=2))
+        >>> forecache.remove(pipe.transformer)
 
     """
     if isinstance(config, (str, os.PathLike)):
@@ -191,14 +191,17 @@ def remove(target: Any) -> None:
     the pipeline and removed alone before is simply no longer there).
 
     Example:
-        >>> import forecache
-        >>> from forecache.testing.tiny_pipeline import TinyPipeline
-        >>> pipe = TinyPipeline.from_tiny("SD3Transformer2DModel")
+        >>> import forecache, torch
+        >>> from forecache.reference import load_reference
+        >>> pipe = load_reference("flux-digits")
         >>> pipe.set_progress_bar_config(disable=True)
-        >>> before = pipe(num_inference_steps=6).latents
+        >>> def draw():
+        ...     seed = torch.Generator().manual_seed(0)
+        ...     return pipe([3], num_inference_steps=6, generator=seed, output_type="pt").images
+        >>> before = draw()
         >>> _ = forecache.apply(pipe, forecache.TaylorSeerConfig(interval=2, warmup=1))
         >>> forecache.remove(pipe)
-        >>> bool((pipe(num_inference_steps=6).latents == before).all())
+        >>> torch.equal(draw(), before)
         True
 
     Raises:
@@ -220,9 +223,9 @@ def cached(
 
     Example:
         >>> import forecache
-        >>> from forecache.testing.tiny import build_tiny
-        >>> model = build_tiny("FluxTransformer2DModel").model
-        >>> with forecache.cached(model, forecache.ConfidenceGateConfig()) as session:
+        >>> from forecache.reference import load_reference
+        >>> pipe = load_reference("flux-digits")
+        >>> with forecache.cached(pipe, forecache.ConfidenceGateConfig()) as session:
         ...     pass
 
     """
@@ -238,13 +241,13 @@ def stats(target: Any) -> CacheStats:
 
     Example:
         >>> import forecache
-        >>> from forecache.testing.tiny_pipeline import TinyPipeline
-        >>> pipe = TinyPipeline.from_tiny("FluxTransformer2DModel")
+        >>> from forecache.reference import load_reference
+        >>> pipe = load_reference("flux-digits")
         >>> pipe.set_progress_bar_config(disable=True)
         >>> with forecache.cached(pipe, forecache.TaylorSeerConfig(interval=3, warmup=2)):
-        ...     _ = pipe(num_inference_steps=10)
+        ...     _ = pipe([3], num_inference_steps=10, output_type="np")
         ...     s = forecache.stats(pipe)
-        >>> "".join(s.contexts["branch0"].decisions), round(s.compute_ratio, 2)
+        >>> "".join(s.contexts["cond"].decisions), round(s.compute_ratio, 2)
         ('CCCFFCFFCC', 1.67)
 
     Per context (guidance branch): computed and forecast steps, the compute ratio (block or

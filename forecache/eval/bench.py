@@ -37,7 +37,14 @@ from forecache.eval.report import format_table
 from forecache.eval.runner import Harness
 from forecache.eval.schema import BenchResult, MethodResult
 from forecache.eval.store import RunFolder
-from forecache.eval.workload import Workload, build_call_kwargs, conditions_for, load_pipeline, reference_of
+from forecache.eval.workload import (
+    Workload,
+    build_call_kwargs,
+    conditions_for,
+    load_pipeline,
+    reference_of,
+    source_of,
+)
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -71,7 +78,7 @@ def resolve_threads(config: RunConfig) -> int | None:
     if config.threads is not None:
         return config.threads
     small = reference_of(config.model) is not None or (
-        isinstance(config.model, str) and config.model.startswith("tiny:")
+        isinstance(config.model, str) and source_of(config.model) is not None
     )
     return 1 if small and torch.device(config.device).type == "cpu" else None
 
@@ -179,7 +186,7 @@ def _notes(harness: Harness, config: RunConfig) -> dict[str, str]:
         **harness.scorer.notes,
         "memory": harness.memory_note,
         "compute_ratio": "linear-layer FLOPs of the baseline over the method's: nn.Linear and "
-        "convolution layers that ran inside the transformer (forecache.eval.flops), for every row",
+        "convolution layers that ran inside the transformer (forecache.tune.flops), for every row",
         "execution_ratio": "forecache rows only: cached units (blocks or modules) without the cache "
         "over those that ran, from forecache.stats",
     }

@@ -80,7 +80,7 @@ class RunConfig:
 
     Args:
         model: None (default: the shipped ``flux-digits`` reference model), a pipeline instance, a
-            reference name, ``"tiny:<TransformerClass>"`` (random weights; plumbing and speed only),
+            reference name, a name from a registered source (`workload.register_pipeline_source`),
             a local pipeline folder, or a Hub id already in the local cache (never downloaded).
             Pipelines without a `transformer` (UNet pipelines) are refused.
         prompts: ``"drawbench"`` or a text file, for text-to-image pipelines (default drawbench);
@@ -101,7 +101,7 @@ class RunConfig:
         warmup: Untimed runs per method before timing (>= 1); the first is also the measured run
             (outputs, FLOPs, statistics). Default 1.
         threads: CPU threads for torch during the run (restored afterwards). Default None: 1 for
-            the shipped reference and tiny models on CPU (their 64-token matmuls only lose to
+            the shipped reference models and registered sources on CPU (their 64-token matmuls only lose to
             thread synchronisation), torch's own choice otherwise.
         progress: Show progress bars (one per level). Default True.
         verbose: Let third-party logs and warnings (cache-dit, diffusers) reach the terminal instead

@@ -16,13 +16,14 @@ from typing import Any
 import torch
 
 import forecache
+from forecache.eval.arch import SIZES, Arch, load_arch
 from forecache.eval.bench import DEFAULT_METHODS
 from forecache.eval.files import atomic_write_json, atomic_write_text
 from forecache.eval.methods import MethodSpec, attached, make_method, parse_method
 from forecache.eval.peers import PeerRun
-from forecache.eval.probes import count_compute, count_host_reads, count_syncs, graphs_compiled, memory_probe
+from forecache.eval.probes import count_host_reads, count_syncs, graphs_compiled, memory_probe
 from forecache.eval.workload import DTYPES
-from forecache.testing.arch import SIZES, Arch, load_arch
+from forecache.tune.flops import count_flops
 
 __all__ = [
     "DEFAULT_PROFILE_METHODS",
@@ -52,7 +53,7 @@ class ProfileConfig:
     """What `profile` runs.
 
     Attributes:
-        arch: A shipped architecture name (see `forecache.testing.arch.arch_names`).
+        arch: A shipped architecture name (see `forecache.eval.arch.arch_names`).
         size: ``"full"`` (the published config) or ``"tiny"`` (same class, scaled down for CPU).
         height: Pixels; None: the architecture's default for `size`.
         width: Pixels; None: the default.
@@ -125,8 +126,8 @@ class ProfileRow:
         compute_ratio: Baseline work over this method's: forecache.stats block executions for
             presets, transformer FLOPs for peers, 1.0 for the baseline.
         compute_source: How `compute_ratio` was obtained.
-        flops: Transformer FLOPs of one trajectory (matmuls and attention; element-wise work,
-            forecasts included, is not counted).
+        flops: Linear-layer FLOPs of one trajectory (`forecache.tune.flops`: ``nn.Linear`` and
+            convolutions that ran; attention's own matmuls and element-wise work are not counted).
         flops_ratio: The baseline's `flops` over this row's.
         peak_bytes: Peak memory of the timed loops (see `memory_method`).
         memory_method: CUDA max_memory_allocated, or why it was not measured (CPU).
@@ -256,6 +257,16 @@ def _raise_recompile_limit(limit: int = 64) -> None:
         setattr(config, name, limit)
 
 
+def _eager() -> contextlib.AbstractContextManager[Any]:
+    """Run compiled blocks eagerly inside the ``with`` block (the counted trajectory).
+
+    The counters are `TorchFunctionMode`s, which compiled regions do not run through; the timed
+    trajectories stay compiled. torch < 2.6 has no stance: there the counted trajectory runs as it is.
+    """
+    stance = getattr(torch.compiler, "set_stance", None)
+    return stance("force_eager") if stance is not None else contextlib.nullcontext()
+
+
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator if numerator and denominator else None
 
@@ -344,7 +355,8 @@ class ProfileSession:
                 self._sync()
                 row.warmup_s = time.perf_counter() - start
                 with (
-                    count_compute(self.model) as count,
+                    _eager(),
+                    count_flops(self.model) as count,
                     count_syncs(self.device) as syncs,
                     count_host_reads(self.model) as reads,
                 ):
@@ -468,8 +480,8 @@ def format_profile(result: ProfileResult) -> str:
     methods = {r.memory_method for r in result.rows if r.memory_method}
     lines += [f"peak memory: {m}" for m in sorted(methods)]
     lines.append(
-        "compute: forecache.stats executions (presets) or transformer FLOPs (peers); FLOPs: matmul and "
-        "attention FLOPs of the baseline over the method's; reads/step: tensor values read back to the "
+        "compute: forecache.stats executions (presets) or transformer FLOPs (peers); FLOPs: linear-layer "
+        "FLOPs of the baseline over the method's; reads/step: tensor values read back to the "
         "host inside the transformer calls (a GPU waits on each); syncs/step: CUDA synchronisations "
         "over the whole loop"
     )

@@ -24,12 +24,12 @@ import torch
 
 import forecache
 from forecache.eval import metrics
-from forecache.eval.flops import count_linear_flops
 from forecache.eval.methods import MethodSpec, attached
 from forecache.eval.peers import PeerRun
 from forecache.eval.probes import loop_clock, memory_probe
 from forecache.eval.schema import MethodResult, speedup
 from forecache.eval.workload import Workload
+from forecache.tune.flops import count_flops
 
 __all__ = ["FULL_CALL_FRACTION", "Harness"]
 
@@ -175,7 +175,7 @@ class Harness:
         out = _Generated()
         with memory_probe(self.workload.device) as memory:
             for batch in batches:
-                with count_linear_flops(self.transformer) as count:
+                with count_flops(self.transformer) as count:
                     out.images.append(self.workload(batch))
                 out.flops_per_call += count.per_call
                 out.calls_per_batch.append(len(count.per_call))

@@ -18,10 +18,9 @@ calibration call plus ``verify`` cached generations per searched step count.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,7 @@ import torch
 from forecache.accel.config import CacheConfig
 from forecache.accel.forecasters import AdamsBashforth, Forecaster, Hermite, Reuse, Taylor
 from forecache.accel.policies import Interval, Timeline
+from forecache.tune.flops import ComputeCount, count_flops
 from forecache.tune.offline import (
     Trajectory,
     best_schedules,
@@ -199,78 +199,41 @@ def _psnr(reference: list[torch.Tensor], outputs: list[torch.Tensor]) -> float:
     return float("inf") if mse == 0 else 10.0 * math.log10(peak**2 / mse)
 
 
-@contextlib.contextmanager
-def _flop_counter(
-    transformer: torch.nn.Module, blocks: list[torch.nn.Module]
-) -> Iterator[list[tuple[int, int]]]:
-    """Count each call's FLOPs and the FLOPs spent inside its block stack (torch's FlopCounterMode)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    calls: list[tuple[int, int]] = []
-    mode = FlopCounterMode(display=False)
-    marks = [0, 0, 0]
-
-    def start(*_: Any) -> None:
-        marks[0] = mode.get_total_flops()
-
-    def enter(*_: Any) -> None:
-        marks[1] = mode.get_total_flops()
-
-    def leave(*_: Any) -> None:
-        marks[2] = mode.get_total_flops()
-
-    def end(*_: Any) -> None:
-        calls.append((mode.get_total_flops() - marks[0], marks[2] - marks[1]))
-
-    handles = [
-        transformer.register_forward_pre_hook(start),
-        transformer.register_forward_hook(end),
-        blocks[0].register_forward_pre_hook(enter),
-        blocks[-1].register_forward_hook(leave),
-    ]
-    try:
-        with mode:
-            yield calls
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def _record(
     pipe: Any, calls: list[Callable[[], Any]], progress: Any
 ) -> tuple[Trajectory, list[torch.Tensor], float, float]:
     """Run the calls at full compute: the trajectory, the outputs, FLOPs of a full and a skipped call."""
-    import forecache
     from forecache.accel.attach import session_of
+    from forecache.api import apply, remove  # imports diffusers: on first use, as `forecache` does
     from forecache.tune.record import RecordingTarget  # registers the "record" target
 
     recorder = CacheConfig(policy=Interval(every=1, warmup=1, cooldown=0), target="record")
     transformer = pipe.transformer
     outputs: list[torch.Tensor] = []
-    flops: list[tuple[int, int]] = []
-    forecache.apply(pipe, recorder)
+    flops = ComputeCount()
+    apply(pipe, recorder)
     try:
         session = session_of(transformer)
         assert session is not None and isinstance(session.target, RecordingTarget)
         for index, call in enumerate(calls):
             if index == 0:
-                with _flop_counter(transformer, session.target.blocks) as counted:
+                with count_flops(transformer, session.target.blocks) as flops:
                     outputs.append(_output(call()))
-                flops = counted
             else:
                 outputs.append(_output(call()))
             progress.update(1)
         records = list(session.target.records)
     finally:
-        forecache.remove(pipe)
+        remove(pipe)
     for record in records:
         record.finish()
     lengths = [len(r.steps) for r in records]
     n = max(set(lengths), key=lengths.count)
     features = [r.streams[0] for r in records if len(r.steps) == n and r.streams and r.streams[0] is not None]
     timesteps = next(r.timesteps for r in records if len(r.steps) == n)
-    full = float(np.mean([total for total, _ in flops]))
-    skip = float(np.mean([total - inside for total, inside in flops]))
+    full = float(np.mean(flops.per_call))
+    outside = [total - inside for total, inside in zip(flops.per_call, flops.inside, strict=True)]
+    skip = float(np.mean(outside))
     return Trajectory.from_features(features, timesteps), outputs, full, skip
 
 
@@ -420,10 +383,10 @@ def tune(
     verified: list[Candidate] = []
 
     def run(candidate: Candidate, bar: Any) -> float:
-        import forecache
+        from forecache.api import cached
 
         outputs = []
-        with forecache.cached(pipe, candidate.config(n, target)):
+        with cached(pipe, candidate.config(n, target)):
             for call in calls:
                 outputs.append(_output(call()))
                 bar.update(1)

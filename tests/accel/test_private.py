@@ -9,7 +9,7 @@ from diffusers.hooks import HookRegistry
 from diffusers.hooks.hooks import BaseState, ModelHook, StateManager
 
 from forecache.accel import _private
-from forecache.testing.tiny import build_tiny
+from tests.fixtures.catalog import build_tiny
 
 
 class _Nothing(BaseState):

@@ -9,7 +9,7 @@ from forecache.accel.layout import BlockListLayout, ModelLayout
 from forecache.accel.policies import Decision, Verify
 from forecache.accel.policies.verify import run_error
 from forecache.layouts import registry
-from forecache.testing.tiny import build_tiny
+from tests.fixtures.catalog import build_tiny
 
 WIDTH = 4
 
@@ -135,16 +135,16 @@ def test_run_error_and_the_cap():
 
 @pytest.mark.eval
 def test_compute_ratio_counts_the_probe_block_as_run():
-    from forecache.eval.flops import count_linear_flops
+    from forecache.tune.flops import count_flops
 
     model = ToyTransformer(accumulated_values())
     inputs = [torch.zeros(2, WIDTH)] * 10
-    with count_linear_flops(model) as full:
+    with count_flops(model) as full:
         for s, x in enumerate(inputs):
             model(x, torch.tensor([1000.0 - s]))
     config = CacheConfig(policy=Verify(threshold=0.1, probe_blocks=1), forecaster=Reuse())
     forecache.apply(model, config, num_inference_steps=10)
-    with count_linear_flops(model) as cached:
+    with count_flops(model) as cached:
         for s, x in enumerate(inputs):
             model(x, torch.tensor([1000.0 - s]))
     forecache.remove(model)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from forecache import cli
-from forecache.testing.saved_pipelines import TINY_WAN_CALL, save_tiny_unet_pipeline, save_tiny_wan
+from tests.fixtures.saved_pipelines import TINY_WAN_CALL, save_tiny_unet_pipeline, save_tiny_wan
 
 
 @pytest.fixture(scope="module")

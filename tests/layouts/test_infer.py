@@ -15,7 +15,7 @@ from forecache.layouts import UnsupportedModelError, infer_layout, resolve_layou
 from forecache.layouts.registry import _REGISTRY
 from forecache.layouts.report import compare_layouts
 from forecache.layouts.verify import VERIFY_HOOK
-from forecache.testing.catalog import build_tiny, installed_names, tiny_model_names
+from tests.fixtures.catalog import build_tiny, installed_names, tiny_model_names
 
 UNAVAILABLE = installed_names()
 
