@@ -344,7 +344,7 @@ def _edges(text: str) -> tuple[float, ...]:
 def _models(args: argparse.Namespace) -> int:
     import forecache
     from forecache.api import TRANSFORMER_COMPONENTS
-    from forecache.eval.peers import PEERS
+    from forecache.eval.methods import METHODS
     from forecache.layouts.report import describe_model
     from forecache.reference import reference_models
 
@@ -372,7 +372,7 @@ def _models(args: argparse.Namespace) -> int:
         "`forecache models --model M` shows how a model is laid out."
     )
     print(f"Reference models: {', '.join(reference_models())}")
-    print(f"Peers: {', '.join(PEERS)}")
+    print(f"Peers: {', '.join(name for name, method in METHODS.items() if method.kind == 'peer')}")
     return 0
 
 

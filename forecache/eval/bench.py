@@ -315,7 +315,7 @@ def bench(config: BenchConfig | None = None, **overrides: Any) -> BenchResult:
     folder = RunFolder(where) if where is not None else None
     if folder is not None and config.resume is not None:
         folder.check_resumable(_settings(config))
-    preload = ("cache_dit",) if any(s.name.startswith("cachedit.") for s in config.specs) else ()
+    preload = tuple(dict.fromkeys(module for s in config.specs for module in s.method.preload))
     with captured(config.verbose, preload) as capture, torch_threads(resolve_threads(config)):
         try:
             harness, workload = prepare(config)

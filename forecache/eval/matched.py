@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from forecache.eval.knobs import knob_for
 from forecache.eval.match import MATCHED, search
-from forecache.eval.methods import MethodSpec, make_method
+from forecache.eval.methods import MethodSpec, knob_for, make_method
 from forecache.eval.runner import Harness
 from forecache.eval.schema import MethodResult
 

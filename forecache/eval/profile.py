@@ -19,8 +19,7 @@ import forecache
 from forecache.eval.arch import SIZES, Arch, load_arch
 from forecache.eval.bench import DEFAULT_METHODS
 from forecache.eval.files import atomic_write_json, atomic_write_text
-from forecache.eval.methods import MethodSpec, attached, make_method, parse_method
-from forecache.eval.peers import PeerRun
+from forecache.eval.methods import MethodRun, MethodSpec, attached, make_method, parse_method
 from forecache.eval.probes import count_host_reads, count_syncs, graphs_compiled, memory_probe
 from forecache.eval.workload import DTYPES
 from forecache.tune.flops import count_flops
@@ -43,9 +42,6 @@ NOTE = (
     "quality is never reported from random weights."
 )
 _MiB = 2**20
-# Peers whose `attach` takes the bare transformer (cache-dit's transformer-only path, a persistent
-# cache context counted in transformer calls) rather than an object holding `.transformer`.
-_TRANSFORMER_PEERS = ("cachedit.",)
 
 
 @dataclass(frozen=True)
@@ -233,13 +229,12 @@ def _denoise(model: torch.nn.Module, arch: Arch, inputs: Any, scheduler: Any, st
 def _peer_setup(spec: MethodSpec, model: torch.nn.Module) -> tuple[MethodSpec, Any]:
     """Return the spec and the attach target of a method when profile drives the bare transformer.
 
-    cache-dit takes the transformer itself; profile calls it once per step (no classifier-free
-    guidance as a second call), so cache-dit's ``enable_separate_cfg`` is off unless given (Wan's
-    adapter turns it on and would count two calls per step).
+    A method with `Method.transformer_defaults` (cache-dit) takes the transformer itself, with
+    those parameters unless given; the others get an object whose `transformer` it is.
     """
-    if spec.kind == "peer" and spec.name.startswith(_TRANSFORMER_PEERS):
-        params = {"enable_separate_cfg": False, **spec.params}
-        return make_method(spec.name, params, label=spec.label), model
+    defaults = spec.method.transformer_defaults
+    if defaults is not None:
+        return make_method(spec.name, {**defaults, **spec.params}, label=spec.label), model
     return spec, SimpleNamespace(transformer=model)
 
 
@@ -347,7 +342,7 @@ class ProfileSession:
 
         try:
             spec, peer_target = _peer_setup(spec, self.model)
-            peer_run = PeerRun(num_inference_steps=steps, run_once=run)
+            peer_run = MethodRun(num_inference_steps=steps, run_once=run)
             with attached(spec, self.model, peer_target, peer_run, self.scheduler):
                 start = time.perf_counter()
                 for _ in range(warmup):
@@ -405,7 +400,8 @@ def profile(config: ProfileConfig, on_row: Callable[[ProfileRow], None] | None =
 
     Every method runs `warmup` trajectories, one counted trajectory (FLOPs, forecache.stats,
     host synchronisations) and `repeats` timed trajectories (median wall-clock, peak memory).
-    The baseline runs first, cache-dit's methods last, the others in the order given.
+    The baseline runs first, the methods that take the bare transformer (cache-dit) last, the
+    others in the order given.
 
     Args:
         config: What to run.
@@ -421,7 +417,7 @@ def profile(config: ProfileConfig, on_row: Callable[[ProfileRow], None] | None =
     specs = [spec for spec in map(parse_method, config.methods) if spec.kind != "baseline"]
     # cache-dit last: its disable_cache leaves its patched forward on the transformer, and
     # diffusers' cache hooks fail on it afterwards (cache-dit 1.5.3)
-    specs.sort(key=lambda s: s.name.startswith(_TRANSFORMER_PEERS))
+    specs.sort(key=lambda s: s.method.transformer_defaults is not None)
     for spec in [parse_method("baseline"), *specs]:
         result.rows.append(session.measure(spec))
         if on_row is not None:
