@@ -16,11 +16,12 @@ from typing import Any
 import torch
 
 import forecache
+from forecache.eval._private import graphs_compiled, raise_recompile_limit, reset_stateful_cache
 from forecache.eval.arch import SIZES, Arch, load_arch
 from forecache.eval.bench import DEFAULT_METHODS
 from forecache.eval.files import atomic_write_json, atomic_write_text
 from forecache.eval.methods import MethodRun, MethodSpec, attached, make_method, parse_method
-from forecache.eval.probes import count_host_reads, count_syncs, graphs_compiled, memory_probe
+from forecache.eval.probes import count_host_reads, count_syncs, memory_probe
 from forecache.eval.workload import DTYPES
 from forecache.tune.flops import count_flops
 
@@ -220,9 +221,7 @@ def _denoise(model: torch.nn.Module, arch: Arch, inputs: Any, scheduler: Any, st
         if arch.inputs == "dit":  # learned sigma: the first `in_channels` channels are the noise
             out = out[:, :channels]
         latents = scheduler.step(out, t, latents, return_dict=False)[0]
-    reset = getattr(model, "_reset_stateful_cache", None)
-    if reset is not None:
-        reset()
+    reset_stateful_cache(model)
     return latents
 
 
@@ -236,20 +235,6 @@ def _peer_setup(spec: MethodSpec, model: torch.nn.Module) -> tuple[MethodSpec, A
     if defaults is not None:
         return make_method(spec.name, {**defaults, **spec.params}, label=spec.label), model
     return spec, SimpleNamespace(transformer=model)
-
-
-def _raise_recompile_limit(limit: int = 64) -> None:
-    """Let dynamo keep up to `limit` graphs per frame before it gives up on compiling it.
-
-    Every method measured on one compiled model may add graphs of its own (hooks attached and
-    removed); past the default limit (8) dynamo runs the frame eagerly without a word, and later
-    methods would be timed uncompiled.
-    """
-    from torch._dynamo import config
-
-    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
-    if getattr(config, name) < limit:
-        setattr(config, name, limit)
 
 
 def _eager() -> contextlib.AbstractContextManager[Any]:
@@ -281,7 +266,7 @@ class ProfileSession:
         dtype = DTYPES[config.dtype]
         self.model = model = arch.build(config.size, device, dtype)
         if config.compile:
-            _raise_recompile_limit()
+            raise_recompile_limit()
             compile_blocks: Any = model.compile_repeated_blocks  # diffusers' ModelMixin
             compile_blocks(backend=config.compile)  # regional: the blocks, not the hooks
         model_config = arch.model_config(config.size)

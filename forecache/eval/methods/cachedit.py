@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from forecache.eval._private import snapshot_forwards
 from forecache.eval.methods.base import (
     Detach,
     Knob,
@@ -75,7 +76,7 @@ def _enable(pipe: Any, params: dict[str, Any], run: MethodRun) -> Detach:
         calibration = getattr(cache_dit, _CALIBRATORS[calibrator])()
     run.info["cache_dit_version"] = getattr(cache_dit, "__version__", "unknown")
     run.info["enable_separate_cfg"] = params["enable_separate_cfg"]
-    restore = _snapshot_forwards(getattr(pipe, "transformer", pipe))  # a pipeline, or a bare transformer
+    restore = snapshot_forwards(getattr(pipe, "transformer", pipe))  # a pipeline, or a bare transformer
     try:
         cache_dit.enable_cache(pipe, cache_config=config, calibrator_config=calibration)
     except Exception:
@@ -91,35 +92,6 @@ def _enable(pipe: Any, params: dict[str, Any], run: MethodRun) -> Detach:
             restore()
 
     return detach
-
-
-_PATCHED = ("forward", "_is_patched")
-
-
-def _snapshot_forwards(transformer: Any) -> Detach:
-    """Record every module's instance ``forward`` and children; the returned function puts them back.
-
-    cache-dit's patch functors replace the transformer's and some blocks' ``forward`` (and mark
-    ``_is_patched``), and its adapter re-registers the block lists (changing the order in which
-    `named_modules` lists them); `disable_cache` leaves both, which breaks caches run afterwards
-    (diffusers' FirstBlockCache takes the first block it lists as the leader).
-    """
-    saved = [
-        (m, {k: m.__dict__[k] for k in _PATCHED if k in m.__dict__}, dict(m._modules))
-        for m in transformer.modules()
-    ]
-
-    def restore() -> None:
-        for module, attributes, children in saved:
-            for key in _PATCHED:
-                if key in attributes:
-                    module.__dict__[key] = attributes[key]
-                else:
-                    module.__dict__.pop(key, None)
-            module._modules.clear()
-            module._modules.update(children)
-
-    return restore
 
 
 @dataclass(frozen=True)
