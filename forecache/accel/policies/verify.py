@@ -40,11 +40,9 @@ class Verify:
     batch). With `accumulate` the errors of the current run are summed, so a run whose steps are
     each a little off stops, where `ConfidenceGate` judges each step alone and needs a cap.
 
-    Speed/quality (``benchmarks/forecasters.py``, 50 steps, paired PSNR, linear-FLOPs ratio, with
-    Taylor-1): with ``probe_blocks = 0`` on flux-digits it beats every fixed interval of every
-    forecaster at the same ratio (55.8 dB at 2.62x, 45.0 dB at 4.50x, 41.5 dB at 4.94x; best
-    fixed 50.0, 39.7, 39.4 dB); on dit-digits it beats Taylor-1's fixed intervals from 4.5x (41.3
-    dB at 4.51x against 36.7) but not the best fixed forecaster there (DMD 41.8 dB). A probe
+    Speed/quality: with ``probe_blocks = 0`` it places the computed steps where the forecast
+    drifts, at the cost of one forecast and one reduction of the stack's input per step (against
+    fixed intervals at the same ratio: BENCHMARKS.md, "Forecasters and probing policies"). A probe
     block costs ``1 / blocks`` of the model at every step (1/6 on the digit models, 1/57 on
     FLUX.1-dev), so with probes the ratio cannot pass ``blocks / probe_blocks``, and on shallow
     models a fixed schedule of the same cost computes more steps and wins. Lower `threshold` is
