@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from forecache.eval.match import MATCHED, UNREACHABLE, search
+from forecache.eval.knob_search import MATCHED, UNREACHABLE, search
 from forecache.eval.methods import Knob, knob_for
 
 
