@@ -12,9 +12,9 @@ import forecache
 from forecache import AdamsBashforthConfig, ConfidenceGateConfig, TaylorSeerConfig
 from forecache.accel.layout import TimeArgument, time_argument
 from forecache.layouts import UnsupportedModelError, infer_layout, resolve_layout
+from forecache.layouts.first_call import FIRST_CALL_HOOK
 from forecache.layouts.registry import _REGISTRY
 from forecache.layouts.report import compare_layouts
-from forecache.layouts.verify import VERIFY_HOOK
 from tests.fixtures.catalog import build_tiny, installed_names, tiny_model_names
 
 UNAVAILABLE = installed_names()
@@ -234,13 +234,13 @@ def test_the_check_removes_itself_after_a_good_first_call():
     model = Toy()
     forecache.apply(model, TaylorSeerConfig())
     registry = HookRegistry.check_if_exists_or_initialize(model)
-    assert registry.get_hook(VERIFY_HOOK) is not None
+    assert registry.get_hook(FIRST_CALL_HOOK) is not None
     toy_run(model, steps=1)
-    assert registry.get_hook(VERIFY_HOOK) is None
+    assert registry.get_hook(FIRST_CALL_HOOK) is None
     forecache.remove(model)
     forecache.apply(model, TaylorSeerConfig())
     forecache.remove(model)  # removed before any call: the check goes too
-    assert registry.get_hook(VERIFY_HOOK) is None
+    assert registry.get_hook(FIRST_CALL_HOOK) is None
 
 
 def test_a_model_without_time_or_blocks_is_refused_at_apply_with_the_reason():
