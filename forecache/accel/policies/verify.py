@@ -53,7 +53,8 @@ class Verify:
             each step's. Its scale depends on what is checked: 0.01-0.1 for the stack input
             (``probe_blocks = 0``), 0.1-0.5 for a probe block's output. Default 0.2.
         accumulate: Sum the errors over the current run of forecasts. Default True.
-        max_run: Cap on forecasts in a row; 0 for none. Default 0.
+        max_consecutive: Cap on forecasts in a row; 0 for none (the gate's cap, which is >= 1).
+            Default 0. Config files may still call it ``max_run``, its former name.
         warmup: Leading steps always computed (>= 1). Default 2.
         cooldown: Trailing steps always computed (>= 1: the last step always runs). Default 1.
         probe_blocks: Blocks that always run and are checked (>= 0; 0 checks the stack input).
@@ -65,7 +66,7 @@ class Verify:
 
     threshold: float = 0.2
     accumulate: bool = True
-    max_run: int = 0
+    max_consecutive: int = 0
     warmup: int = 2
     cooldown: int = 1
     probe_blocks: int = 1
@@ -76,7 +77,7 @@ class Verify:
         check_instance("Verify", "reduce_across_ranks", self.reduce_across_ranks, (bool,))
         if self.threshold != 0:
             check_float("Verify", "threshold", self.threshold, 0.0, 10.0)
-        check_int("Verify", "max_run", self.max_run, 0)
+        check_int("Verify", "max_consecutive", self.max_consecutive, 0)
         check_int("Verify", "warmup", self.warmup, 1)
         check_int("Verify", "cooldown", self.cooldown, 1)
         check_int("Verify", "probe_blocks", self.probe_blocks, 0)
@@ -91,7 +92,7 @@ class Verify:
         forced = (
             step < self.warmup
             or in_cooldown(step, num_steps, self.cooldown)
-            or (self.max_run > 0 and run_length >= self.max_run)
+            or (self.max_consecutive > 0 and run_length >= self.max_consecutive)
             or self.threshold == 0
         )
         return Decision.COMPUTE if forced else Decision.PROBE
