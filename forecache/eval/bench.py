@@ -183,7 +183,7 @@ def _notes(harness: Harness, config: RunConfig) -> dict[str, str]:
         **harness.scorer.notes,
         "memory": harness.memory_note,
         "compute_ratio": "linear-layer FLOPs of the baseline over the method's: nn.Linear and "
-        "convolution layers that ran inside the transformer (forecache.tune.flops), for every row",
+        "convolution layers that ran inside the transformer (forecache.calibrate.flops), for every row",
         "execution_ratio": "forecache rows only: cached units (blocks or modules) without the cache "
         "over those that ran, from forecache.stats",
     }

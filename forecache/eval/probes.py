@@ -2,7 +2,7 @@
 
 They watch the transformer with plain PyTorch hooks and a `TorchFunctionMode`, so they see every
 method the same way (forecache, diffusers' caches, cache-dit). FLOPs are counted by the one counter,
-`forecache.tune.flops`.
+`forecache.calibrate.flops`.
 """
 
 from __future__ import annotations

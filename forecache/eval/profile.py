@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 import forecache
+from forecache.calibrate.flops import count_flops
 from forecache.eval._private import graphs_compiled, raise_recompile_limit, reset_stateful_cache
 from forecache.eval.arch import SIZES, Arch, load_arch
 from forecache.eval.bench import DEFAULT_METHODS
@@ -23,7 +24,6 @@ from forecache.eval.files import atomic_write_json, atomic_write_text
 from forecache.eval.methods import MethodRun, MethodSpec, attached, make_method, parse_method
 from forecache.eval.probes import count_host_reads, count_syncs, memory_probe
 from forecache.eval.workload import DTYPES
-from forecache.tune.flops import count_flops
 
 __all__ = [
     "DEFAULT_PROFILE_METHODS",
@@ -123,7 +123,7 @@ class ProfileRow:
         compute_ratio: Baseline work over this method's: forecache.stats block executions for
             presets, transformer FLOPs for peers, 1.0 for the baseline.
         compute_source: How `compute_ratio` was obtained.
-        flops: Linear-layer FLOPs of one trajectory (`forecache.tune.flops`: ``nn.Linear`` and
+        flops: Linear-layer FLOPs of one trajectory (`forecache.calibrate.flops`: ``nn.Linear`` and
             convolutions that ran; attention's own matmuls and element-wise work are not counted).
         flops_ratio: The baseline's `flops` over this row's.
         peak_bytes: Peak memory of the timed loops (see `memory_method`).

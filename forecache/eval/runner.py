@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 import forecache
+from forecache.calibrate.flops import count_flops
 from forecache.eval import metrics
 from forecache.eval.methods import MethodRun, MethodSpec, attached
 from forecache.eval.probes import loop_clock, memory_probe
 from forecache.eval.schema import MethodResult, speedup
 from forecache.eval.workload import Workload
-from forecache.tune.flops import count_flops
 
 __all__ = ["FULL_CALL_FRACTION", "Harness"]
 

@@ -135,7 +135,7 @@ def test_run_error_and_the_cap():
 
 @pytest.mark.eval
 def test_compute_ratio_counts_the_probe_block_as_run():
-    from forecache.tune.flops import count_flops
+    from forecache.calibrate.flops import count_flops
 
     model = ToyTransformer(accumulated_values())
     inputs = [torch.zeros(2, WIDTH)] * 10

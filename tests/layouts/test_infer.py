@@ -46,7 +46,7 @@ def test_the_targets_that_chain_the_blocks_get_the_chain_by_their_own_flag():
         "transformer_blocks",
         "single_transformer_blocks",
     ]
-    import forecache.tune.record  # noqa: F401  (registers the tuner's "record" target)
+    import forecache.calibrate.record  # noqa: F401  (registers the tuner's "record" target)
 
     for target in ("blocks", "record"):  # both declare chains_blocks = True; no list of names
         resolution = resolve_layout(model, target)

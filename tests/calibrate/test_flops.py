@@ -6,7 +6,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import forecache
-from forecache.tune.flops import count_flops
+from forecache.calibrate.flops import count_flops
 
 
 class Net(torch.nn.Module):
@@ -72,7 +72,7 @@ def test_forecache_has_one_flops_counter():
         for path in root.rglob("*.py")
         if re.search(r"FlopCounterMode|F\.linear\b", path.read_text("utf-8"))
     )
-    assert users == ["tune/flops.py"]
+    assert users == ["calibrate/flops.py"]
 
 
 @pytest.mark.eval

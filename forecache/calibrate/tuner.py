@@ -1,9 +1,9 @@
 """`forecache.tune`: fit the schedule and the forecaster to one model, on the user's own prompts.
 
 1. Record: full-compute generations of the calibration calls, keeping each context's block-stack
-   residual at every step (`forecache.tune.record`) and the outputs.
+   residual at every step (`forecache.calibrate.record`) and the outputs.
 2. Search offline: for each two-point forecaster and error weighting, a dynamic programme finds the
-   cheapest set of computed steps for the wanted count (`forecache.tune.offline`); every candidate
+   cheapest set of computed steps for the wanted count (`forecache.calibrate.offline`); every candidate
    forecaster is then scored exactly on those schedules.
 3. Verify: the best few are run for real on the calibration calls, cached, against the recorded
    full-compute outputs (paired PSNR over all values), and the best verified one is kept.
@@ -30,8 +30,8 @@ import torch
 from forecache.accel.config import CacheConfig
 from forecache.accel.forecasters import AdamsBashforth, Forecaster, Hermite, Reuse, Taylor
 from forecache.accel.policies import Interval, Timeline
-from forecache.tune.flops import ComputeCount, count_flops
-from forecache.tune.offline import (
+from forecache.calibrate.flops import ComputeCount, count_flops
+from forecache.calibrate.offline import (
     Trajectory,
     best_schedules,
     check_linear,
@@ -124,13 +124,13 @@ class TuneResult:
 
     def report(self) -> str:
         """Return a markdown report of the goal, the chosen config and every candidate tried."""
-        from forecache.tune.report import markdown_report
+        from forecache.calibrate.report import markdown_report
 
         return markdown_report(self)
 
     def plot(self) -> Any:
         """Return a PIL image: the chosen schedule over the per-step offline error."""
-        from forecache.tune.report import schedule_plot
+        from forecache.calibrate.report import schedule_plot
 
         return schedule_plot(self)
 
@@ -205,7 +205,7 @@ def _record(
     """Run the calls at full compute: the trajectory, the outputs, FLOPs of a full and a skipped call."""
     from forecache.accel.attach import session_of
     from forecache.api import apply, remove  # imports diffusers: on first use, as `forecache` does
-    from forecache.tune.record import RecordingTarget  # registers the "record" target
+    from forecache.calibrate.record import RecordingTarget  # registers the "record" target
 
     recorder = CacheConfig(policy=Interval(every=1, warmup=1, cooldown=0), target="record")
     transformer = pipe.transformer

@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 import forecache
+from forecache.calibrate.offline import schedule_cost, step_weights
+from forecache.calibrate.tuner import _calls, _output, _psnr, _record
 from forecache.configfile import load_config
 from forecache.reference import load_reference
-from forecache.tune.offline import schedule_cost, step_weights
-from forecache.tune.tuner import _calls, _output, _psnr, _record
 
 STEPS = 20
 CALL = {"class_labels": [3, 7], "num_inference_steps": STEPS}
