@@ -184,7 +184,12 @@ def _add_tune(sub: Any) -> None:
     tune.add_argument("--height", type=int, help="image height, for pipelines that take one")
     tune.add_argument("--width", type=int, help="image width, for pipelines that take one")
     tune.add_argument(
-        "--verify", type=int, default=8, help="real cached runs per searched step count (default 8)"
+        "--trials",
+        "--verify",
+        dest="trials",
+        type=int,
+        default=8,
+        help="real cached runs per searched step count (default 8; --verify: its former name)",
     )
     tune.add_argument("--seed", type=int, default=0, help="seed of the calibration call (default 0)")
     tune.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -219,7 +224,7 @@ def _tune(args: argparse.Namespace) -> int:
             call,
             ratio=args.ratio,
             budget_db=args.budget_db,
-            verify=args.verify,
+            trials=args.trials,
             seed=args.seed,
             progress=not args.no_progress,
         )

@@ -81,7 +81,7 @@ def test_a_config_tuned_for_a_ratio_is_measured_by_bench_at_that_ratio(tmp_path)
 
     result = bench(
         model="flux-digits",
-        methods=["tuned:ratio=8,calibration=1,verify=1"],
+        methods=["tuned:ratio=8,calibration=1,trials=1"],
         match=(),
         steps=50,
         seeds=(0,),

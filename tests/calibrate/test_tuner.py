@@ -82,7 +82,7 @@ def test_report_and_plot(tuned):
 
 
 def test_budget_mode_returns_the_highest_ratio_it_verified(flux):
-    result = forecache.tune(flux, CALL, budget_db=40.0, verify=2, progress=False)
+    result = forecache.tune(flux, CALL, budget_db=40.0, trials=2, progress=False)
     assert result.chosen.psnr_db >= 40.0 and result.chosen.ratio > 2.0
     higher = [c for c in result.candidates if c.psnr_db is not None and c.ratio > result.chosen.ratio]
     assert all(c.psnr_db < 40.0 for c in higher)

@@ -70,7 +70,7 @@ class Preset(Method):
         return _applied(cache_target, spec.config, scheduler)
 
 
-_TUNED_FIELDS = {"ratio": 4.0, "calibration": 4, "verify": 6}
+_TUNED_FIELDS = {"ratio": 4.0, "calibration": 4, "trials": 6}
 
 
 @dataclass(frozen=True)
@@ -81,13 +81,16 @@ class Tuned(Method):
     """
 
     def build(self, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-        """Validate ``ratio`` > 1, ``calibration`` and ``verify`` ints >= 1 (defaults filled in)."""
-        params = {**_TUNED_FIELDS, **params}
+        """Validate ``ratio`` > 1, ``calibration`` and ``trials`` ints >= 1 (defaults filled in).
+
+        ``verify``, the former name of ``trials``, is still read (config files written before).
+        """
+        params = {**_TUNED_FIELDS, **{"trials" if key == "verify" else key: v for key, v in params.items()}}
         refuse_unknown("tuned", params, list(_TUNED_FIELDS))
         ratio = params["ratio"]
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 1:
             raise ValueError(f"tuned: `ratio` must be a float > 1, got {ratio!r}")
-        for key in ("calibration", "verify"):
+        for key in ("calibration", "trials"):
             value = params[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"tuned: `{key}` must be an int >= 1, got {value!r}")
@@ -109,14 +112,14 @@ def _tune(spec: MethodSpec, pipe: Any, run: MethodRun) -> Any:
             "tuned: this run has no calibration samples (a pipeline and its call arguments are needed)"
         )
     params = spec.params
-    key = f"tuned:{params['ratio']:g}:{params['calibration']}:{params['verify']}"
+    key = f"tuned:{params['ratio']:g}:{params['calibration']}:{params['trials']}"
     result = run.memo.get(key)
     if result is None:
         result = run.memo[key] = forecache.tune(
             pipe,
             run.calibration(params["calibration"]),
             ratio=params["ratio"],
-            verify=params["verify"],
+            trials=params["trials"],
             seed=TUNE_SEED,
             progress=False,
         )
