@@ -5,7 +5,7 @@
 One sample per seed (class ``seed % 10``), all seeds in one batched call, the pipeline's default
 guidance (true CFG: a "cond" and an "uncond" call per step). For every configuration it prints the
 compute ratio, counted as the linear-layer FLOPs of the transformer that actually ran
-(`forecache.tune.flops.count_flops`; baseline FLOPs / method FLOPs), and the
+(`forecache.calibrate.flops.count_flops`; baseline FLOPs / method FLOPs), and the
 paired PSNR of the decoded images against the uncached images of the same seeds, pooled over all
 pixels of all samples. The configurations:
 
@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 import forecache
+from forecache.calibrate.flops import count_flops
 from forecache.eval.metrics import psnr
 from forecache.reference import load_classifier, load_reference
-from forecache.tune.flops import count_flops
 
 
 def mask_steps(computed: int, steps: int, power: float = 1.6) -> list[int]:

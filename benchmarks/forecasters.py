@@ -9,7 +9,7 @@ fixed interval (``Interval(every=N, warmup=2, cooldown=1)``), then the probing p
 Each sample has its own seed (seed i, class label i % 10) and the same sample is generated with
 full compute; PSNR is pooled over all pixels of all samples (data range 1), as `forecache bench`.
 The compute ratio is the full-compute FLOPs of the linear layers over those actually run
-(`forecache.tune.flops.count_flops`, probes included). One torch thread; CPU.
+(`forecache.calibrate.flops.count_flops`, probes included). One torch thread; CPU.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import torch
 import forecache
 from forecache.accel.forecasters import DMD, FoCa, Hermite, Reuse, Taylor
 from forecache.accel.policies import Interval
+from forecache.calibrate.flops import count_flops
 from forecache.eval.methods import parse_method
 from forecache.eval.metrics import psnr
 from forecache.reference import load_reference
-from forecache.tune.flops import count_flops
 
 FORECASTERS: dict[str, Any] = {
     "reuse": Reuse(),

@@ -9,7 +9,7 @@ its window and the baseline's. Here each round times one baseline trajectory and
 trajectory of each method (applied, one untimed trajectory to settle its caches, timed, removed),
 so every ratio is taken against a baseline measured seconds before it; the median over rounds is
 reported with the range. FLOPs are counted on the linear layers that run
-(`forecache.tune.flops.count_flops`). Random weights, as `forecache profile`.
+(`forecache.calibrate.flops.count_flops`). Random weights, as `forecache profile`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import time
 import torch
 
 import forecache
+from forecache.calibrate.flops import count_flops
 from forecache.eval.methods import parse_method
 from forecache.eval.profile import ProfileConfig, ProfileSession
-from forecache.tune.flops import count_flops
 
 
 def main() -> None:

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 import forecache
+from forecache.calibrate.flops import count_flops
 from forecache.eval.metrics import psnr
 from forecache.reference import REFERENCE_MODELS, load_reference
 from forecache.reference.scenes.checks import word_changes, word_test
 from forecache.reference.scenes.prompts import prompt_set
-from forecache.tune.flops import count_flops
 
 GOALS = {50: 10.0, 28: 6.0}
 CALIBRATION_SEED = 100_000

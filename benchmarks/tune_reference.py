@@ -8,7 +8,7 @@ runs on 20 held-out samples at its step count, and the 50-step one also at 28 st
 `Timeline` computes the same points of the trajectory there: fewer steps skipped, so a lower
 ratio); `TimelineConfig()` (the preset, no tuning) runs on the same samples. PSNR is paired
 against full compute over all pixels of the decoded images; the compute ratio is the
-linear-layer FLOPs of full compute over the method's (`forecache.tune.flops`), stem and head
+linear-layer FLOPs of full compute over the method's (`forecache.calibrate.flops`), stem and head
 included. One torch thread.
 """
 
@@ -20,9 +20,9 @@ import time
 import torch
 
 import forecache
+from forecache.calibrate.flops import count_flops
+from forecache.calibrate.tuner import _calls, _output, _psnr
 from forecache.reference import load_reference
-from forecache.tune.flops import count_flops
-from forecache.tune.tuner import _calls, _output, _psnr
 
 GOALS = {"flux-digits": 8.0, "flux-digits-deep": 8.0, "dit-digits": 6.0}
 CALIBRATION_SEED = 100_000

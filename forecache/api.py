@@ -19,8 +19,8 @@ from forecache.accel.config import resolve_config
 from forecache.accel.state import CacheSession
 from forecache.accel.stats import CacheStats
 from forecache.configfile import load_config
+from forecache.layouts.first_call import arm_first_call_check, disarm
 from forecache.layouts.registry import UnsupportedModelError, resolve_layout
-from forecache.layouts.verify import arm_first_call_check, disarm
 
 __all__ = ["apply", "cached", "remove", "stats"]
 

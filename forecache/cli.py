@@ -190,7 +190,12 @@ def _add_tune(sub: Any) -> None:
     tune.add_argument("--height", type=int, help="image height, for pipelines that take one")
     tune.add_argument("--width", type=int, help="image width, for pipelines that take one")
     tune.add_argument(
-        "--verify", type=int, default=8, help="real cached runs per searched step count (default 8)"
+        "--trials",
+        "--verify",
+        dest="trials",
+        type=int,
+        default=8,
+        help="real cached runs per searched step count (default 8; --verify: its former name)",
     )
     tune.add_argument("--seed", type=int, default=0, help="seed of the calibration call (default 0)")
     tune.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -232,7 +237,7 @@ def _tune(args: argparse.Namespace) -> int:
             call,
             ratio=args.ratio,
             budget_db=args.budget_db,
-            verify=args.verify,
+            trials=args.trials,
             seed=args.seed,
             progress=not args.no_progress,
         )
@@ -357,7 +362,7 @@ def _edges(text: str) -> tuple[float, ...]:
 def _models(args: argparse.Namespace) -> int:
     import forecache
     from forecache.api import TRANSFORMER_COMPONENTS
-    from forecache.eval.peers import PEERS
+    from forecache.eval.methods import METHODS
     from forecache.layouts.report import describe_model
     from forecache.reference import reference_models
 
@@ -385,7 +390,7 @@ def _models(args: argparse.Namespace) -> int:
         "`forecache models --model M` shows how a model is laid out."
     )
     print(f"Reference models: {', '.join(reference_models())}")
-    print(f"Peers: {', '.join(PEERS)}")
+    print(f"Peers: {', '.join(name for name, method in METHODS.items() if method.kind == 'peer')}")
     return 0
 
 

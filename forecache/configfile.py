@@ -32,11 +32,12 @@ from forecache.accel.config import (
     TimelineConfig,
 )
 from forecache.accel.forecasters import FORECASTERS
-from forecache.accel.policies import POLICIES
+from forecache.accel.policies import POLICIES, Verify
 from forecache.accel.registry import Registry
 
 __all__ = [
     "ALIASES",
+    "FORMER_FIELDS",
     "PRESETS",
     "SCHEMA_VERSION",
     "build_config",
@@ -56,6 +57,8 @@ PRESETS: dict[str, type] = {
     "cache": CacheConfig,
 }
 ALIASES = {"adams-bashforth": "ab", "ab-cache": "ab", "confidence-gate": "cg", "cg-taylor": "cg"}
+FORMER_FIELDS: dict[type, dict[str, str]] = {Verify: {"max_run": "max_consecutive"}}
+"""Fields renamed since files were first written: class -> former name -> name (files still load)."""
 _CACHE_TOP = ("target", "history_dtype", "fallback_margin", "fallback")
 
 
@@ -83,7 +86,14 @@ def _coerce(cls: type, key: str, value: Any) -> Any:
     return value
 
 
+def _current(cls: type, params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` with the former names of `cls`'s fields (`FORMER_FIELDS`) replaced by the current ones."""
+    former = FORMER_FIELDS.get(cls, {})
+    return {former.get(key, key): value for key, value in params.items()}
+
+
 def _build(cls: type, owner: str, params: Mapping[str, Any]) -> Any:
+    params = _current(cls, params)
     _check_fields(cls, owner, params)
     return cls(**{k: _coerce(cls, k, v) for k, v in params.items()})
 
@@ -116,7 +126,7 @@ def _build_cache(params: Mapping[str, Any]) -> CacheConfig:
     top: dict[str, Any] = {}
     policy_fields = [f.name for f in dataclasses.fields(policy_cls)]
     forecaster_fields = [f.name for f in dataclasses.fields(forecaster_cls)]
-    for key, value in params.items():
+    for key, value in _current(policy_cls, params).items():
         if key in _CACHE_TOP:
             top[key] = value
         elif key in policy_fields:

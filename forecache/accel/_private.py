@@ -4,13 +4,20 @@ Public APIs are used wherever they exist (`ModelHook`, `HookRegistry`, `StateMan
 `CacheContext` on diffusers >= 0.41, `CacheMixin.is_cache_enabled`, `torch.compiler`). What is
 left has no public form; each accessor below names what it reads, since which diffusers or torch
 version, and what it does where that is missing. `tests/accel/test_private.py` checks each one
-against the installed versions; CI runs it at the floor and at the newest supported versions.
+against the installed versions; CI runs it at the floor (torch 2.5.1, diffusers 0.35.2) and at the
+newest supported versions (torch 2.13, diffusers 0.42.1, where this issue's moves were checked).
+The harness's own private names (torch's dynamo counters, cache-dit's patches) are in its twin,
+`forecache.eval._private`; `tests/test_private_names.py` finds none anywhere else.
+
+Calling ``self.fn_ref.original_forward(...)`` inside a hook's ``new_forward`` is diffusers' public
+hook contract (every diffusers hook calls through it) and is not counted here; replacing it is.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -18,10 +25,14 @@ __all__ = [
     "block_return_indices",
     "compile_context",
     "compiled_call",
+    "context_receiver",
+    "hooked_forward",
     "invalidate_child_registries",
     "lazy_compiler_disable",
+    "mark_stateful",
     "read_cache_context",
     "set_compiled_call",
+    "set_hooked_forward",
     "transformer_block_identifiers",
 ]
 
@@ -114,3 +125,55 @@ def invalidate_child_registries(registry: Any) -> None:
     invalidate = getattr(registry, "invalidate_child_registries_cache", None)
     if invalidate is not None:
         invalidate()
+
+
+_Class = TypeVar("_Class", bound=type)
+
+
+def mark_stateful(hook_class: _Class) -> _Class:
+    """Make diffusers call `hook_class`'s ``reset_state`` at the end of a generation; returns it.
+
+    diffusers' `HookRegistry.reset_stateful_hooks` (which pipelines call through
+    ``maybe_free_model_hooks``) resets only hooks whose class sets the private flag
+    ``_is_stateful`` (diffusers 0.35 to 0.42).
+    """
+    hook_class._is_stateful = True  # type: ignore[attr-defined]
+    return hook_class
+
+
+@functools.cache
+def _no_state() -> type:
+    from diffusers.hooks.hooks import BaseState
+
+    class NoState(BaseState):
+        def reset(self) -> None:
+            """Nothing to reset: the receiver only carries the context."""
+
+    return NoState
+
+
+def context_receiver() -> Any:
+    """Return a state manager that diffusers' ``cache_context`` hands its context to.
+
+    Read it with `read_cache_context`. ``cache_context`` sets the context on the `StateManager` of
+    every stateful hook; `StateManager` and `BaseState` live in ``diffusers.hooks.hooks`` and are
+    not exported by ``diffusers.hooks`` (diffusers 0.35 to 0.42). The manager's state is empty:
+    forecache keeps its own.
+    """
+    from diffusers.hooks.hooks import StateManager
+
+    return StateManager(_no_state())
+
+
+def hooked_forward(hook: Any) -> Callable[..., Any]:
+    """Return the forward a registered diffusers hook wraps (``hook.fn_ref.original_forward``)."""
+    return hook.fn_ref.original_forward
+
+
+def set_hooked_forward(hook: Any, forward: Callable[..., Any]) -> None:
+    """Replace the forward a registered diffusers hook wraps (``hook.fn_ref.original_forward``).
+
+    `HookRegistry.remove_hook` puts ``fn_ref.original_forward`` back as the module's forward, so
+    whoever replaces it restores the module's own forward after removal (diffusers 0.35 to 0.42).
+    """
+    hook.fn_ref.original_forward = forward

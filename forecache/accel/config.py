@@ -224,14 +224,12 @@ class TimelineConfig:
     """The measured default: steps placed denser late on the normalised timeline, Taylor on the blocks.
 
     No paper's preset but what the shipped reference models measured best without tuning (see
-    BENCHMARKS.md, "Presets"): at 50 steps, computing ``round(50 / ratio)`` steps at the
+    BENCHMARKS.md, "Past 5x"): at 50 steps, computing ``round(50 / ratio)`` steps at the
     positions ``1 - (1 - u) ** shape`` (``u`` evenly spaced in [0, 1]: sparse early where the
     features change slowly in the forecaster's eyes, dense late where errors are no longer
-    corrected) and forecasting the block stack's residual with a Taylor series. At 5.5x it keeps
-    >= 40 dB against full compute on flux-digits, flux-digits-deep and dit-digits, where fixed
-    intervals at 5x fall to 33-37 dB. The schedule is a `Shaped` policy: every step count gets
-    the same compute ratio with the same density. For the most out of one model, tune it:
-    `forecache.tune`.
+    corrected) and forecasting the block stack's residual with a Taylor series. The schedule is a
+    `Shaped` policy: every step count gets the same compute ratio with the same density. For the
+    most out of one model, tune it: `forecache.tune`.
 
     Args:
         ratio: Steps over computed steps (> 1). Default 5.5. Larger is faster and lossier.

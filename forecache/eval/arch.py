@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from forecache.eval._private import keep_in_fp32_modules
 from forecache.reference.inputs import flux_image_ids
 
 __all__ = ["ARCH_DIR", "SIZES", "Arch", "LatentInputs", "arch_names", "load_arch"]
@@ -129,7 +130,7 @@ class Arch:
                 model = self.model_class()(**self.model_config(size))
         finally:
             torch.set_default_dtype(previous)
-        keep = set(getattr(model, "_keep_in_fp32_modules", None) or ())
+        keep = keep_in_fp32_modules(model)
         if keep and dtype != torch.float32:  # as from_pretrained(torch_dtype=...) does
             for name, param in model.named_parameters():
                 if keep & set(name.split(".")):

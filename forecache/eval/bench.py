@@ -186,7 +186,7 @@ def _notes(harness: Harness, config: RunConfig) -> dict[str, str]:
         **harness.scorer.notes,
         "memory": harness.memory_note,
         "compute_ratio": "linear-layer FLOPs of the baseline over the method's: nn.Linear and "
-        "convolution layers that ran inside the transformer (forecache.tune.flops), for every row",
+        "convolution layers that ran inside the transformer (forecache.calibrate.flops), for every row",
         "execution_ratio": "forecache rows only: cached units (blocks or modules) without the cache "
         "over those that ran, from forecache.stats",
     }
@@ -318,7 +318,7 @@ def bench(config: BenchConfig | None = None, **overrides: Any) -> BenchResult:
     folder = RunFolder(where) if where is not None else None
     if folder is not None and config.resume is not None:
         folder.check_resumable(_settings(config))
-    preload = ("cache_dit",) if any(s.name.startswith("cachedit.") for s in config.specs) else ()
+    preload = tuple(dict.fromkeys(module for s in config.specs for module in s.method.preload))
     with captured(config.verbose, preload) as capture, torch_threads(resolve_threads(config)):
         try:
             harness, workload = prepare(config)

@@ -12,8 +12,15 @@ from typing import Any
 
 import torch
 
-from forecache.eval.knobs import KNOBS
-from forecache.eval.methods import BASELINE, MethodSpec, load_methods, make_method, parse_method
+from forecache.eval.methods import (
+    BASELINE,
+    METHODS,
+    MethodSpec,
+    knob_for,
+    load_methods,
+    make_method,
+    parse_method,
+)
 from forecache.eval.workload import DTYPES, OUTPUTS
 
 __all__ = ["DEFAULT_METHODS", "DEFAULT_TARGETS", "BenchConfig", "RunConfig", "check_device"]
@@ -184,7 +191,7 @@ class BenchConfig(RunConfig):
         methods: Method specs (``"taylorseer:order=1"``, ``"diffusers.fbcache"``...). Default
             `DEFAULT_METHODS` (the presets and every peer) unless `config_files` are given.
         config_files: Config files whose methods are added (JSON, or YAML with PyYAML).
-        match: Target compute ratios (each > 1): every method's knob (see `forecache.eval.knobs`)
+        match: Target compute ratios (each > 1): every method's knob (`forecache.eval.methods.Method.knob`)
             is tuned to land on each, and quality is compared at equal compute. Default None:
             `DEFAULT_TARGETS` when neither `methods` nor `config_files` is given, else no matching
             (each method runs as specified). ``()`` turns matching off.
@@ -247,9 +254,10 @@ class BenchConfig(RunConfig):
             specs += load_methods(path)
         if targets:
             for spec in specs[1:]:
-                if spec.name not in KNOBS:
+                if spec.method.knob is None:
+                    with_knob = [name for name, method in METHODS.items() if method.knob is not None]
                     raise ValueError(
-                        f"BenchConfig: `match` needs methods with a speed knob ({list(KNOBS)}), "
+                        f"BenchConfig: `match` needs methods with a speed knob ({with_knob}), "
                         f"got {spec.label!r}"
                     )
         labels = [s.label for s in specs]
@@ -259,8 +267,6 @@ class BenchConfig(RunConfig):
         object.__setattr__(self, "specs", tuple(specs))
 
     def _check_knob_free(self, spec: MethodSpec, text: str) -> None:
-        from forecache.eval.knobs import knob_for
-
         knob = knob_for(spec.name, spec.config, self.steps)
         if knob.field in _given_fields(text):
             raise ValueError(

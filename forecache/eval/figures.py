@@ -1,8 +1,8 @@
 """Plots of a run with matplotlib (the ``eval`` extra): quality against compute, the decision timeline.
 
-One colour family and one marker per method family (forecache: blues, circles; diffusers:
-oranges, squares; cache-dit: greens, triangles), one shade per method, a legend beside the axes
-instead of labels that collide, the target ratios drawn as bands, and each method's swept settings
+Each method in its own colour and marker (`Method.style`: forecache's in blues, diffusers' in
+oranges, cache-dit's in greens; no two methods share both), a legend beside the axes instead of
+labels that collide, the target ratios drawn as bands, and each method's swept settings
 (the matched-speed search) drawn as a thin curve beside its measured points. Without matplotlib the
 functions raise `ImportError` naming the extra, and the run notes the figures as unavailable.
 """
@@ -16,16 +16,12 @@ from typing import Any
 
 from PIL import Image
 
+from forecache.eval.methods import METHODS
 from forecache.eval.schema import BenchResult, MethodResult
 
-__all__ = ["family_style", "pareto_figure", "timeline_figure"]
+__all__ = ["method_styles", "pareto_figure", "timeline_figure"]
 
-_FAMILIES = {
-    "forecache": ("Blues", "o"),
-    "diffusers": ("Oranges", "s"),
-    "cachedit": ("Greens", "^"),
-    "baseline": ("Greys", "D"),
-}
+_UNKNOWN_MARKERS = ("h", "8", "p", "d", "H", "1", "2", "3", "4")
 
 
 def _pyplot() -> Any:
@@ -39,27 +35,23 @@ def _pyplot() -> Any:
     return plt
 
 
-def _family(method: str, kind: str) -> str:
-    if kind == "baseline":
-        return "baseline"
-    return method.split(".", 1)[0] if kind == "peer" else "forecache"
+def method_styles(methods: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Colour and marker per method name: the registered method's `Style`.
 
-
-def family_style(methods: Sequence[tuple[str, str]]) -> dict[str, tuple[Any, str]]:
-    """Colour and marker per method name, from ``(method, kind)`` pairs (same family: same hue and marker)."""
-    plt = _pyplot()
-    families: dict[str, list[str]] = {}
-    for method, kind in methods:
-        names = families.setdefault(_family(method, kind), [])
-        if method not in names:
-            names.append(method)
-    style = {}
-    for family, names in families.items():
-        cmap_name, marker = _FAMILIES.get(family, ("Purples", "v"))
-        cmap = plt.get_cmap(cmap_name)
-        for i, name in enumerate(names):
-            shade = 0.85 - 0.5 * i / max(len(names) - 1, 1) if len(names) > 1 else 0.7
-            style[name] = (cmap(shade), marker)
+    A name no method is registered under (a results file from elsewhere) gets a grey with a
+    marker of its own.
+    """
+    style: dict[str, tuple[str, str]] = {}
+    unknown = 0
+    for method in methods:
+        if method in style:
+            continue
+        registered = METHODS.get(method)
+        if registered is not None:
+            style[method] = (registered.style.colour, registered.style.marker)
+        else:
+            style[method] = ("#737373", _UNKNOWN_MARKERS[unknown % len(_UNKNOWN_MARKERS)])
+            unknown += 1
     return style
 
 
@@ -88,7 +80,7 @@ def pareto_figure(result: BenchResult, x_key: str = "compute_ratio") -> Image.Im
 
     plt = _pyplot()
     rows = [r for r in shown_rows(result) if r.ok and r.kind != "baseline"]
-    style = family_style([(r.method, r.kind) for r in rows])
+    style = method_styles([r.method for r in rows])
     with_fid = [r for r in rows if _finite(r.fid)]
     fig, axes = plt.subplots(1, 2 if with_fid else 1, figsize=(12 if with_fid else 8.5, 5.2), squeeze=False)
 
@@ -199,7 +191,7 @@ def timeline_figure(result: BenchResult) -> Image.Image | None:
     ax.set_title("Per-step decisions (first batch): dark = computed, light = forecast / reused", fontsize=10)
     if gates:
         ax2 = axes[1][0]
-        style = family_style([(r.method, r.kind) for r in gates])
+        style = method_styles([r.method for r in gates])
         for r in gates:
             colour, _ = style[r.method]
             threshold = (r.setting or {}).get("threshold", r.params.get("threshold"))

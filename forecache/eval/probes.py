@@ -2,7 +2,7 @@
 
 They watch the transformer with plain PyTorch hooks and a `TorchFunctionMode`, so they see every
 method the same way (forecache, diffusers' caches, cache-dit). FLOPs are counted by the one counter,
-`forecache.tune.flops`.
+`forecache.calibrate.flops`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ __all__ = [
     "MemoryProbe",
     "count_host_reads",
     "count_syncs",
-    "graphs_compiled",
     "loop_clock",
     "memory_probe",
 ]
@@ -149,13 +148,6 @@ def count_syncs(device: torch.device) -> Iterator[list[int]]:
         finally:
             torch.cuda.set_sync_debug_mode(previous)
     count[0] = sum("synchroniz" in str(w.message) for w in caught)
-
-
-def graphs_compiled() -> int:
-    """Graphs dynamo has compiled in this process so far (``counters["stats"]["unique_graphs"]``)."""
-    from torch._dynamo.utils import counters
-
-    return int(counters["stats"]["unique_graphs"])
 
 
 @dataclass

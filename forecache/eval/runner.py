@@ -23,13 +23,12 @@ import numpy as np
 import torch
 
 import forecache
+from forecache.calibrate.flops import count_flops
 from forecache.eval import metrics
-from forecache.eval.methods import MethodSpec, attached
-from forecache.eval.peers import PeerRun
+from forecache.eval.methods import MethodRun, MethodSpec, attached
 from forecache.eval.probes import loop_clock, memory_probe
 from forecache.eval.schema import MethodResult, speedup
 from forecache.eval.workload import Workload
-from forecache.tune.flops import count_flops
 
 __all__ = ["FULL_CALL_FRACTION", "Harness"]
 
@@ -99,7 +98,7 @@ class Harness:
     @contextlib.contextmanager
     def _attached(self, spec: MethodSpec, result: MethodResult) -> Iterator[None]:
         pipe = self.workload.pipe
-        run = PeerRun(
+        run = MethodRun(
             num_inference_steps=self.workload.call_kwargs["num_inference_steps"],
             run_once=functools.partial(self.workload, self._batches[0]),
             calls_per_step=self.calls_per_step,

@@ -34,7 +34,15 @@ from forecache.eval.bench import (
 )
 from forecache.eval.config import RunConfig
 from forecache.eval.files import atomic_write_image, atomic_write_json, atomic_write_text
-from forecache.eval.methods import BASELINE, MethodSpec, make_method, method_names, parse_value, save_methods
+from forecache.eval.methods import (
+    BASELINE,
+    MethodSpec,
+    make_method,
+    method_named,
+    method_names,
+    parse_value,
+    save_methods,
+)
 from forecache.eval.pareto import pareto_front
 from forecache.eval.quiet import captured
 from forecache.eval.report import markdown_report
@@ -89,7 +97,7 @@ class SweepConfig(RunConfig):
 
     Args:
         preset: The method swept: a preset (``taylorseer``, ``ab``, ``cg``, ``cache``) or a peer
-            (``diffusers.fbcache``...; see `forecache.eval.peers.PEERS`). Default ``"taylorseer"``.
+            (``diffusers.fbcache``...; see `forecache.eval.methods.METHODS`). Default ``"taylorseer"``.
         grid: Axes like ``"interval=2:8"`` (inclusive), ``"threshold=0.05:0.3:0.05"``,
             ``"order=0,1,2"``; a single value fixes a field. Default ``("interval=2:6",)``.
         bucket_edges: Edges of the speed buckets, increasing, > 1. Default (1.5, 2, 3, 4): buckets
@@ -217,7 +225,7 @@ def sweep(config: SweepConfig | None = None, **overrides: Any) -> SweepResult:
     """
     config = dataclasses.replace(config, **overrides) if config is not None else SweepConfig(**overrides)
     folder = RunFolder(config.out) if config.out is not None else None
-    preload = ("cache_dit",) if config.preset.startswith("cachedit.") else ()
+    preload = method_named(config.preset).preload
     with captured(config.verbose, preload) as capture, torch_threads(resolve_threads(config)):
         rows, harness, workload = _run_rows(config, folder)
     candidates = [

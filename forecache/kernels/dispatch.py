@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from forecache.kernels.reference import (
+from forecache.kernels.torch_ops import (
     torch_guarded_weighted_sum,
     torch_relative_l1,
     torch_taylor_update_,

@@ -2,7 +2,7 @@
 
 Imported only by the dispatcher when the Triton path is chosen: importing this module imports
 Triton. Each operation is a triple: ``_x_kernel`` (the ``@triton.jit`` kernel), ``triton_x`` (the
-checked launch wrapper) and ``torch_x`` (the reference, in :mod:`forecache.kernels.reference`).
+checked launch wrapper) and ``torch_x`` (the reference, in :mod:`forecache.kernels.torch_ops`).
 The memory traffic of each kernel is given by the matching ``*_bytes`` function there.
 
 On CPU tensors the kernels run only under Triton's interpreter: ``TRITON_INTERPRET=1`` must be set
@@ -30,7 +30,7 @@ from forecache.kernels.checks import (
     check_taylor_update_args,
     check_weighted_sum_args,
 )
-from forecache.kernels.reference import safe_ratio
+from forecache.kernels.torch_ops import safe_ratio
 
 #: Elements per program of the element-wise kernels (8 bf16 per thread with 4 warps: 16-byte accesses).
 ELEMENTWISE_BLOCK = 1024
@@ -80,7 +80,7 @@ def _device_guard(t: Tensor) -> contextlib.AbstractContextManager[object]:
 
 
 # --------------------------------------------------------------------------- weighted sum
-# Traffic: reference.weighted_sum_bytes = (K reads + 1 write) * numel * itemsize.
+# Traffic: torch_ops.weighted_sum_bytes = (K reads + 1 write) * numel * itemsize.
 
 
 @triton.jit
@@ -164,7 +164,7 @@ def _grid(n: int) -> tuple[int]:
 
 
 # --------------------------------------------------------------------------- guarded weighted sum
-# Traffic: reference.guarded_weighted_sum_bytes = the weighted sum's; the guard is free when fused.
+# Traffic: torch_ops.guarded_weighted_sum_bytes = the weighted sum's; the guard is free when fused.
 
 
 @triton.jit
@@ -259,7 +259,7 @@ def guarded_weighted_sum_unchecked(
 
 
 # --------------------------------------------------------------------------- Taylor update
-# Traffic: reference.taylor_update_bytes = feature read + N factor writes + N - 1 factor reads.
+# Traffic: torch_ops.taylor_update_bytes = feature read + N factor writes + N - 1 factor reads.
 
 
 @triton.jit
@@ -333,7 +333,7 @@ def taylor_update_unchecked(
 
 
 # --------------------------------------------------------------------------- relative L1
-# Traffic: reference.relative_l1_bytes = both inputs read once (+ 8 bytes of partials per program).
+# Traffic: torch_ops.relative_l1_bytes = both inputs read once (+ 8 bytes of partials per program).
 
 
 @triton.jit

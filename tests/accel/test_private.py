@@ -5,26 +5,21 @@ CI runs this module at the floor and at the newest supported versions (see `.ci/
 
 import pytest
 import torch
-from diffusers.hooks import HookRegistry
-from diffusers.hooks.hooks import BaseState, ModelHook, StateManager
+from diffusers.hooks import HookRegistry, ModelHook
 
 from forecache.accel import _private
 from tests.fixtures.catalog import build_tiny
 
 
-class _Nothing(BaseState):
-    def reset(self):
-        pass
-
-
+@_private.mark_stateful
 class _Receiver(ModelHook):
-    _is_stateful = True
-
     def __init__(self):
         super().__init__()
-        self.manager = StateManager(_Nothing)
+        self.manager = _private.context_receiver()
+        self.resets = 0
 
     def reset_state(self, module):
+        self.resets += 1
         return module
 
 
@@ -36,6 +31,33 @@ def test_cache_context_is_read_through_the_hook_state_manager():
     with model.cache_context("cond"):
         assert _private.read_cache_context(hook.manager)[0] == "cond"
     assert _private.read_cache_context(hook.manager) == (None, None, None)
+
+
+def test_a_hook_marked_stateful_is_reset_by_diffusers():
+    model = build_tiny("FluxTransformer2DModel").model
+    hook = _Receiver()
+    registry = HookRegistry.check_if_exists_or_initialize(model)
+    registry.register_hook(hook, "receiver")
+    registry.reset_stateful_hooks()
+    assert hook.resets == 1
+
+
+class _Passthrough(ModelHook):
+    def new_forward(self, module, *args, **kwargs):
+        return self.fn_ref.original_forward(*args, **kwargs)
+
+
+def test_the_forward_a_hook_wraps_can_be_replaced_and_stays_after_removal():
+    block = torch.nn.Linear(2, 2)
+    own = block.forward
+    registry = HookRegistry.check_if_exists_or_initialize(block)
+    hook = _Passthrough()
+    registry.register_hook(hook, "pass")
+    assert _private.hooked_forward(hook) == own
+    _private.set_hooked_forward(hook, lambda x: x * 0 + 7)
+    assert torch.equal(block(torch.ones(1, 2)), torch.full((1, 2), 7.0))
+    registry.remove_hook("pass")  # removal installs the replacement: whoever replaced it restores
+    assert torch.equal(block(torch.ones(1, 2)), torch.full((1, 2), 7.0))
 
 
 @pytest.mark.skipif(

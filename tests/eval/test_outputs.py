@@ -74,19 +74,19 @@ def _result(rows, match=None):
     return BenchResult("bench", {}, workload, {}, {}, rows, "now", "0", match=match)
 
 
-def test_pareto_figure_has_one_style_per_family_and_a_legend():
+def test_every_method_has_its_own_colour_and_marker_and_the_pareto_figure_a_legend():
     figures = pytest.importorskip("forecache.eval.figures")
     pytest.importorskip("matplotlib")
-    style = figures.family_style(
-        [
-            ("taylorseer", "forecache"),
-            ("ab", "forecache"),
-            ("diffusers.fbcache", "peer"),
-            ("cachedit.dmd", "peer"),
-        ]
-    )
-    assert style["taylorseer"][1] == style["ab"][1] == "o" and style["taylorseer"][0] != style["ab"][0]
-    assert style["diffusers.fbcache"][1] == "s" and style["cachedit.dmd"][1] == "^"
+    from forecache.eval.methods import METHODS
+
+    style = figures.method_styles(list(METHODS))
+    assert len(style) == len(METHODS) >= 14
+    assert len(set(style.values())) == len(style), style  # distinct (colour, marker) pairs
+    assert len({marker for _, marker in style.values()}) >= 8
+    assert figures.method_styles(["not-registered", "also-not"]) == {
+        "not-registered": ("#737373", "h"),
+        "also-not": ("#737373", "8"),
+    }
     rows = [
         _row("baseline", "baseline", "baseline", 1.0, float("inf")),
         _row("taylorseer @2x", "taylorseer", "forecache", 2.0, 40.0, 2.0),

@@ -21,7 +21,7 @@ from forecache.kernels import (
     weighted_sum,
 )
 from forecache.kernels.dispatch import triton_available
-from forecache.kernels.reference import (
+from forecache.kernels.torch_ops import (
     torch_guarded_weighted_sum,
     torch_relative_l1,
     torch_taylor_update_,

@@ -5,8 +5,8 @@ tensor. A history is fed ``update(feature, x)`` at computed steps and asked ``pr
 skipped ones, where ``x`` is the time coordinate (the step index or the scheduler's timestep).
 
 To add a forecaster: one module with a frozen dataclass that has a ``coordinate`` and a
-``make_history(dtype, memo)``, decorated with ``@register_forecaster("name")``, plus its test.
-The config parser, the CLI and config files then find it by name.
+``make_history(dtype, memo, track_peak=False)``, decorated with ``@register_forecaster("name")``,
+plus its test. The config parser, the CLI and config files then find it by name.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def register_forecaster(name: str, *, replace: bool = False) -> Callable[[type],
         ... @dataclass(frozen=True)
         ... class MyReuse:
         ...     coordinate = "step"
-        ...     def make_history(self, dtype, memo): ...
+        ...     def make_history(self, dtype, memo, track_peak=False): ...
 
     """
     return FORECASTERS.register(name, replace=replace)

@@ -46,11 +46,9 @@ class DMD:
     (``batch x window`` numbers, a synchronisation); per fit, a ``window x window`` eigen
     decomposition per sample on the host; per forecast, ``window`` multiply-adds in torch plus the
     guard (its margin over the running peak, refused elements take the last computed feature, as
-    the fused kernel does). Memory: `window` features per cached tensor. Measured (``blocks``
-    target, 50 steps, ``benchmarks/forecasters.py``): on dit-digits (v-prediction, DDIM) it is the
-    best fixed-interval forecaster at intervals 4, 6 and 7 (48.7 dB at 3.32x and 41.8 dB at 4.51x,
-    Taylor-1 46.2 and 36.7 dB); on flux-digits it trails Taylor-1 up to interval 7 and matches it
-    at 8 (36.0 dB at 5.48x).
+    the fused kernel does). Memory: `window` features per cached tensor. Where it wins (damped
+    trajectories: v-prediction, DDIM) and where it trails Taylor-1: BENCHMARKS.md, "Forecasters and
+    probing policies".
 
     Args:
         window: Computed steps kept and fitted, in [3, 8]. Default 4 (cache-dit keeps 4-6).

@@ -9,7 +9,7 @@ import torch
 
 import forecache
 from forecache.accel.forecasters.adams_bashforth import RingHistory
-from forecache.tune.offline import (
+from forecache.calibrate.offline import (
     Trajectory,
     best_schedules,
     check_linear,

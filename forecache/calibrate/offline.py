@@ -130,7 +130,7 @@ def step_weights(trajectory: Trajectory, kind: str) -> np.ndarray:
             ``"sensitivity"``, the product of the two, which is the tuner's ranking cost: its
             order agreed best with the real PSNR of cached runs (Spearman -0.87 over 11
             schedules on flux-digits and on dit-digits, against -0.70 and -0.75 uniform; see
-            ``tests/tune``). The others generate alternative schedules; verification decides.
+            ``tests/calibrate``). The others generate alternative schedules; verification decides.
 
     """
     n = trajectory.length

@@ -1,9 +1,9 @@
 """`forecache.tune`: fit the schedule and the forecaster to one model, on the user's own prompts.
 
 1. Record: full-compute generations of the calibration calls, keeping each context's block-stack
-   residual at every step (`forecache.tune.record`) and the outputs.
+   residual at every step (`forecache.calibrate.record`) and the outputs.
 2. Search offline: for each two-point forecaster and error weighting, a dynamic programme finds the
-   cheapest set of computed steps for the wanted count (`forecache.tune.offline`); every candidate
+   cheapest set of computed steps for the wanted count (`forecache.calibrate.offline`); every candidate
    forecaster is then scored exactly on those schedules.
 3. Verify: the best few are run for real on the calibration calls, cached, against the recorded
    full-compute outputs (paired PSNR over all values), and the best verified one is kept.
@@ -13,7 +13,7 @@
 
 Speed/quality: the schedule is what matters most (sparse where features change slowly, dense
 where they do not, per model and scheduler); the tuner costs one recording generation per
-calibration call plus ``verify`` cached generations per searched step count.
+calibration call plus ``trials`` cached generations per searched step count.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import torch
 from forecache.accel.config import CacheConfig
 from forecache.accel.forecasters import AdamsBashforth, Forecaster, Hermite, Reuse, Taylor
 from forecache.accel.policies import Interval, Timeline
-from forecache.tune.flops import ComputeCount, count_flops
-from forecache.tune.offline import (
+from forecache.calibrate.flops import ComputeCount, count_flops
+from forecache.calibrate.offline import (
     Trajectory,
     best_schedules,
     check_linear,
@@ -124,13 +124,13 @@ class TuneResult:
 
     def report(self) -> str:
         """Return a markdown report of the goal, the chosen config and every candidate tried."""
-        from forecache.tune.report import markdown_report
+        from forecache.calibrate.report import markdown_report
 
         return markdown_report(self)
 
     def plot(self) -> Any:
         """Return a PIL image: the chosen schedule over the per-step offline error."""
-        from forecache.tune.report import schedule_plot
+        from forecache.calibrate.report import schedule_plot
 
         return schedule_plot(self)
 
@@ -205,7 +205,7 @@ def _record(
     """Run the calls at full compute: the trajectory, the outputs, FLOPs of a full and a skipped call."""
     from forecache.accel.attach import session_of
     from forecache.api import apply, remove  # imports diffusers: on first use, as `forecache` does
-    from forecache.tune.record import RecordingTarget  # registers the "record" target
+    from forecache.calibrate.record import RecordingTarget  # registers the "record" target
 
     recorder = CacheConfig(policy=Interval(every=1, warmup=1, cooldown=0), target="record")
     transformer = pipe.transformer
@@ -249,7 +249,7 @@ def _count_for_ratio(n: int, ratio: float, full: float, skip: float) -> int:
     return 1
 
 
-def _to_verify(ranked: list[Candidate], count: int) -> list[Candidate]:
+def _to_try(ranked: list[Candidate], count: int) -> list[Candidate]:
     """Return the candidates to run for real: each forecaster's best first, then new schedules.
 
     The offline error ranks schedules well but forecasters less so (a higher-order forecaster's
@@ -286,7 +286,7 @@ def tune(
     budget_db: float | None = None,
     forecasters: Sequence[Forecaster] = DEFAULT_FORECASTERS,
     target: str = "blocks",
-    verify: int = 8,
+    trials: int = 8,
     max_gap: int | None = None,
     seed: int = 0,
     progress: bool = True,
@@ -308,7 +308,8 @@ def tune(
         forecasters: Forecasters to consider; each must be linear in its features (all built-in
             ones are). Default `DEFAULT_FORECASTERS`.
         target: The target to tune for; only ``"blocks"`` (the stack residual the recording sees).
-        verify: Real cached runs per searched step count (>= 1). Default 8: every default
+        trials: Real cached runs per searched step count (>= 1), the candidates verified against
+            full compute (not the `Verify` policy). Default 8: every default
             forecaster once on its best schedule, then the next best schedule. More is safer, slower.
         max_gap: Most steps between two computed ones. Default: a third of the steps.
         seed: Seed of the first calibration call (the others follow). Default 0.
@@ -336,8 +337,8 @@ def tune(
         raise ValueError(f"tune: `budget_db` must be a float > 0, got {budget_db!r}")
     if target != "blocks":
         raise ValueError(f"tune: `target` must be one of ['blocks'], got {target!r}")
-    if isinstance(verify, bool) or not isinstance(verify, int) or verify < 1:
-        raise ValueError(f"tune: `verify` must be an int >= 1, got {verify!r}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"tune: `trials` must be an int >= 1, got {trials!r}")
     from tqdm.auto import tqdm
 
     calls = _calls(pipe, call_kwargs, seed)
@@ -397,7 +398,7 @@ def tune(
     def best_verified(count: int, bar: Any) -> tuple[Candidate | None, list[Candidate]]:
         ranked = candidates_at(count)
         chosen = None
-        for candidate in _to_verify(ranked, verify):
+        for candidate in _to_try(ranked, trials):
             run(candidate, bar)
             if chosen is None or (candidate.psnr_db or -1) > (chosen.psnr_db or -1):
                 chosen = candidate
@@ -407,7 +408,7 @@ def tune(
     if ratio is not None:
         count = _count_for_ratio(n, float(ratio), full, skip)
         with tqdm(
-            total=verify * len(calls), desc="forecache tune: verifying", disable=not progress, unit="call"
+            total=trials * len(calls), desc="forecache tune: verifying", disable=not progress, unit="call"
         ) as bar:
             chosen, ranked = best_verified(count, bar)
         goal = f"compute ratio >= {ratio:g}x"
@@ -421,7 +422,7 @@ def tune(
         best: tuple[Candidate, list[Candidate]] | None = None
         rounds = math.ceil(math.log2(n)) + 1
         with tqdm(
-            total=rounds * verify * len(calls),
+            total=rounds * trials * len(calls),
             desc="forecache tune: verifying",
             disable=not progress,
             unit="call",

@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from forecache.eval.knobs import Knob, knob_for
-from forecache.eval.match import MATCHED, UNREACHABLE, search
+from forecache.eval.knob_search import MATCHED, UNREACHABLE, search
+from forecache.eval.methods import Knob, knob_for
 
 
 def interval_ratio(interval, steps=28, warmup=3, cooldown=1):

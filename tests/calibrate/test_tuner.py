@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 import forecache
+from forecache.calibrate.offline import schedule_cost, step_weights
+from forecache.calibrate.tuner import _calls, _output, _psnr, _record
 from forecache.configfile import load_config
 from forecache.reference import load_reference
-from forecache.tune.offline import schedule_cost, step_weights
-from forecache.tune.tuner import _calls, _output, _psnr, _record
 
 STEPS = 20
 CALL = {"class_labels": [3, 7], "num_inference_steps": STEPS}
@@ -82,7 +82,7 @@ def test_report_and_plot(tuned):
 
 
 def test_budget_mode_returns_the_highest_ratio_it_verified(flux):
-    result = forecache.tune(flux, CALL, budget_db=40.0, verify=2, progress=False)
+    result = forecache.tune(flux, CALL, budget_db=40.0, trials=2, progress=False)
     assert result.chosen.psnr_db >= 40.0 and result.chosen.ratio > 2.0
     higher = [c for c in result.candidates if c.psnr_db is not None and c.ratio > result.chosen.ratio]
     assert all(c.psnr_db < 40.0 for c in higher)

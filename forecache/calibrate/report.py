@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from forecache.tune.tuner import TuneResult
+    from forecache.calibrate.tuner import TuneResult
 
 __all__ = ["markdown_report", "schedule_plot"]
 

@@ -30,9 +30,9 @@ from forecache.accel.layout import ModelLayout
 from forecache.accel.streams import StreamIO
 from forecache.layouts.errors import UnsupportedModelError
 
-__all__ = ["VERIFY_HOOK", "FirstCallCheck", "arm_first_call_check", "disarm"]
+__all__ = ["FIRST_CALL_HOOK", "FirstCallCheck", "arm_first_call_check", "disarm"]
 
-VERIFY_HOOK = "forecache_verify"
+FIRST_CALL_HOOK = "forecache_first_call"
 
 
 class _Observer:
@@ -184,13 +184,13 @@ class FirstCallCheck(ModelHook):
 def arm_first_call_check(model: torch.nn.Module, layout: ModelLayout, chained: bool, hint: str = "") -> None:
     """Register the first-call check on `model` (after forecache's own hooks, so it wraps them)."""
     registry = HookRegistry.check_if_exists_or_initialize(model)
-    registry.register_hook(FirstCallCheck(layout, chained, hint), VERIFY_HOOK)
+    registry.register_hook(FirstCallCheck(layout, chained, hint), FIRST_CALL_HOOK)
     invalidate_child_registries(registry)
 
 
 def disarm(model: torch.nn.Module) -> None:
     """Remove the first-call check from `model` if it is there."""
     registry = HookRegistry.check_if_exists_or_initialize(model)
-    if registry.get_hook(VERIFY_HOOK) is not None:
-        registry.remove_hook(VERIFY_HOOK, recurse=False)
+    if registry.get_hook(FIRST_CALL_HOOK) is not None:
+        registry.remove_hook(FIRST_CALL_HOOK, recurse=False)
         invalidate_child_registries(registry)

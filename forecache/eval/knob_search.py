@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from forecache.eval.knobs import Knob
+from forecache.eval.methods import Knob
 
 __all__ = ["MATCHED", "UNREACHABLE", "Choice", "Search", "search"]
 

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.eval
 def test_forecache_tune_writes_a_config_bench_reads(tmp_path, capsys):
     out = tmp_path / "tuned"
     code = cli.main(
-        ["tune", "--ratio", "3", "--steps", "12", "--calibration", "2", "--verify", "2", "--no-progress",
+        ["tune", "--ratio", "3", "--steps", "12", "--calibration", "2", "--trials", "2", "--no-progress",
          "--out", str(out)]
     )  # fmt: skip
     printed = capsys.readouterr()
@@ -39,7 +39,7 @@ def test_forecache_tune_writes_a_config_bench_reads(tmp_path, capsys):
 
 def test_tuned_method_in_bench_calibrates_apart_from_the_benchmark_seeds(tmp_path, capsys):
     code = cli.main(
-        ["bench", "--methods", "tuned:ratio=3,calibration=2,verify=2", "--match", "none", "--steps", "12",
+        ["bench", "--methods", "tuned:ratio=3,calibration=2,trials=2", "--match", "none", "--steps", "12",
          "--seeds", "0-1", "--no-progress", "--out", str(tmp_path)]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err

@@ -6,7 +6,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import forecache
-from forecache.tune.flops import count_flops
+from forecache.calibrate.flops import count_flops
 
 
 class Net(torch.nn.Module):
@@ -72,7 +72,7 @@ def test_forecache_has_one_flops_counter():
         for path in root.rglob("*.py")
         if re.search(r"FlopCounterMode|F\.linear\b", path.read_text("utf-8"))
     )
-    assert users == ["tune/flops.py"]
+    assert users == ["calibrate/flops.py"]
 
 
 @pytest.mark.eval
@@ -81,7 +81,7 @@ def test_a_config_tuned_for_a_ratio_is_measured_by_bench_at_that_ratio(tmp_path)
 
     result = bench(
         model="flux-digits",
-        methods=["tuned:ratio=8,calibration=1,verify=1"],
+        methods=["tuned:ratio=8,calibration=1,trials=1"],
         match=(),
         steps=50,
         seeds=(0,),
