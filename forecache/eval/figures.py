@@ -70,6 +70,9 @@ def _finite(value: float | None) -> bool:
 def pareto_figure(result: BenchResult, x_key: str = "compute_ratio") -> Image.Image:
     """Quality against compute ratio (or speed-up): measured rows, swept curves and target bands.
 
+    In a matched run the compute-ratio axis spans the targets (with a margin); rows beyond it are
+    arrows at the axis's edge, listed under the figure and in the image's ``info["off_axis"]``.
+
     Args:
         result: The run.
         x_key: ``"compute_ratio"`` (default) or ``"speedup"`` (the denoising loop's median).
@@ -89,6 +92,7 @@ def pareto_figure(result: BenchResult, x_key: str = "compute_ratio") -> Image.Im
 
     match = result.match or {}
     tolerance = match.get("tolerance", 0.1)
+    outliers: set[str] = set()
     for ax, (metric, title, higher) in zip(
         axes[0],
         [
@@ -111,8 +115,24 @@ def pareto_figure(result: BenchResult, x_key: str = "compute_ratio") -> Image.Im
                     colour, marker = style[method["method"]]
                     ax.plot(*zip(*points, strict=True), color=colour, lw=0.9, alpha=0.55, marker=marker, ms=3)
         labelled: set[str] = set()
-        plotted = [(x_of(r), getattr(r, metric), r) for r in rows]
-        plotted = [(x, y, r) for x, y, r in plotted if _finite(x) and _finite(y)]
+        plotted: list[tuple[float, float, MethodResult]] = []
+        for r in rows:
+            x, y = x_of(r), getattr(r, metric)
+            if x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
+                plotted.append((x, y, r))
+        span = _x_span(match.get("targets", []), tolerance) if x_key == "compute_ratio" else None
+        if span is not None:
+            ax.set_xlim(*span)
+            for x, y, r in plotted:
+                if not span[0] <= x <= span[1]:
+                    outliers.add(f"{r.label} at {x:.2f}x ({y:.1f})")
+                    edge = span[1] if x > span[1] else span[0]
+                    ax.annotate(
+                        "",
+                        xy=(edge, y),
+                        xytext=(edge - 0.04 * (span[1] - span[0]) * (1 if x > edge else -1), y),
+                        arrowprops={"arrowstyle": "->", "color": style[r.method][0]},
+                    )
         for x, y, r in plotted:
             colour, marker = style[r.method]
             name = r.label.split(" @")[0] if result.match else r.label
@@ -139,6 +159,14 @@ def pareto_figure(result: BenchResult, x_key: str = "compute_ratio") -> Image.Im
         ax.set_title(title, fontsize=11)
         ax.grid(True, alpha=0.3)
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)
+    if outliers:
+        fig.text(
+            0.01,
+            -0.02,
+            "off the axis (arrows at its edge): " + "; ".join(sorted(outliers)),
+            fontsize=8,
+            va="top",
+        )
     w = result.workload
     fig.suptitle(
         f"{w.get('model')}: {w.get('call_arguments', {}).get('num_inference_steps')} steps, "
@@ -146,7 +174,21 @@ def pareto_figure(result: BenchResult, x_key: str = "compute_ratio") -> Image.Im
         + ("; thin lines: each method's settings tried (first batch)" if match else ""),
         fontsize=11,
     )
-    return _png(fig)
+    image = _png(fig)
+    image.info["off_axis"] = sorted(outliers)
+    return image
+
+
+def _x_span(targets: Sequence[float], tolerance: float) -> tuple[float, float] | None:
+    """Return the compute-ratio axis of a matched run: its targets' range and a margin, or None.
+
+    A setting far from every target (a peer's knob that jumps to 26x) would otherwise stretch the
+    axis until the targets' range fills a fifth of it; such points are drawn as arrows at the edge
+    and listed under the figure.
+    """
+    if not targets:
+        return None
+    return max(1.0, min(targets) * (1 - tolerance) * 0.8), max(targets) * (1 + tolerance) * 1.25
 
 
 _COLOURS = {"C": (0.12, 0.30, 0.60), "F": (0.75, 0.85, 0.95)}

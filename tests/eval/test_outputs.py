@@ -103,6 +103,12 @@ def test_every_method_has_its_own_colour_and_marker_and_the_pareto_figure_a_lege
     }  # fmt: skip
     image = figures.pareto_figure(_result(rows, match))
     assert image.width > 600 and image.height > 300
+    assert image.info["off_axis"] == []
+    # a setting far beyond the targets does not stretch the axis: it is an arrow at the edge, listed
+    assert figures._x_span([2.0, 3.0, 4.0, 5.0], 0.1) == pytest.approx((1.44, 6.875))
+    far = [*rows, _row("cachedit.scm @5x", "cachedit.scm", "peer", 26.1, 12.3, 5.0)]
+    wide = figures.pareto_figure(_result(far, {**match, "targets": [2.0, 5.0]}))
+    assert wide.info["off_axis"] == ["cachedit.scm @5x at 26.10x (12.3)"]
     timeline = figures.timeline_figure(_result(rows, match))
     assert timeline is not None and timeline.width > 600
 
