@@ -13,9 +13,10 @@ from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import unwrap_module
 
+from forecache._caller import calling_scheduler
 from forecache.accel.attach import attach, detach, session_of
-from forecache.accel.clock import ScheduleClock
 from forecache.accel.config import resolve_config
+from forecache.accel.runs import SharedSchedule
 from forecache.accel.state import CacheSession
 from forecache.accel.stats import CacheStats
 from forecache.configfile import load_config
@@ -169,15 +170,15 @@ def apply(
             if resolution.source == "inferred":
                 arm_first_call_check(module, resolution.layout, resolution.chained, _hint(resolution.chained))
             if scheduler is not None:
-                session.clock = ScheduleClock(lambda: scheduler)
+                session.scheduler_source = lambda: scheduler
             elif isinstance(target, DiffusionPipeline):
-                session.clock = ScheduleClock(lambda: getattr(target, "scheduler", None))
+                session.scheduler_source = calling_scheduler(target, module, TRANSFORMER_COMPONENTS)
     except BaseException:
         for module in list(transformers.values())[: len(sessions)]:
             disarm(module)
             detach(module)
         raise
-    shared: list[Any] = [None]
+    shared = SharedSchedule()
     for session in sessions:
         session.siblings = [other for other in sessions if other is not session]
         session.siblings_schedule = shared

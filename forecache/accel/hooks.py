@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers.hooks.hooks import BaseState, ModelHook, StateManager
+from diffusers.hooks.hooks import BaseState, ModelHook
 
-from forecache.accel._private import read_cache_context
+from forecache.accel._private import ThreadContextReceiver, read_cache_context
 from forecache.accel.clock import host_timestep
 from forecache.accel.layout import TimeArgument, time_argument
 from forecache.accel.policies import Decision
@@ -60,7 +60,7 @@ class RootHook(ModelHook):
         super().__init__()
         self.session = session
         self.time = time_argument(timestep_arg)
-        self.receiver = StateManager(_NoState)  # diffusers' `cache_context` sets its context
+        self.receiver = ThreadContextReceiver(_NoState)  # diffusers' `cache_context` sets it, per thread
         self._args: ArgReader | None = None
 
     def initialize_hook(self, module: torch.nn.Module) -> torch.nn.Module:
@@ -100,6 +100,7 @@ class RootHook(ModelHook):
             )
         name, steps, index = read_cache_context(self.receiver)
         assert self._args is not None
+        session.enter()  # the calling pipeline's scheduler, in the calling thread's state
         timestep = host_timestep(self._time(args, kwargs), session.clock)
         ctx = session.begin_call(timestep, name, steps, index)
         if ctx.step == 0 and session.check_compiled is not None and not torch.compiler.is_compiling():

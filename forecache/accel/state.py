@@ -3,12 +3,15 @@
 A `CacheSession` belongs to one hooked transformer. Every transformer call opens a step in one
 `ContextState`: the pipeline's `cache_context` name when it sets one, otherwise the order of the
 calls within one timestep (first call ``branch0``, second ``branch1``). State resets when a new
-generation starts (the scheduler's schedule is set anew, or the timestep jumps back up), and after
-a call that raised.
+generation starts (the scheduler's schedule is set anew, the calling pipeline's scheduler is
+another one, or the timestep jumps back up), and after a call that raised. The generation state
+is kept per thread (`forecache.accel.runs`): concurrent generations on one transformer each have
+their own.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +22,7 @@ from forecache.accel.clock import ScheduleClock
 from forecache.accel.config import CacheConfig
 from forecache.accel.forecasters import Guard, History, Memo
 from forecache.accel.policies import Decision
+from forecache.accel.runs import Run, SharedSchedule, ThreadRuns
 from forecache.accel.stats import CacheStats, ContextStats
 from forecache.accel.tree import TreeSpec, flatten, unflatten
 
@@ -236,17 +240,49 @@ class CacheSession:
         # or (no probe blocks, ``observes_stack``) what the embeddings hand the first block
         self.observes = bool(self.probe_blocks) or bool(getattr(config.policy, "observes_stack", False))
         self.num_inference_steps = num_inference_steps
-        self.clock: ScheduleClock | None = None
+        #: returns the scheduler of the pipeline making the call (set by `forecache.apply`), or None
+        self.scheduler_source: Callable[[], Any] | None = None
         self.siblings: list[CacheSession] = []  # other experts of the same pipeline (Wan 2.2)
-        self.siblings_schedule: list[Any] = [None]  # shared with the siblings: the last schedule seen
+        self.siblings_schedule = SharedSchedule()  # shared with the siblings: the last schedule seen
         self.undo: list[Callable[[], None]] = []  # restores blocks whose compile was moved inside
         self.check_compiled: Callable[[], None] | None = None  # moves compiles done after `apply`
-        self.contexts: dict[str, ContextState] = {}
-        self.current: ContextState | None = None
-        self._last_timestep: float | None = None
-        self._branch = 0
-        self._ended = False
-        self._generation = -1
+        self.runs = ThreadRuns()
+
+    # ------------------------------------------------------------------ the calling thread's run
+
+    @property
+    def run(self) -> Run:
+        """The calling thread's generation state."""
+        return self.runs.get()
+
+    @property
+    def clock(self) -> ScheduleClock | None:
+        """The calling thread's scheduler clock (following the default scheduler until a call says)."""
+        run = self.runs.get()
+        if run.clock is None and self.scheduler_source is not None:
+            run.follow(self.scheduler_source())
+        return run.clock
+
+    @clock.setter
+    def clock(self, clock: ScheduleClock | None) -> None:
+        run = self.runs.get()
+        run.clock, run.clock_for = clock, None
+
+    @property
+    def contexts(self) -> dict[str, ContextState]:
+        """The calling thread's contexts (guidance branches) of the current or last generation."""
+        return self.runs.get().contexts
+
+    @property
+    def current(self) -> ContextState | None:
+        """The context of the calling thread's call in progress (None between calls)."""
+        return self.runs.get().current
+
+    @compiler_disable
+    def enter(self) -> None:
+        """At a call's start: follow the scheduler of the calling pipeline (another one: a new generation)."""
+        if self.scheduler_source is not None and self.runs.get().follow(self.scheduler_source()):
+            self.reset()
 
     @property
     def unit(self) -> str:
@@ -254,45 +290,54 @@ class CacheSession:
         return self.target.unit
 
     def reset(self) -> None:
-        """Forget every context: histories, counters and the branch order."""
-        self.contexts = {}
-        self.current = None
-        self._last_timestep = None
-        self._branch = 0
-        self._ended = False
+        """Forget every context of the calling thread: histories, counters and the branch order."""
+        run = self.runs.get()
+        run.contexts = {}
+        run.current = None
+        run.last_timestep = None
+        run.branch = 0
+        run.ended = False
 
     def release(self) -> None:
-        """End the generation: free every tensor, keep the counters until the next generation starts."""
-        if self.clock is not None:
-            self.clock.verify()
-        for ctx in self.contexts.values():
+        """End the calling thread's generation: free every tensor, keep the counters until the next one."""
+        run = self.runs.get()
+        if run.clock is not None:
+            run.clock.verify()
+        for ctx in run.contexts.values():
             ctx.release()
-        self.current = None
-        self._ended = True
+        run.current = None
+        run.ended = True
 
     def stats(self) -> CacheStats:
-        """Statistics of the current or last generation (reads the refusal counters: one sync)."""
-        for ctx in self.contexts.values():
-            ctx.settle()
-        return CacheStats(unit=self.unit, contexts=dict((n, c.stats) for n, c in self.contexts.items()))
+        """Statistics of the current or last generation (reads the refusal counters: one sync).
 
-    def _new_generation(self) -> bool:
+        The calling thread's, or, in a thread that never ran this transformer, the generation that
+        started last in any thread.
+        """
+        contexts = self.runs.for_stats().contexts
+        for ctx in contexts.values():
+            ctx.settle()
+        return CacheStats(unit=self.unit, contexts=dict((n, c.stats) for n, c in contexts.items()))
+
+    def _new_generation(self, run: Run) -> bool:
         """Whether this call starts a generation: the schedule was set anew, or the last one ended."""
-        clock = self.clock
+        clock = run.clock
         if clock is not None:
             clock.follow()
-            if clock.lost_trust:
+            if clock.lost_trust:  # the times read from now on are the calls' own: watch them afresh
                 clock.lost_trust = False
+                run.watch.reset()
                 return True
-            if clock.generation != self._generation:
-                self._generation = clock.generation
-                if self.siblings and clock.schedule is not self.siblings_schedule[0]:
+            if clock.generation != run.generation:
+                run.generation = clock.generation
+                shared = self.siblings_schedule
+                if self.siblings and clock.schedule is not shared.schedule:
                     # the first expert to see this schedule: a new pipeline call, every expert starts over
-                    self.siblings_schedule[0] = clock.schedule
+                    shared.schedule = clock.schedule
                     for sibling in self.siblings:
                         sibling.reset()
                 return True
-        return self._ended
+        return run.ended
 
     @compiler_disable
     def begin_call(
@@ -311,35 +356,36 @@ class CacheSession:
             context_index: The context's `step_index` (the loop index), if set.
 
         """
-        if self._new_generation():
+        run = self.runs.get()
+        if self._new_generation(run):
             self.reset()
+            self.runs.latest = run
+        run.started = True
         if context_name is None:
-            if self._last_timestep is not None and timestep == self._last_timestep:
-                self._branch += 1
+            if run.last_timestep is not None and timestep == run.last_timestep:
+                run.branch += 1
             else:
-                if self._last_timestep is not None and timestep > self._last_timestep:
+                if run.last_timestep is not None and timestep > run.last_timestep:
                     self.reset()
-                self._branch = 0
-            context_name = f"branch{self._branch}"
+                run.branch = 0
+            context_name = f"branch{run.branch}"
         else:
-            known = self.contexts.get(context_name)
+            known = run.contexts.get(context_name)
             if known is not None and known.step >= 0 and timestep > known.timestep:
                 self.reset()
-        self._last_timestep = timestep
+        run.last_timestep = timestep
         num_steps = context_steps or self.num_inference_steps
-        if num_steps is None and self.clock is not None:
-            num_steps = self.clock.num_steps()
-        ctx = self.contexts.get(context_name)
+        if num_steps is None and run.clock is not None:
+            num_steps = run.clock.num_steps()
+        ctx = run.contexts.get(context_name)
         if ctx is None:
-            ctx = self.contexts[context_name] = ContextState(
-                context_name, self.config, self.target, num_steps
-            )
+            ctx = run.contexts[context_name] = ContextState(context_name, self.config, self.target, num_steps)
             # where this context joined the loop (a second expert, an img2img start), counted in the
             # frame of the step count used below: the pipeline's loop if it tells, else the scheduler's
             if context_steps is not None:
                 ctx.first_index = context_index or 0
-            elif self.clock is not None:
-                ctx.first_index = self.clock.index() or 0
+            elif run.clock is not None:
+                ctx.first_index = run.clock.index() or 0
         ctx.step += 1
         ctx.timestep = timestep
         ctx.memo.clear()
@@ -350,8 +396,22 @@ class CacheSession:
         decision = self.policy.decide(ctx.step, num_steps, ctx.run_length)
         ctx.decision = Decision.COMPUTE if ctx.step == 0 else decision
         ctx.stats.total_units += self.units_per_step
-        self.current = ctx
+        run.current = ctx
+        self._watch(run, ctx, num_steps)
         return ctx
+
+    def _watch(self, run: Run, ctx: ContextState, num_steps: int | None) -> None:
+        """Warn once when calls keep starting fresh contexts though the policy would forecast."""
+
+        def would_forecast(k: int) -> bool:
+            return any(
+                self.policy.decide(step, num_steps, 0) is not Decision.COMPUTE for step in range(1, k + 1)
+            )
+
+        schedule = run.clock.generation if isinstance(run.clock, ScheduleClock) else -1
+        message = run.watch.observe(ctx.step, ctx.timestep, schedule, would_forecast)
+        if message is not None:
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     @compiler_disable
     def end_call(self, ctx: ContextState) -> None:
@@ -366,7 +426,7 @@ class CacheSession:
             ctx.run_length = 0
             held = sum(site.nbytes for site in ctx.sites.values())
             ctx.stats.cache_bytes = max(ctx.stats.cache_bytes, held)
-        self.current = None
+        self.runs.get().current = None
 
     @compiler_disable
     def forecasts_accepted(self, ctx: ContextState) -> bool:

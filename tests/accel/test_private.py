@@ -3,10 +3,12 @@
 CI runs this module at the floor and at the newest supported versions (see `.ci/run`).
 """
 
+import threading
+
 import pytest
 import torch
 from diffusers.hooks import HookRegistry
-from diffusers.hooks.hooks import BaseState, ModelHook, StateManager
+from diffusers.hooks.hooks import BaseState, ModelHook
 
 from forecache.accel import _private
 from forecache.testing.tiny import build_tiny
@@ -22,7 +24,7 @@ class _Receiver(ModelHook):
 
     def __init__(self):
         super().__init__()
-        self.manager = StateManager(_Nothing)
+        self.manager = _private.ThreadContextReceiver(_Nothing)
 
     def reset_state(self, module):
         return module
@@ -35,6 +37,27 @@ def test_cache_context_is_read_through_the_hook_state_manager():
     assert _private.read_cache_context(hook.manager) == (None, None, None)
     with model.cache_context("cond"):
         assert _private.read_cache_context(hook.manager)[0] == "cond"
+    assert _private.read_cache_context(hook.manager) == (None, None, None)
+
+
+def test_the_cache_context_is_kept_per_thread():
+    model = build_tiny("FluxTransformer2DModel").model
+    hook = _Receiver()
+    HookRegistry.check_if_exists_or_initialize(model).register_hook(hook, "receiver")
+    inside, seen = threading.Barrier(2), {}
+
+    def branch(name):
+        with model.cache_context(name):
+            inside.wait()  # both threads are inside their own context now
+            seen[name] = _private.read_cache_context(hook.manager)[0]
+            inside.wait()
+
+    threads = [threading.Thread(target=branch, args=(name,)) for name in ("cond", "uncond")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {"cond": "cond", "uncond": "uncond"}
     assert _private.read_cache_context(hook.manager) == (None, None, None)
 
 
