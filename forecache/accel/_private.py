@@ -21,6 +21,7 @@ __all__ = [
     "block_return_indices",
     "compile_context",
     "compiled_call",
+    "context_parallel_group",
     "invalidate_child_registries",
     "lazy_compiler_disable",
     "read_cache_context",
@@ -75,6 +76,19 @@ def read_cache_context(manager: ThreadContextReceiver) -> tuple[str | None, int 
     if context is None or isinstance(context, str):
         return context, None, None
     return context.name, context.num_inference_steps, getattr(context, "step_index", None)
+
+
+def context_parallel_group(module: torch.nn.Module | None) -> Any:
+    """Return the process group of the context-parallel mesh diffusers set on `module`, or None.
+
+    diffusers >= 0.36 records ``enable_parallelism(config=ContextParallelConfig(...))`` on the model
+    as ``_parallel_config``; its ``context_parallel_config._flattened_mesh`` is the mesh of the
+    ranks that hold shards of one sequence (ring x Ulysses). None without context parallelism (no
+    config, tensor parallelism only, or a diffusers without the parallel API).
+    """
+    config = getattr(module, "_parallel_config", None)
+    mesh = getattr(getattr(config, "context_parallel_config", None), "_flattened_mesh", None)
+    return None if mesh is None else mesh.get_group()
 
 
 def compiled_call(module: torch.nn.Module) -> Any:

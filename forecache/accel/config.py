@@ -194,8 +194,9 @@ class ConfidenceGateConfig:
         warmup: Leading full steps (>= 1). Default 2.
         cooldown: Trailing full steps (>= 1). Default 1.
         probe_blocks: Blocks that always run (>= 1). Default 1.
-        reduce_across_ranks: All-reduce the gate's error over `torch.distributed` ranks holding
-            shards of one sequence (context parallelism). Default False.
+        reduce_across_ranks: All-reduce the gate's error over the default `torch.distributed`
+            group (a sequence sharded by other means than diffusers). Under diffusers' context
+            parallelism the gate reduces over the context-parallel ranks by itself. Default False.
         target: See `CacheConfig.target`. Default ``"blocks"``.
         coordinate: ``"step"`` (default) or ``"timestep"``.
         history_dtype: See `CacheConfig.history_dtype`. Default ``"auto"``.

@@ -165,6 +165,9 @@ class ContextState:
         guard: The divergence guard (None when ``fallback_margin`` is None).
         target_state: What the target keeps per branch (e.g. the block stack's input).
         first_index: Where this context joined the loop (a second expert, an img2img start).
+        group: The process group of the ranks holding shards of this sequence (diffusers' context
+            parallelism), over which judging policies and the ``"recompute"`` fallback reduce so
+            every rank decides alike; None without one.
 
     """
 
@@ -182,6 +185,7 @@ class ContextState:
         self.guard = None if margin is None else Guard(margin, num_steps or 64)
         self.target_state = target.new_context_state()
         self.first_index = 0
+        self.group: Any = None
         self._step_coordinate = config.forecaster.coordinate == "step"
 
     @property
@@ -247,6 +251,8 @@ class CacheSession:
         self.undo: list[Callable[[], None]] = []  # restores blocks whose compile was moved inside
         self.check_compiled: Callable[[], None] | None = None  # moves compiles done after `apply`
         self.runs = ThreadRuns()
+        #: the process group of the ranks sharing this model's sequence (context parallelism), or None
+        self.parallel_group: Callable[[], Any] = lambda: None
 
     # ------------------------------------------------------------------ the calling thread's run
 
@@ -380,6 +386,7 @@ class CacheSession:
         ctx = run.contexts.get(context_name)
         if ctx is None:
             ctx = run.contexts[context_name] = ContextState(context_name, self.config, self.target, num_steps)
+            ctx.group = self.parallel_group()
             # where this context joined the loop (a second expert, an img2img start), counted in the
             # frame of the step count used below: the pipeline's loop if it tells, else the scheduler's
             if context_steps is not None:
@@ -434,12 +441,14 @@ class CacheSession:
 
         Only with the ``"recompute"`` fallback: the step's refusal counters (filled by the guarded
         forecasts of `FeatureCache.predict`) are read here with one host synchronisation per
-        forecast step; the caller then recomputes the step. With ``"reuse"`` the refused elements
+        forecast step (and, under context parallelism, one all-reduce over the ranks sharing the
+        sequence, so all of them recompute alike); the caller then recomputes the step. With
+        ``"reuse"`` the refused elements
         already hold their last computed values, and the counters are read once, at the end.
         """
         if self.config.fallback == "reuse" or ctx.guard is None:
             return True
-        return not ctx.guard.refused_now()
+        return not ctx.guard.refused_now(ctx.group)
 
     @compiler_disable
     def enter_stack(self, ctx: ContextState, streams: list[torch.Tensor | None]) -> None:

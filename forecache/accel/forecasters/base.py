@@ -102,9 +102,21 @@ class Guard:
             total[: c.numel()] += c.to(total.device, non_blocking=True)
         return (total > 0).sum()
 
-    def refused_now(self) -> bool:
-        """Whether the current slot refused anything (one host read; the ``"recompute"`` fallback)."""
-        return any(bool(c[self.slot] > 0) for c in self._counters.values() if c.numel() > self.slot)
+    def refused_now(self, group: Any = None) -> bool:
+        """Whether the current slot refused anything (one host read; the ``"recompute"`` fallback).
+
+        Args:
+            group: A `torch.distributed` process group whose ranks hold shards of the same tensors
+                (context parallelism): the counts are summed over it, so every rank answers alike.
+                None (default) answers for this rank's tensors.
+
+        """
+        counts = [c[self.slot] for c in self._counters.values() if c.numel() > self.slot]
+        if group is None:
+            return any(bool(c > 0) for c in counts)
+        total = torch.stack(counts).sum().reshape(1) if counts else torch.zeros(1, dtype=torch.int64)
+        torch.distributed.all_reduce(total, group=group)
+        return bool(total > 0)
 
 
 def _max_exponent(dtype: torch.dtype) -> int:
