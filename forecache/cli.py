@@ -101,7 +101,7 @@ def _add_run_options(parser: argparse.ArgumentParser, repeats: str) -> None:
         type=int,
         help="torch CPU threads (default: 1 for reference/tiny models on CPU, else torch's)",
     )
-    run.add_argument("--out", help=f"folder for the run (default {OUT_ROOT}/<timestamp>)")
+    run.add_argument("--out", help=f"a new or empty folder for the run (default {OUT_ROOT}/<timestamp>)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument(
         "--verbose", action="store_true", help="show third-party logs (cache-dit...) instead of log.txt"

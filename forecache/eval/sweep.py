@@ -98,9 +98,9 @@ class SweepConfig(RunConfig):
             (linear-layer FLOPs: exact, immune to a busy machine).
         quality: What "best" maximises within a bucket: ``"psnr"`` (default) or ``"fid"`` (minimised).
         repeats: Timed runs per config. Default 1 (a sweep runs many configs).
-        out: Folder for the rows (as they finish), results.json, report.md, pareto.png and one
-            ``best_<bucket>.json`` per non-empty bucket. None writes nothing and keeps every
-            row's outputs in memory.
+        out: A new or empty folder for the rows (as they finish), results.json, report.md,
+            pareto.png and one ``best_<bucket>.json`` per non-empty bucket. None writes nothing
+            and keeps every row's outputs in memory.
 
     """
 
