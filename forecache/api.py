@@ -14,6 +14,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import unwrap_module
 
 from forecache._caller import calling_scheduler
+from forecache.accel._checks import check_int
 from forecache.accel.attach import attach, detach, session_of
 from forecache.accel.config import resolve_config
 from forecache.accel.runs import SharedSchedule
@@ -134,7 +135,10 @@ def apply(
             message names the block list or output and the reason).
         RuntimeError: If forecache is already applied to a transformer of `target`, or diffusers'
             own cache (`enable_cache`) is enabled on it.
-        TypeError: If `config`, `target` or `scheduler` has an unsupported type.
+        TypeError: If `config`, `target` or `scheduler` has an unsupported type, or
+            `num_inference_steps` is not an int (``"3"``, ``2.5``).
+        ValueError: If `num_inference_steps` is < 1, or a config file is invalid (naming the file,
+            the entry and the field).
 
     Example:
         >>> import forecache
@@ -144,11 +148,11 @@ def apply(
         >>> forecache.remove(tiny.model)
 
     """
+    if num_inference_steps is not None:
+        check_int("apply", "num_inference_steps", num_inference_steps, 1)
     if isinstance(config, (str, os.PathLike)):
         config = load_config(config)
     cache_config = resolve_config(config)
-    if num_inference_steps is not None and (isinstance(num_inference_steps, bool) or num_inference_steps < 1):
-        raise ValueError(f"`num_inference_steps` must be an int >= 1 or None, got {num_inference_steps!r}")
     if scheduler is not None and not isinstance(scheduler, SchedulerMixin):
         raise TypeError(f"`scheduler` must be a diffusers scheduler or None, got {type(scheduler).__name__}")
     transformers = _transformers_of(target)

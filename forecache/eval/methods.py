@@ -104,14 +104,16 @@ def parse_method(text: str) -> MethodSpec:
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError(
-            f"a method spec must be a non-empty string like 'taylorseer:interval=5', got {text!r}"
+            f"a `method` spec must be a non-empty string like 'taylorseer:interval=5', got {text!r}"
         )
     name, _, rest = text.strip().partition(":")
     params: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"method {name!r}: overrides must be key=value, got {item!r} in {text!r}")
+            raise ValueError(
+                f"`method` {name!r}: overrides must be key=value after the ':', got {item!r} in {text!r}"
+            )
         params[key.strip()] = parse_value(value)
     return make_method(name.strip(), params, label=text.strip())
 
@@ -149,7 +151,8 @@ def _check_tuned(params: dict[str, Any]) -> dict[str, Any]:
     for key, value in params.items():
         if key not in _TUNED_FIELDS:
             raise ValueError(
-                f"tuned: unknown field `{key}` (given {key}={value!r}); fields: {list(_TUNED_FIELDS)}"
+                f"tuned: unknown field {key!r} in `params`; fields: {list(_TUNED_FIELDS)}, "
+                f"got {key}={value!r}"
             )
     ratio = params["ratio"]
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 1:
@@ -194,12 +197,8 @@ def load_methods(path: str | Path) -> list[MethodSpec]:
         try:
             if isinstance(entry, str):
                 specs.append(parse_method(entry))
-            elif isinstance(entry, Mapping) and "method" in entry:
-                specs.append(make_method(entry["method"], entry.get("params") or {}, entry.get("label")))
             else:
-                raise ValueError(
-                    f"an entry must be a spec string or {{'method': ..., 'params': ...}}, got {entry!r}"
-                )
+                specs.append(make_method(*configfile.entry_parts(entry)))
         except (ValueError, TypeError) as err:
             raise type(err)(f"{path}: methods[{index}]: {err}") from err
     return specs

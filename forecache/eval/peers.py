@@ -80,7 +80,7 @@ class Peer:
         for key, value in params.items():
             if key not in known:
                 raise ValueError(
-                    f"{self.name}: unknown field `{key}` (given {key}={value!r}); fields: {known}"
+                    f"{self.name}: unknown field {key!r} in `params`; fields: {known}, got {key}={value!r}"
                 )
 
 
