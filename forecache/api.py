@@ -254,8 +254,9 @@ def stats(target: Any) -> CacheStats:
 
     Per context (guidance branch): computed and forecast steps, the compute ratio (block or
     module executions without the cache over those with it), gate errors per step and the peak
-    bytes held by the cache. The contexts of a second expert (Wan 2.2's `transformer_2`) are
-    named ``"transformer_2/<context>"``.
+    bytes held by the cache. With several threads generating on one transformer, the calling
+    thread's generation (in a thread that never ran one: the generation started last). The
+    contexts of a second expert (Wan 2.2's `transformer_2`) are named ``"transformer_2/<context>"``.
 
     Raises:
         ValueError: If forecache is not applied to `target`.

@@ -101,3 +101,9 @@ def test_lazy_compiler_disable_excludes_a_function_from_tracing():
     compiled = torch.compile(lambda x: side_effect(x) + 1, backend="eager")
     assert torch.equal(compiled(torch.ones(2)), torch.full((2,), 2.0))
     assert calls == [1]
+
+
+def test_context_parallel_group_is_none_without_a_parallel_config():
+    model = build_tiny("FluxTransformer2DModel").model
+    assert _private.context_parallel_group(model) is None
+    assert _private.context_parallel_group(None) is None  # the model was collected
