@@ -5,9 +5,11 @@ message names the field (a backquoted name) and the value given ("got ..."); nev
 exception, and never a model left hooked. 2500 + 2000 + 600 = 5100 generated inputs per run.
 """
 
+import atexit
 import dataclasses
 import json
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from forecache.layouts import registry
 
 EXAMPLES = {"files": 2500, "configs": 2000, "apply": 600}
 FOLDER = Path(tempfile.mkdtemp(prefix="forecache-fuzz-"))
+atexit.register(shutil.rmtree, FOLDER, ignore_errors=True)
 NAMED = re.compile(r"`[^`]+`")
 
 junk = st.one_of(
