@@ -13,9 +13,11 @@ from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import unwrap_module
 
+from forecache._caller import calling_scheduler
+from forecache.accel._checks import check_int
 from forecache.accel.attach import attach, detach, session_of
-from forecache.accel.clock import ScheduleClock
 from forecache.accel.config import resolve_config
+from forecache.accel.runs import SharedSchedule
 from forecache.accel.state import CacheSession
 from forecache.accel.stats import CacheStats
 from forecache.configfile import load_config
@@ -133,7 +135,10 @@ def apply(
             message names the block list or output and the reason).
         RuntimeError: If forecache is already applied to a transformer of `target`, or diffusers'
             own cache (`enable_cache`) is enabled on it.
-        TypeError: If `config`, `target` or `scheduler` has an unsupported type.
+        TypeError: If `config`, `target` or `scheduler` has an unsupported type, or
+            `num_inference_steps` is not an int (``"3"``, ``2.5``).
+        ValueError: If `num_inference_steps` is < 1, or a config file is invalid (naming the file,
+            the entry and the field).
 
     Example:
         >>> import forecache
@@ -143,11 +148,11 @@ def apply(
         >>> forecache.remove(pipe.transformer)
 
     """
+    if num_inference_steps is not None:
+        check_int("apply", "num_inference_steps", num_inference_steps, 1)
     if isinstance(config, (str, os.PathLike)):
         config = load_config(config)
     cache_config = resolve_config(config)
-    if num_inference_steps is not None and (isinstance(num_inference_steps, bool) or num_inference_steps < 1):
-        raise ValueError(f"`num_inference_steps` must be an int >= 1 or None, got {num_inference_steps!r}")
     if scheduler is not None and not isinstance(scheduler, SchedulerMixin):
         raise TypeError(f"`scheduler` must be a diffusers scheduler or None, got {type(scheduler).__name__}")
     transformers = _transformers_of(target)
@@ -169,15 +174,15 @@ def apply(
             if resolution.source == "inferred":
                 arm_first_call_check(module, resolution.layout, resolution.chained, _hint(resolution.chained))
             if scheduler is not None:
-                session.clock = ScheduleClock(lambda: scheduler)
+                session.scheduler_source = lambda: scheduler
             elif isinstance(target, DiffusionPipeline):
-                session.clock = ScheduleClock(lambda: getattr(target, "scheduler", None))
+                session.scheduler_source = calling_scheduler(target, module, TRANSFORMER_COMPONENTS)
     except BaseException:
         for module in list(transformers.values())[: len(sessions)]:
             disarm(module)
             detach(module)
         raise
-    shared: list[Any] = [None]
+    shared = SharedSchedule()
     for session in sessions:
         session.siblings = [other for other in sessions if other is not session]
         session.siblings_schedule = shared
@@ -252,8 +257,9 @@ def stats(target: Any) -> CacheStats:
 
     Per context (guidance branch): computed and forecast steps, the compute ratio (block or
     module executions without the cache over those with it), gate errors per step and the peak
-    bytes held by the cache. The contexts of a second expert (Wan 2.2's `transformer_2`) are
-    named ``"transformer_2/<context>"``.
+    bytes held by the cache. With several threads generating on one transformer, the calling
+    thread's generation (in a thread that never ran one: the generation started last). The
+    contexts of a second expert (Wan 2.2's `transformer_2`) are named ``"transformer_2/<context>"``.
 
     Raises:
         ValueError: If forecache is not applied to `target`.

@@ -55,15 +55,22 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         ValueError: Naming the option, the allowed forms and the value given.
 
     """
+    allowed = "'0-7' (an increasing inclusive range), '0,3,5' or a mix like '0-3,10' (ints >= 0)"
     seeds: list[int] = []
     try:
         for part in filter(None, (p.strip() for p in text.split(","))):
             low, sep, high = part.partition("-")
+            if sep and int(high) < int(low):
+                raise ValueError(
+                    f"`seeds` must be {allowed}; the range {part!r} runs backwards, got {text!r}"
+                )
             seeds += list(range(int(low), int(high) + 1)) if sep else [int(part)]
-    except ValueError:
+    except ValueError as err:
+        if str(err).startswith("`seeds`"):
+            raise
         seeds = []
     if not seeds:
-        raise ValueError(f"`seeds` must look like '0-7' or '0,3,5' (ints >= 0), got {text!r}")
+        raise ValueError(f"`seeds` must be {allowed}, got {text!r}")
     return tuple(seeds)
 
 
@@ -103,7 +110,7 @@ def _add_run_options(parser: argparse.ArgumentParser, repeats: str) -> None:
         type=int,
         help="torch CPU threads (default: 1 for reference models on CPU, else torch's)",
     )
-    run.add_argument("--out", help=f"folder for the run (default {OUT_ROOT}/<timestamp>)")
+    run.add_argument("--out", help=f"a new or empty folder for the run (default {OUT_ROOT}/<timestamp>)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument(
         "--verbose", action="store_true", help="show third-party logs (cache-dit...) instead of log.txt"

@@ -54,7 +54,7 @@ class RootHook(ModelHook):
         super().__init__()
         self.session = session
         self.time = time_argument(timestep_arg)
-        self.receiver = context_receiver()  # diffusers' `cache_context` sets its context
+        self.receiver = context_receiver()  # diffusers' `cache_context` sets its context, per thread
         self._args: ArgReader | None = None
 
     def initialize_hook(self, module: torch.nn.Module) -> torch.nn.Module:
@@ -94,6 +94,7 @@ class RootHook(ModelHook):
             )
         name, steps, index = read_cache_context(self.receiver)
         assert self._args is not None
+        session.enter()  # the calling pipeline's scheduler, in the calling thread's state
         timestep = host_timestep(self._time(args, kwargs), session.clock)
         ctx = session.begin_call(timestep, name, steps, index)
         if ctx.step == 0 and session.check_compiled is not None and not torch.compiler.is_compiling():

@@ -36,7 +36,7 @@ from forecache.eval.quiet import captured
 from forecache.eval.report import format_table
 from forecache.eval.runner import Harness
 from forecache.eval.schema import BenchResult, MethodResult
-from forecache.eval.store import RunFolder
+from forecache.eval.store import RunFolder, file_digests
 from forecache.eval.workload import (
     Workload,
     build_call_kwargs,
@@ -315,9 +315,10 @@ def bench(config: BenchConfig | None = None, **overrides: Any) -> BenchResult:
     """
     config = dataclasses.replace(config, **overrides) if config is not None else BenchConfig(**overrides)
     where = config.resume or config.out
-    folder = RunFolder(where) if where is not None else None
+    folder = RunFolder(where, resume=config.resume is not None) if where is not None else None
+    digests = file_digests(config.config_files)
     if folder is not None and config.resume is not None:
-        folder.check_resumable(_settings(config))
+        folder.check_resumable(_settings(config), digests)
     preload = tuple(dict.fromkeys(module for s in config.specs for module in s.method.preload))
     with captured(config.verbose, preload) as capture, torch_threads(resolve_threads(config)):
         try:
@@ -339,7 +340,12 @@ def bench(config: BenchConfig | None = None, **overrides: Any) -> BenchResult:
         )
         if folder is not None and config.resume is None:
             folder.start(
-                {"settings": result.settings, "workload": workload, "environment": result.environment}
+                {
+                    "settings": result.settings,
+                    "config_file_sha256": digests,
+                    "workload": workload,
+                    "environment": result.environment,
+                }
             )
         session = _Session(config, harness, folder, result)
         try:

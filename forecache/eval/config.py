@@ -197,10 +197,12 @@ class BenchConfig(RunConfig):
             (each method runs as specified). ``()`` turns matching off.
         tolerance: Relative distance from a target within which a setting counts as on target
             (else "cannot reach"). Default 0.10.
-        out: Folder for the run (see `forecache.eval.store`); None writes nothing. Checked
+        out: Folder for the run (see `forecache.eval.store`): a new or empty one (a folder that
+            holds anything is refused unless `resume` names it); None writes nothing. Checked
             writable before anything runs.
-        resume: A folder of an earlier run with the same settings: its finished rows are kept and
-            only the rest runs; the run continues in that folder (`out` must be None or the same).
+        resume: The folder of an earlier run with the same settings (config files compared by
+            content): that run's finished rows are kept and only the rest runs; the run continues
+            in that folder (`out` must be None or the same). It must exist.
 
     """
 

@@ -28,7 +28,7 @@ class KernelOps:
         backend: ``"triton"`` or ``"torch"``.
         weighted_sum: ``(tensors, weights, out=None) -> Tensor``, see `weighted_sum`.
         guarded_weighted_sum: ``(tensors, weights, fallback, limit, refused, limit_scale, slot,
-            addend) -> Tensor``, see `guarded_weighted_sum`.
+            addend, out_dtype) -> Tensor``, see `guarded_weighted_sum`.
         taylor_update_: ``(factors, feature, inv_dt, peak=None)``, see `taylor_update_`.
 
     """

@@ -7,6 +7,7 @@ give the minimum number of bytes each operation must move, used for the GB/s fig
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -138,6 +139,28 @@ def weighted_sum_unchecked(
     return _finish(acc, tensors[0], out)
 
 
+def overflow_bound(dtype: torch.dtype) -> float:
+    """Return the smallest float32 magnitude that rounds to infinity when stored in `dtype`.
+
+    A float32 value ``v`` is finite in `dtype` (rounded to nearest even) exactly when
+    ``|v| < overflow_bound(dtype)``: the largest finite value plus half its unit in the last
+    place (65520 for float16, ``2**128 - 2**119`` for bfloat16), and ``inf`` for float32 itself
+    (where only inf and NaN are not finite). NaN fails the comparison too.
+
+    Args:
+        dtype (torch.dtype): float32, bfloat16 or float16.
+
+    Returns:
+        float: The bound, exactly representable in float32.
+
+    """
+    if dtype == torch.float32:
+        return math.inf
+    info = torch.finfo(dtype)
+    mantissa_bits = round(-math.log2(info.eps))
+    return float(info.max) + 2.0 ** (math.floor(math.log2(info.max)) - mantissa_bits - 1)
+
+
 def guarded_weighted_sum_unchecked(
     tensors: Sequence[Tensor],
     weights: Sequence[float],
@@ -147,18 +170,27 @@ def guarded_weighted_sum_unchecked(
     limit_scale: float = 1.0,
     slot: int = 0,
     addend: Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """:func:`torch_guarded_weighted_sum` without the argument checks (no host synchronisation)."""
+    dtype = tensors[0].dtype if out_dtype is None else out_dtype
     acc, scratch = _accumulate(tensors, weights)
     magnitude = torch.abs(acc, out=scratch) if scratch is not None else acc.abs()
     accepted = magnitude <= limit.reshape(()) * limit_scale
-    # count_nonzero reads the mask as is; sum(dtype=int32) materialised an int32 copy of it first
-    refused.view(-1)[slot] += accepted.numel() - torch.count_nonzero(accepted)
     last = tensors[fallback]
-    torch.where(accepted, acc, last if last.dtype == torch.float32 else last.float(), out=acc)
+    last = last if last.dtype == torch.float32 else last.float()
     if addend is not None:
         acc.add_(addend)
-    return _finish(acc, tensors[0], None)
+        last = last + addend
+    # the value must also be finite once stored in the output dtype (after the addend), else refused
+    accepted &= torch.abs(acc.detach(), out=magnitude) < overflow_bound(dtype)
+    # count_nonzero reads the mask as is; sum(dtype=int64) materialised an int64 copy of it first
+    refused.view(-1)[slot] += accepted.numel() - torch.count_nonzero(accepted)
+    if acc.requires_grad or last.requires_grad:  # an addend under autograd: no out= (keeps its graph)
+        acc = torch.where(accepted, acc, last)
+    else:
+        torch.where(accepted, acc, last, out=acc)
+    return acc if dtype == torch.float32 else acc.to(dtype)
 
 
 def taylor_update_unchecked(
@@ -214,33 +246,39 @@ def torch_guarded_weighted_sum(
     limit_scale: float = 1.0,
     slot: int = 0,
     addend: Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Weighted sum whose refused elements fall back to an input (reference for ``guarded_weighted_sum``).
 
-    ``acc`` is computed as in :func:`torch_weighted_sum`; an element is refused when
-    ``|acc| <= limit * limit_scale`` fails (so NaN and inf are refused) and takes
-    ``tensors[fallback]``'s value instead. ``refused[slot]`` is incremented by the number of refused
-    elements, on the device. With an `addend`, the result is ``addend + value`` (in float32,
-    rounded once).
+    ``acc`` is computed as in :func:`torch_weighted_sum`, then ``total = acc + addend`` (in float32;
+    ``acc`` without an addend). An element is refused when ``|acc| <= limit * limit_scale`` fails
+    (so NaN and inf are refused) or when ``total`` would not be finite once rounded to the output
+    dtype (``|total| >= overflow_bound(out_dtype)``); it then takes ``tensors[fallback] + addend``
+    instead. ``refused[slot]`` is incremented by the number of refused elements, on the device. The
+    result is rounded once to the output dtype.
 
     Args:
         tensors (Sequence[Tensor]): K tensors of one shape, dtype and device, any layout.
         weights (Sequence[float]): K weights, rounded to float32.
         fallback (int): Index of the tensor whose value replaces a refused element.
         limit (Tensor): One-element float32 tensor on the inputs' device.
-        refused (Tensor): int32 counter (0-d or 1-d) on the inputs' device, updated in place.
+        refused (Tensor): int64 counter (0-d or 1-d) on the inputs' device, updated in place.
         limit_scale (float): Multiplies `limit` (a margin over a running peak). Default 1.0.
         slot (int): Index of the counter element to increment. Default 0.
-        addend (Tensor | None): Added after the guard, e.g. the block stack's input to which a
-            forecast residual belongs. Default None.
+        addend (Tensor | None): Added after the weighted sum, e.g. the block stack's input to which
+            a forecast residual belongs; any supported dtype. Default None.
+        out_dtype (torch.dtype | None): dtype of the result (float32, bfloat16 or float16).
+            Default None: the inputs' dtype.
 
     Returns:
-        Tensor: A new contiguous tensor in the inputs' dtype.
+        Tensor: A new contiguous tensor in the output dtype.
 
     """
     floats = check_weighted_sum_args(tensors, weights, None)
-    scale = check_guard_args(tensors, fallback, limit, refused, limit_scale, slot, addend)
-    return guarded_weighted_sum_unchecked(tensors, floats, fallback, limit, refused, scale, slot, addend)
+    scale = check_guard_args(tensors, fallback, limit, refused, limit_scale, slot, addend, out_dtype)
+    return guarded_weighted_sum_unchecked(
+        tensors, floats, fallback, limit, refused, scale, slot, addend, out_dtype
+    )
 
 
 def torch_taylor_update_(

@@ -3,6 +3,8 @@
 CI runs this module at the floor and at the newest supported versions (see `.ci/run`).
 """
 
+import threading
+
 import pytest
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
@@ -60,6 +62,27 @@ def test_the_forward_a_hook_wraps_can_be_replaced_and_stays_after_removal():
     assert torch.equal(block(torch.ones(1, 2)), torch.full((1, 2), 7.0))
 
 
+def test_the_cache_context_is_kept_per_thread():
+    model = build_tiny("FluxTransformer2DModel").model
+    hook = _Receiver()
+    HookRegistry.check_if_exists_or_initialize(model).register_hook(hook, "receiver")
+    inside, seen = threading.Barrier(2), {}
+
+    def branch(name):
+        with model.cache_context(name):
+            inside.wait()  # both threads are inside their own context now
+            seen[name] = _private.read_cache_context(hook.manager)[0]
+            inside.wait()
+
+    threads = [threading.Thread(target=branch, args=(name,)) for name in ("cond", "uncond")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {"cond": "cond", "uncond": "uncond"}
+    assert _private.read_cache_context(hook.manager) == (None, None, None)
+
+
 @pytest.mark.skipif(
     tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 6),
     reason="regional compile needs torch>=2.6",
@@ -100,3 +123,9 @@ def test_lazy_compiler_disable_excludes_a_function_from_tracing():
     compiled = torch.compile(lambda x: side_effect(x) + 1, backend="eager")
     assert torch.equal(compiled(torch.ones(2)), torch.full((2,), 2.0))
     assert calls == [1]
+
+
+def test_context_parallel_group_is_none_without_a_parallel_config():
+    model = build_tiny("FluxTransformer2DModel").model
+    assert _private.context_parallel_group(model) is None
+    assert _private.context_parallel_group(None) is None  # the model was collected

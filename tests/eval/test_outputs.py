@@ -11,7 +11,7 @@ import pytest
 from forecache.eval.plots import difference_maps, display_size, image_grid
 from forecache.eval.quiet import captured
 from forecache.eval.schema import BenchResult, MethodResult
-from forecache.eval.store import RunFolder
+from forecache.eval.store import RunFolder, row_stem
 
 
 def _images(n, h, w, c=3, seed=0):
@@ -119,13 +119,15 @@ def test_rows_are_written_as_they_finish_and_read_back(tmp_path):
     row = _row("taylorseer @2x", "taylorseer", "forecache", 2.0, 40.0, 2.0)
     row.images = _images(2, 4, 4)
     folder.save_row(1, row)
-    assert row._images is None and row.images_file == "outputs/001-taylorseer_2x.npz"
+    stem = row_stem("taylorseer @2x")
+    assert stem.startswith("taylorseer_2x-") and len(stem) == len("taylorseer_2x-") + 8
+    assert row._images is None and row.images_file == f"outputs/001-{stem}.npz"
     assert np.abs(row.images - _images(2, 4, 4)).max() <= 0.5 / 255 + 1e-6
     (back,) = folder.finished().values()
     assert back.label == "taylorseer @2x" and back.compute_ratio == 2.0 and back.target == 2.0
     assert back.images.shape == (2, 4, 4, 3)
-    doc = json.loads((tmp_path / "run" / "rows" / "001-taylorseer_2x.json").read_text())
-    assert doc["images_file"] == "outputs/001-taylorseer_2x.npz"
+    doc = json.loads((tmp_path / "run" / "rows" / f"001-{stem}.json").read_text())
+    assert doc["images_file"] == f"outputs/001-{stem}.npz" and doc["run_id"] == folder.run_id
     folder.check_resumable({"steps": 8, "out": "elsewhere"})  # `out` may differ
     with pytest.raises(ValueError, match=r"setting `steps` differs .*it was 8, now 9"):
         folder.check_resumable({"steps": 9})

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from forecache.accel._checks import check_float, check_instance, check_int
 from forecache.accel.policies.base import Decision, in_cooldown, register_policy
-from forecache.accel.policies.confidence_gate import PROBE_SITE, gate_error
+from forecache.accel.policies.confidence_gate import PROBE_SITE, gate_error, judging_group
 
 if TYPE_CHECKING:
     from forecache.accel.state import ContextState
@@ -59,8 +59,10 @@ class Verify:
         cooldown: Trailing steps always computed (>= 1: the last step always runs). Default 1.
         probe_blocks: Blocks that always run and are checked (>= 0; 0 checks the stack input).
             Default 1.
-        reduce_across_ranks: All-reduce the error's sums over `torch.distributed` ranks holding
-            shards of one sequence, so every rank decides alike. Default False.
+        reduce_across_ranks: All-reduce the error's sums over the default `torch.distributed`
+            group (a sequence sharded across all ranks by other means than diffusers). Under
+            diffusers' context parallelism the error is reduced over the context-parallel ranks by
+            itself. Default False.
 
     """
 
@@ -113,7 +115,7 @@ class Verify:
         site = ctx.site(PROBE_SITE)
         if ctx.decision is Decision.PROBE:
             forecast = site.predict(ctx.x, guarded=False)  # a measurement, not an output
-            error = gate_error(forecast, probe.detach(), self.reduce_across_ranks)
+            error = gate_error(forecast, probe.detach(), judging_group(ctx, self.reduce_across_ranks))
             total = run_error(ctx.stats.gate_errors, ctx.run_length, error) if self.accumulate else error
             ctx.stats.gate_errors.append((ctx.step, error))
             ctx.decision = Decision.FORECAST if self.accept(total) else Decision.COMPUTE

@@ -178,7 +178,9 @@ def refuse_unknown(owner: str, params: Mapping[str, Any], known: list[str]) -> N
     """Raise `ValueError` naming the first parameter not in `known` and listing the known ones."""
     for key, value in params.items():
         if key not in known:
-            raise ValueError(f"{owner}: unknown field `{key}` (given {key}={value!r}); fields: {known}")
+            raise ValueError(
+                f"{owner}: unknown field {key!r} in `params`; fields: {known}, got {key}={value!r}"
+            )
 
 
 @dataclass(frozen=True)

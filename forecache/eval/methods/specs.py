@@ -66,14 +66,16 @@ def parse_method(text: str) -> MethodSpec:
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError(
-            f"a method spec must be a non-empty string like 'taylorseer:interval=5', got {text!r}"
+            f"a `method` spec must be a non-empty string like 'taylorseer:interval=5', got {text!r}"
         )
     name, _, rest = text.strip().partition(":")
     params: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"method {name!r}: overrides must be key=value, got {item!r} in {text!r}")
+            raise ValueError(
+                f"`method` {name!r}: overrides must be key=value after the ':', got {item!r} in {text!r}"
+            )
         params[key.strip()] = parse_value(value)
     return make_method(name.strip(), params, label=text.strip())
 
@@ -128,12 +130,8 @@ def load_methods(path: str | Path) -> list[MethodSpec]:
         try:
             if isinstance(entry, str):
                 specs.append(parse_method(entry))
-            elif isinstance(entry, Mapping) and "method" in entry:
-                specs.append(make_method(entry["method"], entry.get("params") or {}, entry.get("label")))
             else:
-                raise ValueError(
-                    f"an entry must be a spec string or {{'method': ..., 'params': ...}}, got {entry!r}"
-                )
+                specs.append(make_method(*configfile.entry_parts(entry)))
         except (ValueError, TypeError) as err:
             raise type(err)(f"{path}: methods[{index}]: {err}") from err
     return specs
