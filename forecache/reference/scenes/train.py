@@ -1,12 +1,16 @@
-"""Reproducible, resumable training of the scenes model and its judge, on one CPU thread, in four stages.
+"""Reproducible, resumable training of the scenes model and its judge, on one CPU thread, in five stages.
 
 1. ``vae``: the `AutoencoderKL` on rendered scenes (L1 + L2 reconstruction, a light KL term); its
    latents' mean and spread become the VAE's ``shift_factor`` and ``scaling_factor``.
 2. ``judge``: `SceneJudge` on scenes of every colour-shape pair (held-out ones included: it is the
    examiner, not the student), half of them passed through the VAE so it reads decoded images.
 3. ``t2i``: the FLUX transformer with its CLIP and T5 encoders by rectified flow on scenes without
-   the held-out pairs, 10% of the prompts emptied; guidance input fixed at 1.
-4. ``distill``: FLUX.1-dev's guidance distillation: the transformer learns, from the frozen stage-3
+   the held-out pairs, 10% of the prompts emptied; guidance input fixed at 1. Noise levels are drawn
+   as a shift-3 sampler spaces them (mostly high noise: layout and colour first).
+4. ``detail``: the same, continued from stage 3's average with noise levels drawn uniformly (shift
+   1): as many low-noise samples as high, where shapes form (after stage 3 the judge read 14-27 %
+   of the shapes right, the objects drawn as blobs; colour and place were learnt).
+5. ``distill``: FLUX.1-dev's guidance distillation: the transformer learns, from the frozen stage-4
    model, to give in one call what classifier-free guidance at scale g gives in two, for g in [1, 5].
 
 Every step draws its scenes and noise from (seed, stage, step) alone and checkpoints are written
@@ -16,11 +20,12 @@ weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +47,6 @@ from forecache.reference.training import Ema, load_checkpoint, save_checkpoint, 
 
 __all__ = ["RECIPE", "StagePlan", "train_scenes"]
 
-_SHIFT = 3.0
 _CHECKPOINT_EVERY = 100
 _CHECK_SCENES = 512  # scenes for the VAE's statistics and the stages' closing checks
 
@@ -57,6 +61,8 @@ class StagePlan:
         lr (`float`): Peak AdamW learning rate (linear warm-up, cosine decay to a tenth).
         warmup (`int`): Warm-up steps.
         ema (`float`): EMA decay of the weights kept (0 keeps the trained weights themselves).
+        shift (`float`, defaults to 3.0): Flow-matching stages: noise levels are ``shift * u / (1 +
+            (shift - 1) * u)`` for uniform u (1.0: uniform; 3.0: mostly high noise).
 
     """
 
@@ -65,13 +71,15 @@ class StagePlan:
     lr: float
     warmup: int
     ema: float
+    shift: float = 3.0
 
 
 RECIPE: dict[str, StagePlan] = {
     "vae": StagePlan(steps=1500, batch=32, lr=1e-3, warmup=100, ema=0.0),
     "judge": StagePlan(steps=1500, batch=64, lr=1e-3, warmup=100, ema=0.0),
     "t2i": StagePlan(steps=4500, batch=32, lr=5e-4, warmup=200, ema=0.999),
-    "distill": StagePlan(steps=1000, batch=32, lr=1e-4, warmup=50, ema=0.995),
+    "detail": StagePlan(steps=3000, batch=32, lr=3e-4, warmup=100, ema=0.999, shift=1.0),
+    "distill": StagePlan(steps=1000, batch=32, lr=1e-4, warmup=50, ema=0.995, shift=1.0),
 }
 """The shipped model's recipe (about two hours on one thread of a shared 2-core CPU)."""
 
@@ -142,10 +150,10 @@ def _run_stage(
     return kept.eval().requires_grad_(False)
 
 
-def _sigmas(batch: int, gen: torch.Generator) -> torch.Tensor:
-    """Draw flow-matching noise levels as the sampler's shifted grid spreads them."""
+def _sigmas(batch: int, gen: torch.Generator, shift: float) -> torch.Tensor:
+    """Draw flow-matching noise levels as a sampler with this shift spreads them."""
     u = torch.rand(batch, generator=gen)
-    return _SHIFT * u / (1 + (_SHIFT - 1) * u)
+    return shift * u / (1 + (shift - 1) * u)
 
 
 class _Latents:
@@ -259,13 +267,25 @@ def _train_judge(work: Path, plan: StagePlan, vae: Any, seed: int, log: Callable
 
 
 def _train_t2i(
-    work: Path, plan: StagePlan, latents: _Latents, seed: int, log: Callable[[str], None]
-) -> tuple[nn.Module, _TextEncoders]:
-    """Stage 3: the transformer and both text encoders by rectified flow, 10% of prompts emptied."""
-    torch.manual_seed(seed)
-    models = nn.ModuleDict(
-        {"transformer": build_transformer(), "text": _TextEncoders(build_clip(), build_t5())}
-    )
+    work: Path,
+    plan: StagePlan,
+    latents: _Latents,
+    seed: int,
+    log: Callable[[str], None],
+    name: str = "t2i",
+    start: nn.ModuleDict | None = None,
+) -> nn.ModuleDict:
+    """Stages 3 and 4: the transformer and both text encoders by rectified flow, 10% of prompts emptied.
+
+    Starts from new weights, or from a copy of `start` (stage 4 from stage 3's average).
+    """
+    if start is None:
+        torch.manual_seed(seed)
+        models = nn.ModuleDict(
+            {"transformer": build_transformer(), "text": _TextEncoders(build_clip(), build_t5())}
+        )
+    else:
+        models = copy.deepcopy(start).train().requires_grad_(True)
 
     def loss_fn(batch: int, rng: Any, gen: torch.Generator) -> torch.Tensor:
         scenes = _scenes(rng, batch)
@@ -273,7 +293,7 @@ def _train_t2i(
         x0 = latents(render_batch(scenes, rng))
         pooled, tokens = models["text"](prompts)
         noise = torch.randn(x0.shape, generator=gen)
-        sigma = _sigmas(batch, gen)
+        sigma = _sigmas(batch, gen, plan.shift)
         s = sigma.view(-1, 1, 1)
         pred = models["transformer"](
             hidden_states=(1 - s) * x0 + s * noise,
@@ -287,8 +307,7 @@ def _train_t2i(
         )[0]
         return F.mse_loss(pred, noise - x0)
 
-    kept = _run_stage("t2i", models, plan, loss_fn, work, seed, log)
-    return kept["transformer"], kept["text"]
+    return _run_stage(name, models, plan, loss_fn, work, seed, log)
 
 
 def _distill(
@@ -300,9 +319,7 @@ def _distill(
     seed: int,
     log: Callable[[str], None],
 ) -> nn.Module:
-    """Stage 4: guidance distillation of the transformer (text encoders frozen), g uniform in [1, 5]."""
-    import copy
-
+    """Stage 5: guidance distillation of the transformer (text encoders frozen), g uniform in [1, 5]."""
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     with torch.no_grad():
         null_pooled, null_tokens = text([""])
@@ -311,7 +328,7 @@ def _distill(
         scenes = _scenes(rng, batch)
         x0 = latents(render_batch(scenes, rng))
         noise = torch.randn(x0.shape, generator=gen)
-        sigma = _sigmas(batch, gen)
+        sigma = _sigmas(batch, gen, plan.shift)
         scale = 1.0 + 4.0 * torch.rand(batch, generator=gen)
         s = sigma.view(-1, 1, 1)
         x_t = (1 - s) * x0 + s * noise
@@ -375,7 +392,9 @@ def train_scenes(
     vae = _train_vae(folder, recipe["vae"], seed, log)
     judge = _train_judge(folder, recipe["judge"], vae, seed, log)
     latents = _Latents(vae)
-    teacher, text = _train_t2i(folder, recipe["t2i"], latents, seed, log)
+    base = _train_t2i(folder, recipe["t2i"], latents, seed, log)
+    tuned = _train_t2i(folder, recipe["detail"], latents, seed, log, name="detail", start=base)
+    teacher, text = tuned["transformer"], cast(_TextEncoders, tuned["text"])
     student = _distill(folder, recipe["distill"], teacher, text, latents, seed, log)
     pipe = build_pipeline(transformer=student, vae=vae, text_encoder=text.clip, text_encoder_2=text.t5)
     return pipe, judge
