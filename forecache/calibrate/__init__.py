@@ -2,7 +2,7 @@
 
 The package behind the function `forecache.tune(pipe, call_kwargs, ratio=...)` (or
 ``budget_db=...``): `tuner` (the function), `record` (the recording target), `offline` (the
-schedule search), `report` (its report and plot) and `flops` (the one FLOPs counter, which the
+schedule search), `result` (what it found, its report and plot) and `flops` (the one FLOPs counter, which the
 harness measures every method with).
 """
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ import torch
 
 from forecache.accel.config import CacheConfig
 from forecache.accel.forecasters import AdamsBashforth, Forecaster, Hermite, Reuse, Taylor
-from forecache.accel.policies import Interval, Timeline
+from forecache.accel.policies import Interval
 from forecache.calibrate.flops import ComputeCount, count_flops
 from forecache.calibrate.offline import (
     Trajectory,
@@ -40,6 +39,7 @@ from forecache.calibrate.offline import (
     step_costs,
     step_weights,
 )
+from forecache.calibrate.result import Candidate, TuneResult
 
 __all__ = ["DEFAULT_FORECASTERS", "Candidate", "TuneResult", "tune"]
 
@@ -58,81 +58,6 @@ does not replay) and DMD too (nonlinear in the features); both can still be appl
 #: The two-point forecasters the dynamic programme searches schedules for.
 _SEARCHERS: tuple[Forecaster, ...] = (Reuse(), Taylor(order=1), AdamsBashforth(order=2))
 _WEIGHTINGS = ("sensitivity", "uniform", "dt", "late")
-
-
-@dataclass
-class Candidate:
-    """One schedule and forecaster the tuner considered.
-
-    Attributes:
-        computed: The computed step indices (at the tuned step count).
-        forecaster: The forecaster.
-        source: How the schedule was found (``"dp:<forecaster>/<weighting>"``).
-        offline_cost: Its exact offline error: the relative squared forecast error summed over the
-            forecast steps with the ``"sensitivity"`` weights (see `step_weights`).
-        ratio: Its compute ratio (linear-layer FLOPs of full compute over its own).
-        psnr_db: Verified paired PSNR against full compute; None if not run.
-
-    """
-
-    computed: list[int]
-    forecaster: Forecaster
-    source: str
-    offline_cost: float
-    ratio: float
-    psnr_db: float | None = None
-
-    def config(self, steps: int, target: str) -> CacheConfig:
-        """Return the cache config of this candidate."""
-        return CacheConfig(
-            policy=Timeline.from_steps(self.computed, steps), forecaster=self.forecaster, target=target
-        )
-
-
-@dataclass
-class TuneResult:
-    """What `tune` found.
-
-    Attributes:
-        config: The chosen config (a `Timeline` schedule, the chosen forecaster, the target).
-        steps: The step count it was tuned at.
-        chosen: The chosen candidate (its verified PSNR and ratio).
-        candidates: Every candidate scored, best offline first; verified ones carry their PSNR.
-        step_errors: The per-step offline error of the chosen schedule (0 at computed steps).
-        full_flops: Linear-layer FLOPs of one full-compute transformer call.
-        skip_flops: FLOPs of a call whose blocks are all forecast (stem and head).
-        calls: The number of calibration calls.
-
-    """
-
-    config: CacheConfig
-    steps: int
-    chosen: Candidate
-    candidates: list[Candidate]
-    step_errors: list[float]
-    full_flops: float
-    skip_flops: float
-    calls: int
-    goal: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    def save(self, path: Any, label: str | None = None) -> Any:
-        """Write the chosen config as a config file (see `forecache.configfile`); returns the path."""
-        from forecache.configfile import save_config
-
-        return save_config(self.config, path, label or f"tuned {self.chosen.ratio:.2f}x")
-
-    def report(self) -> str:
-        """Return a markdown report of the goal, the chosen config and every candidate tried."""
-        from forecache.calibrate.report import markdown_report
-
-        return markdown_report(self)
-
-    def plot(self) -> Any:
-        """Return a PIL image: the chosen schedule over the per-step offline error."""
-        from forecache.calibrate.report import schedule_plot
-
-        return schedule_plot(self)
 
 
 def _accepts(pipe: Any, name: str) -> bool:
