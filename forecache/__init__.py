@@ -17,14 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from forecache.accel.config import (
-    AdamsBashforthConfig,
-    CacheConfig,
-    ConfidenceGateConfig,
-    TaylorSeerConfig,
-    TimelineConfig,
-    register_config,
-)
+from forecache.accel.config import CacheConfig
 from forecache.accel.forecasters import DMD, AdamsBashforth, FoCa, Hermite, Reuse, Taylor, register_forecaster
 from forecache.accel.policies import (
     ConfidenceGate,
@@ -34,6 +27,13 @@ from forecache.accel.policies import (
     Timeline,
     Verify,
     register_policy,
+)
+from forecache.accel.presets import (
+    AdamsBashforthConfig,
+    ConfidenceGateConfig,
+    TaylorSeerConfig,
+    TimelineConfig,
+    register_preset,
 )
 from forecache.accel.stats import CacheStats, ContextStats
 from forecache.accel.targets import register_target
@@ -96,10 +96,10 @@ __all__ = [
     "__version__",
     "apply",
     "cached",
-    "register_config",
     "register_forecaster",
     "register_layout",
     "register_policy",
+    "register_preset",
     "register_target",
     "remove",
     "stats",

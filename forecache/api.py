@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,11 +15,10 @@ from diffusers.utils.torch_utils import unwrap_module
 from forecache._caller import calling_scheduler
 from forecache.accel._checks import check_int
 from forecache.accel.attach import attach, detach, session_of
-from forecache.accel.config import resolve_config
 from forecache.accel.runs import SharedSchedule
 from forecache.accel.state import CacheSession
 from forecache.accel.stats import CacheStats
-from forecache.configfile import load_config
+from forecache.configfile import resolve_config
 from forecache.layouts.first_call import arm_first_call_check, disarm
 from forecache.layouts.registry import UnsupportedModelError, resolve_layout
 
@@ -111,9 +109,11 @@ def apply(
     Args:
         target: A `DiffusionPipeline` with a `transformer`, or a diffusers transformer
             (``torch.compile``-wrapped ones are unwrapped).
-        config: `TaylorSeerConfig`, `AdamsBashforthConfig`, `ConfidenceGateConfig` or a general
-            `CacheConfig` (never mutated), or the path of a config file (what `forecache.tune`
-            and ``forecache sweep`` write; see `forecache.configfile`).
+        config: A `CacheConfig` (never mutated), as the presets return it (`TaylorSeerConfig(...)`,
+            `AdamsBashforthConfig`, `ConfidenceGateConfig`, `TimelineConfig`), the name of a preset
+            (``"taylorseer"``, or one registered with `forecache.register_preset`: its defaults),
+            or the path of a config file (what `forecache.tune` and ``forecache sweep`` write; see
+            `forecache.configfile`).
         num_inference_steps: Steps per generation, for bare transformers (a pipeline knows them
             from its scheduler). Without it (or `scheduler`) the cool-down steps cannot be placed.
         scheduler: For a bare transformer driven by your own loop: the diffusers scheduler of that
@@ -150,8 +150,6 @@ def apply(
     """
     if num_inference_steps is not None:
         check_int("apply", "num_inference_steps", num_inference_steps, 1)
-    if isinstance(config, (str, os.PathLike)):
-        config = load_config(config)
     cache_config = resolve_config(config)
     if scheduler is not None and not isinstance(scheduler, SchedulerMixin):
         raise TypeError(f"`scheduler` must be a diffusers scheduler or None, got {type(scheduler).__name__}")

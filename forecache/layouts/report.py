@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from forecache.accel.layout import BlockListLayout, ModelLayout, time_argument
+from forecache.accel.presets import ConfidenceGateConfig
 from forecache.accel.targets import TARGETS, Block
 from forecache.layouts.errors import UnsupportedModelError
 from forecache.layouts.infer import Inference, infer_layout
@@ -75,13 +76,11 @@ def _target_check(model: torch.nn.Module, target: str, probes: int = 0) -> tuple
 
 def model_row(model: torch.nn.Module) -> ModelRow:
     """Lay `model` out for every registered target and the default gate (nothing runs)."""
-    from forecache.accel.config import ConfidenceGateConfig, resolve_config
-
     name = type(model).__name__
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         targets = {target: _target_check(model, target)[0] for target in TABLE_TARGETS}
-        gate = resolve_config(ConfidenceGateConfig())
+        gate = ConfidenceGateConfig()
         reason, blocks = _target_check(model, gate.target, gate.policy.probe_blocks)
     probe = ", ".join(b.name for b in blocks[: gate.policy.probe_blocks]) if not reason else ""
     source = "registered" if registered_layout(model) is not None else "inferred"
