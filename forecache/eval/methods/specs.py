@@ -88,7 +88,9 @@ def make_method(name: str, params: Mapping[str, Any] | None = None, label: str |
         TypeError: A value of the wrong type (from the config's own checks).
 
     """
-    canonical = ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else name
+    if not isinstance(name, str):
+        raise TypeError(f"`method` must be a string, one of {method_names()}, got {name!r}")
+    canonical = ALIASES.get(name.lower(), name.lower())
     params = dict(params or {})
     if canonical not in METHODS:
         raise ValueError(f"`method` must be one of {method_names()}, got {name!r}")
