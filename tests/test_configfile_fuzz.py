@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import forecache
@@ -176,6 +176,8 @@ def write(doc, counter=[0]):  # noqa: B006 (a per-process file counter)
 
 @settings(max_examples=EXAMPLES["files"], deadline=None, suppress_health_check=list(HealthCheck))
 @given(documents)
+@example({"method": []})  # found by this test: a list as the method name crashed on hashing
+@example([{"method": {"a": 1}}])
 def test_config_files_load_or_fail_naming_the_field(doc):
     path = write(doc)
     try:

@@ -257,20 +257,21 @@ def on_register(listener: Callable[[Preset], None]) -> None:
         listener(entry)
 
 
-def canonical_name(name: Any) -> Any:
-    """Return the name `name` stands for: lower case, a preset's alias resolved (other values as given)."""
-    if not isinstance(name, str):
-        return name
+def canonical_name(name: str) -> str:
+    """Return the name `name` stands for: lower case, a preset's alias resolved."""
     return _ALIASES.get(name.lower(), name.lower())
 
 
-def preset_named(name: Any) -> Preset:
+def preset_named(name: str) -> Preset:
     """Return the preset `name` (or an alias of it, in any case) stands for.
 
     Raises:
+        TypeError: If `name` is not a string.
         ValueError: Listing the preset names.
 
     """
+    if not isinstance(name, str):
+        raise TypeError(f"`method` must be a string, one of {list(PRESETS)}, got {name!r}")
     entry = PRESETS.get(canonical_name(name))
     if entry is None:
         raise ValueError(f"`method` must be one of {list(PRESETS)}, got {name!r}")

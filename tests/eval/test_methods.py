@@ -161,7 +161,10 @@ def test_a_peer_is_one_registered_object_that_bench_runs_by_name(flux_pipe, tmp_
     )
     register_method(method)
     try:
-        with pytest.raises(ValueError, match=r"test\.skip: unknown field `often`"):
+        with pytest.raises(
+            ValueError,
+            match=r"test\.skip: unknown field .often. in `params`; fields: \[.every.\], got often=2",
+        ):
             parse_method("test.skip:often=2")
         result = bench(
             model=flux_pipe,

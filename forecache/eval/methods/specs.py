@@ -89,9 +89,11 @@ def make_method(name: str, params: Mapping[str, Any] | None = None, label: str |
         TypeError: A value of the wrong type (from the config's own checks).
 
     """
+    if not isinstance(name, str):
+        raise TypeError(f"`method` must be a string, one of {method_names()}, got {name!r}")
     canonical = canonical_name(name)
     params = dict(params or {})
-    if not isinstance(canonical, str) or canonical not in METHODS:
+    if canonical not in METHODS:
         raise ValueError(f"`method` must be one of {method_names()}, got {name!r}")
     kept, config = METHODS[canonical].build(params)
     shown = params if config is not None else kept  # a preset's label shows the fields given
