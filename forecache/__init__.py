@@ -40,12 +40,13 @@ from forecache.accel.targets import register_target
 from forecache.calibrate import TuneResult, tune
 
 if TYPE_CHECKING:
-    from forecache.api import apply, cached, remove, stats
+    from forecache.api import Cache, apply, cached, remove, stats
     from forecache.layouts.registry import UnsupportedModelError, register_layout, supported_models
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Cache": "forecache.api",
     "apply": "forecache.api",
     "cached": "forecache.api",
     "remove": "forecache.api",
@@ -75,6 +76,7 @@ __all__ = [
     "DMD",
     "AdamsBashforth",
     "AdamsBashforthConfig",
+    "Cache",
     "CacheConfig",
     "CacheStats",
     "ConfidenceGate",

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 import forecache
 from forecache import configfile
 from forecache.accel import presets
-from forecache.accel.attach import session_of
 from forecache.accel.forecasters import FORECASTERS
 from forecache.accel.layout import BlockListLayout, ModelLayout
 from forecache.accel.policies import POLICIES
+from forecache.accel.session import session_of
 from forecache.layouts import registry
 
 EXAMPLES = {"files": 2500, "configs": 2000, "apply": 600}

@@ -128,7 +128,7 @@ def _record(
     pipe: Any, calls: list[Callable[[], Any]], progress: Any
 ) -> tuple[Trajectory, list[torch.Tensor], float, float]:
     """Run the calls at full compute: the trajectory, the outputs, FLOPs of a full and a skipped call."""
-    from forecache.accel.attach import session_of
+    from forecache.accel.session import session_of
     from forecache.api import apply, remove  # imports diffusers: on first use, as `forecache` does
     from forecache.calibrate.record import RecordingTarget  # registers the "record" target
 

@@ -25,8 +25,8 @@ import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
 from forecache.accel._private import invalidate_child_registries
-from forecache.accel.attach import detach, session_of
 from forecache.accel.layout import ModelLayout
+from forecache.accel.session import session_of
 from forecache.accel.streams import StreamIO
 from forecache.layouts.errors import UnsupportedModelError
 
@@ -172,9 +172,7 @@ class FirstCallCheck(ModelHook):
         session = session_of(module)
         disarm(module)
         if session is not None:
-            detach(module)
-            for sibling in session.siblings:
-                sibling.siblings = [s for s in sibling.siblings if s is not session]
+            session.close()
         raise UnsupportedModelError(
             f"forecache: the layout inferred for {name} does not hold at its first call: {problem}. "
             f"forecache removed itself; {name} computes as it did before `apply`.{self.hint}"
