@@ -28,6 +28,7 @@ from forecache.accel._private import invalidate_child_registries
 from forecache.accel.layout import ModelLayout
 from forecache.accel.session import session_of
 from forecache.accel.streams import StreamIO
+from forecache.accel.targets import blocks_of
 from forecache.layouts.errors import UnsupportedModelError
 
 __all__ = ["FIRST_CALL_HOOK", "FirstCallCheck", "arm_first_call_check", "disarm"]
@@ -41,12 +42,9 @@ class _Observer:
     def __init__(
         self, model: torch.nn.Module, layout: ModelLayout, chained: bool, modules: bool, probes: int
     ) -> None:
-        self.blocks: list[tuple[str, torch.nn.Module, StreamIO]] = []
-        for block_list in layout.block_lists:
-            for i, block in enumerate(getattr(model, block_list.attr)):
-                self.blocks.append(
-                    (f"{block_list.attr}.{i}", block, StreamIO(block_list, type(block).forward))
-                )
+        self.blocks = [
+            (b.name, b.module, StreamIO(b.layout, type(b.module).forward)) for b in blocks_of(model, layout)
+        ]
         self.chained = chained
         self.modules = modules
         self.probes = probes

@@ -196,11 +196,7 @@ def test_optional_protocol_members_get_their_declared_defaults():
     assert (policy.observes_stack, policy.reduce_across_ranks) == (False, False)
     assert policy.judge(0.0, ()) is Decision.COMPUTE
     target = SecondHalf()
-    assert (target.chains_blocks, target.run_call(None, lambda: "ran"), target.plan.__self__) == (
-        False,
-        "ran",
-        target,
-    )
+    assert (target.chains_blocks, target.run_call(None, lambda: "ran")) == (False, "ran")
     assert target.new_context_state() == {}  # its own member is kept
 
 
