@@ -19,7 +19,7 @@ from forecache.accel.forecasters.adams_bashforth import RingHistory
 from forecache.accel.policies import Decision
 from forecache.accel.streams import StreamIO
 from forecache.accel.targets import BlockRole
-from forecache.accel.targets.stack import BLOCK_HOOK, StackBlockHook
+from forecache.accel.targets.hooks import BLOCK_HOOK, StackBlockHook
 from tests.fixtures.sampler import TinyPipeline
 
 STEPS = 10

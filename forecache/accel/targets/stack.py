@@ -1,9 +1,8 @@
-"""The hooks of the block stack after the probe blocks, shared by the targets that install them.
+"""The block stack after the probe blocks, shared by the targets that hook it: its roles and attachment.
 
-`StackBlockHook` sits on a block after the probes: at computed steps the block runs and its
-`BlockRole` records what it needs; at forecast steps the role decides what the block returns
-(`PassThrough`: its input streams, shaped as its output). The stack's first block (its head) lets
-the engine settle a probed step and the target see the stack's input.
+`attach_stack` puts a `StackBlockHook` (`forecache.accel.targets.hooks`) on each block after the
+probes, with the `BlockRole` the target gives it: what the block does at forecast steps
+(`PassThrough`: its input streams, shaped as its output) and records at computed ones.
 """
 
 from __future__ import annotations
@@ -11,17 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
-from diffusers.hooks import ModelHook
-
 from forecache.accel.context import ContextState
-from forecache.accel.policies import Decision
 from forecache.accel.streams import StreamIO
 from forecache.accel.targets.base import Block, BlockRole, Engine, Register
 
-__all__ = ["BLOCK_HOOK", "PassThrough", "StackBlockHook", "attach_stack"]
-
-BLOCK_HOOK = "forecache_block"
+__all__ = ["PassThrough", "attach_stack"]
 
 
 class PassThrough(BlockRole):
@@ -43,43 +36,6 @@ class PassThrough(BlockRole):
         return io.rebuild(io.inputs(args, kwargs))
 
 
-class StackBlockHook(ModelHook):
-    """A block after the probes: runs at computed steps; its `BlockRole` handles forecast steps.
-
-    Args:
-        engine: The engine (the call in progress, the stack's entry).
-        io: Reads and rebuilds the block's streams.
-        role: What the block does at forecast steps (and records at computed ones).
-        head: Whether this is the first block after the probes (where the policy and the target
-            see the stack's input).
-
-    """
-
-    def __init__(self, engine: Engine, io: StreamIO, role: BlockRole, head: bool) -> None:
-        super().__init__()
-        self.engine = engine
-        self.io = io
-        self.role = role
-        self.head = head
-
-    def new_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-        """Run the block, or let its role stand in for it."""
-        ctx = self.engine.current
-        if ctx is None:
-            return self.fn_ref.original_forward(*args, **kwargs)
-        if self.head:
-            self.engine.enter_stack(ctx, self.io.inputs(args, kwargs))
-        if ctx.decision is Decision.COMPUTE:
-            output = self.fn_ref.original_forward(*args, **kwargs)
-            self.role.computed(ctx, self.io, output)
-            return output
-
-        def run() -> Any:
-            return self.fn_ref.original_forward(*args, **kwargs)
-
-        return self.role.forecast(ctx, self.io, run, args, kwargs)
-
-
 def attach_stack(
     engine: Engine,
     blocks: list[Block],
@@ -98,6 +54,8 @@ def attach_stack(
             it only where the policy judges the stack's input, see `Engine.observes`).
 
     """
+    from forecache.accel.targets.hooks import BLOCK_HOOK, StackBlockHook  # imports diffusers
+
     probes = engine.probe_blocks
     for block in blocks[probes : probes + 1 if head_only else None]:
         io = StreamIO(block.layout, type(block.module).forward)
