@@ -10,8 +10,8 @@ nbformat = pytest.importorskip("nbformat", reason="needs the dev extra (nbformat
 nbclient = pytest.importorskip("nbclient", reason="needs the dev extra (nbformat, nbclient, ipykernel)")
 pytest.importorskip("ipykernel", reason="needs the dev extra (nbformat, nbclient, ipykernel)")
 
-from forecache.configfile import load_config  # noqa: E402
 from forecache.cli import main  # noqa: E402
+from forecache.configfile import load_config  # noqa: E402
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "tune_schedule.ipynb"
 RATIO = 3.5  # the notebook's RATIO
