@@ -66,9 +66,11 @@ def test_judge_fid_is_labelled_and_only_on_reference_models():
     judge = DigitJudge()
     real = _images(n=64, seed=3)
     scorer = metrics.QualityScorer(real, "test set", [0] * 64, judge)
-    assert "judge FID: the reference model's judge's features (DigitFeatureExtractor, 64-d)" in scorer.notes[
-        "fid"
-    ] or "Inception-v3" in scorer.notes["fid"]
+    assert (
+        "judge FID: the reference model's judge's features (DigitFeatureExtractor, 64-d)"
+        in scorer.notes["fid"]
+        or "Inception-v3" in scorer.notes["fid"]
+    )
     assert scorer.fid(real).value == pytest.approx(0.0, abs=1e-3)
     assert scorer.fid(_images(n=64, seed=4) * 0.2).value > 1e-3
     expected = judge.adherence(real, [0] * 64)
