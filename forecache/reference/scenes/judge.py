@@ -10,6 +10,7 @@ Its 256-wide penultimate features (`SceneFeatureExtractor`) give FID.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -18,7 +19,16 @@ from torch import nn
 
 from forecache.reference.scenes.grammar import BACKGROUNDS, COLOURS, SHAPES, SIZES, TEXTURES, SceneSpec
 
-__all__ = ["FEATURES", "SceneFeatureExtractor", "SceneJudge", "SceneReading", "adherence", "targets"]
+__all__ = [
+    "FEATURES",
+    "FeatureReader",
+    "SceneFeatureExtractor",
+    "SceneJudge",
+    "SceneReading",
+    "adherence",
+    "conv_body",
+    "targets",
+]
 
 FEATURES = 256
 """Width of the judge's feature vector (FID features)."""
@@ -47,6 +57,34 @@ class SceneReading:
     texture: torch.Tensor
 
 
+def conv_body(width: int) -> nn.Sequential:
+    """Return the judges' CNN body: 32x32 RGB in [-1, 1] to `(batch, FEATURES)` features.
+
+    Five 3x3 convolutions (two of stride 2: 32 -> 16 -> 8 pixels) with `width`, then twice `width`
+    channels, SiLU after each, flattened into one linear layer of `FEATURES` outputs.
+
+    Args:
+        width (`int`): Channels of the first convolution.
+
+    """
+    w = width
+    return nn.Sequential(
+        nn.Conv2d(3, w, 3, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(w, w, 3, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),  # 16x16
+        nn.SiLU(),
+        nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),  # 8x8
+        nn.SiLU(),
+        nn.Flatten(),
+        nn.Linear(2 * w * 64, FEATURES),
+        nn.SiLU(),
+    )
+
+
 class SceneJudge(ModelMixin, ConfigMixin):
     """Read scenes back from 32x32 RGB images (a CNN with one linear read-out per attribute).
 
@@ -58,22 +96,7 @@ class SceneJudge(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, width: int = 32) -> None:
         super().__init__()
-        w = width
-        self.body = nn.Sequential(
-            nn.Conv2d(3, w, 3, padding=1),
-            nn.SiLU(),
-            nn.Conv2d(w, w, 3, padding=1),
-            nn.SiLU(),
-            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),  # 16x16
-            nn.SiLU(),
-            nn.Conv2d(2 * w, 2 * w, 3, padding=1),
-            nn.SiLU(),
-            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),  # 8x8
-            nn.SiLU(),
-            nn.Flatten(),
-            nn.Linear(2 * w * 64, FEATURES),
-            nn.SiLU(),
-        )
+        self.body = conv_body(width)
         self.heads = nn.ModuleDict(
             {
                 "shape": nn.Linear(FEATURES, _CELLS * _SHAPE_CLASSES),
@@ -125,18 +148,36 @@ class SceneJudge(ModelMixin, ConfigMixin):
         return SceneReading(**{name: torch.cat(values) for name, values in parts.items()})
 
 
+class FeatureReader(Protocol):
+    """A judge built on `conv_body`: `features` of `(batch, 3, 32, 32)` images in [-1, 1] (scenes, motion)."""
+
+    @property
+    def device(self) -> torch.device:
+        """Where its weights are."""
+        ...
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Return `(batch, FEATURES)` features."""
+        ...
+
+    def eval(self) -> Any:
+        """Put it in eval mode and return it."""
+        ...
+
+
 class SceneFeatureExtractor(nn.Module):
-    """The judge as torchmetrics' custom FID feature extractor (`FrechetInceptionDistance(feature=...)`).
+    """A judge as torchmetrics' custom FID feature extractor (`FrechetInceptionDistance(feature=...)`).
 
     Takes what torchmetrics passes on unchanged: uint8 in [0, 255] (``normalize=False``) or float in
     [0, 1] (``normalize=True``), shape `(batch, 3, 32, 32)`.
 
     Args:
-        judge (`SceneJudge`): The trained judge; it is put in eval mode.
+        judge (`FeatureReader`): The trained judge (`SceneJudge`, or the motion model's
+            `MotionJudge` on frames); it is put in eval mode.
 
     """
 
-    def __init__(self, judge: SceneJudge) -> None:
+    def __init__(self, judge: FeatureReader) -> None:
         super().__init__()
         self.judge = judge.eval()
         self.num_features = FEATURES

@@ -13,6 +13,7 @@ the sets stay fixed whatever Python's random module does in later releases.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from forecache.reference.scenes.grammar import (
     random_scene,
 )
 
-__all__ = ["PROMPT_SETS", "prompt_set", "write_prompt_sets"]
+__all__ = ["PROMPT_SETS", "prompt_set", "read_prompt_file", "write_prompt_sets"]
 
 PROMPT_SETS: dict[str, int] = {"calibration": 16, "benchmark": 128, "heldout": 128}
 """The sets and their sizes."""
@@ -46,9 +47,25 @@ def prompt_set(name: str) -> list[str]:
         ValueError: `name` is not a set.
 
     """
-    if name not in PROMPT_SETS:
-        raise ValueError(f"`prompts` must be one of {', '.join(PROMPT_SETS)}, got {name!r}")
-    text = resources.files("forecache.reference.scenes").joinpath(f"prompts/{name}.txt").read_text("utf-8")
+    return read_prompt_file("forecache.reference.scenes", name, PROMPT_SETS)
+
+
+def read_prompt_file(package: str, name: str, sets: Iterable[str]) -> list[str]:
+    """Return the prompts of ``<package>/prompts/<name>.txt``, one per non-empty line.
+
+    Args:
+        package (`str`): The package holding the ``prompts`` folder.
+        name (`str`): The set's name; one of `sets`.
+        sets (`Iterable[str]`): The names the package ships.
+
+    Raises:
+        ValueError: `name` is not one of `sets`.
+
+    """
+    known = list(sets)
+    if name not in known:
+        raise ValueError(f"`prompts` must be one of {', '.join(known)}, got {name!r}")
+    text = resources.files(package).joinpath(f"prompts/{name}.txt").read_text("utf-8")
     return [line for line in text.splitlines() if line]
 
 

@@ -16,9 +16,7 @@ weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,33 +36,13 @@ from forecache.reference.scenes.model import (
     build_vae,
 )
 from forecache.reference.scenes.render import render_batch
-from forecache.reference.training import Ema, load_checkpoint, save_checkpoint, step_randomness, warmup_cosine
+from forecache.reference.training import StagePlan, run_stage, step_randomness
 
 __all__ = ["RECIPE", "StagePlan", "train_scenes"]
 
 _SHIFT = 3.0
 _CHECKPOINT_EVERY = 100
 _CHECK_SCENES = 512  # scenes for the VAE's statistics and the stages' closing checks
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """One stage's optimisation settings.
-
-    Args:
-        steps (`int`): Optimizer steps.
-        batch (`int`): Scenes per step.
-        lr (`float`): Peak AdamW learning rate (linear warm-up, cosine decay to a tenth).
-        warmup (`int`): Warm-up steps.
-        ema (`float`): EMA decay of the weights kept (0 keeps the trained weights themselves).
-
-    """
-
-    steps: int
-    batch: int
-    lr: float
-    warmup: int
-    ema: float
 
 
 RECIPE: dict[str, StagePlan] = {
@@ -85,61 +63,10 @@ def _run_stage(
     seed: int,
     log: Callable[[str], None],
 ) -> Any:
-    """Train `module` by AdamW on `loss_fn(batch, rng, generator)`, resuming from `work/<name>.pt`.
-
-    Returns the EMA of the weights (or the weights, if `plan.ema` is 0), in eval mode.
-    """
-    path = work / f"{name}.pt"
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=plan.lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(plan.warmup, plan.steps))
-    ema = Ema(module, plan.ema) if plan.ema > 0 else None
-    start = 0
-    state = load_checkpoint(path)
-    if state is not None:
-        module.load_state_dict(state["module"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        start = int(state["step"])
-        log(f"[{name}] resumed at step {start}/{plan.steps}")
-
-    def checkpoint(step: int) -> None:
-        save_checkpoint(
-            path,
-            {
-                "module": module.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "step": step,
-            },
-        )
-
-    module.train()
-    clock, running = time.perf_counter(), 0.0
-    for step in range(start, plan.steps):
-        rng, gen = step_randomness(seed, name, step)
-        loss = loss_fn(plan.batch, rng, gen)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        if ema is not None:
-            ema.update()
-        running += loss.item()
-        done = step + 1
-        if done % 50 == 0 or done == plan.steps:
-            count = 50 if done % 50 == 0 else done % 50
-            elapsed = time.perf_counter() - clock
-            log(f"[{name}] step {done}/{plan.steps}  loss {running / count:.4f}  {elapsed:.0f}s")
-            running = 0.0
-        if done % _CHECKPOINT_EVERY == 0 or done == plan.steps:
-            checkpoint(done)
-    kept = ema.shadow if ema is not None else module
-    return kept.eval().requires_grad_(False)
+    """Run a stage (`forecache.reference.training.run_stage`) with this module's randomness, checkpoints."""
+    return run_stage(
+        name, module, plan, loss_fn, work, seed, log, randomness=step_randomness, every=_CHECKPOINT_EVERY
+    )
 
 
 def _sigmas(batch: int, gen: torch.Generator) -> torch.Tensor:
