@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import forecache
-from forecache.eval import metrics
+from forecache.eval import metrics, temporal
 from forecache.eval.flops import count_linear_flops
 from forecache.eval.methods import MethodSpec, attached
 from forecache.eval.peers import PeerRun
@@ -301,6 +301,11 @@ class Harness:
         for key, value in scores.items():
             setattr(result, key, value)
         if self.workload.kind == "frames":
+            scorer = self.scorer
+            for key, value in temporal.video_scores(
+                base.images, result.images, scorer.judge, scorer.conditions
+            ).items():
+                setattr(result, key, value)
             return
         result.lpips = self.scorer.lpips(base.images, result.images).value
         result.fid = self.scorer.fid(result.images).value
