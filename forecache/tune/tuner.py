@@ -31,6 +31,7 @@ import torch
 from forecache.accel.config import CacheConfig
 from forecache.accel.forecasters import AdamsBashforth, Forecaster, Hermite, Reuse, Taylor
 from forecache.accel.policies import Interval, Timeline
+from forecache.tune.frames import Frames, check_frames, frame_psnr
 from forecache.tune.offline import (
     Trajectory,
     best_schedules,
@@ -189,14 +190,9 @@ def _output(result: Any) -> torch.Tensor:
     return tensor.detach().to("cpu", torch.float64)
 
 
-def _psnr(reference: list[torch.Tensor], outputs: list[torch.Tensor]) -> float:
-    """Return the paired PSNR over all values of all calls (peak 1 for images, else the largest value)."""
-    squared = sum(float(((a - b) ** 2).sum()) for a, b in zip(reference, outputs, strict=True))
-    count = sum(a.numel() for a in reference)
-    peak = max(float(a.abs().max()) for a in reference)
-    peak = 1.0 if peak <= 1.0 else peak
-    mse = squared / max(count, 1)
-    return float("inf") if mse == 0 else 10.0 * math.log10(peak**2 / mse)
+def _psnr(reference: list[torch.Tensor], outputs: list[torch.Tensor], frames: Frames = "pooled") -> float:
+    """Return the paired PSNR over all calls (peak 1 for images, else the largest value); see `frame_psnr`."""
+    return frame_psnr(reference, outputs, frames)
 
 
 @contextlib.contextmanager
@@ -327,6 +323,7 @@ def tune(
     max_gap: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    frames: Frames = "pooled",
 ) -> TuneResult:
     """Find the schedule and forecaster for this model, for a compute ratio or a quality budget.
 
@@ -350,6 +347,10 @@ def tune(
         max_gap: Most steps between two computed ones. Default: a third of the steps.
         seed: Seed of the first calibration call (the others follow). Default 0.
         progress: Show a progress bar. Default True.
+        frames: Videos: how the verification weighs the frames (`forecache.tune.frames`):
+            ``"pooled"`` (every value alike, the default), ``"worst"`` (a candidate scores its worst
+            frame's PSNR: safer against one spoiled frame, picks denser schedules) or one weight
+            per frame. Other outputs take ``"pooled"`` only.
 
     Returns:
         The `TuneResult`: its `config` is ready for `forecache.apply`; `save`, `report`, `plot`.
@@ -375,11 +376,13 @@ def tune(
         raise ValueError(f"tune: `target` must be one of ['blocks'], got {target!r}")
     if isinstance(verify, bool) or not isinstance(verify, int) or verify < 1:
         raise ValueError(f"tune: `verify` must be an int >= 1, got {verify!r}")
+    check_frames(frames)
     from tqdm.auto import tqdm
 
     calls = _calls(pipe, call_kwargs, seed)
     with tqdm(total=len(calls), desc="forecache tune: recording", disable=not progress, unit="call") as bar:
         trajectory, reference, full, skip = _record(pipe, calls, bar)
+    frame_psnr(reference, reference, frames)  # refuses a frame weighting the outputs cannot take
     n = trajectory.length
     gap = max_gap or max(2, n // 3)
     for forecaster in forecasters:
@@ -427,7 +430,7 @@ def tune(
             for call in calls:
                 outputs.append(_output(call()))
                 bar.update(1)
-        candidate.psnr_db = _psnr(reference, outputs)
+        candidate.psnr_db = _psnr(reference, outputs, frames)
         verified.append(candidate)
         return candidate.psnr_db
 
@@ -441,19 +444,20 @@ def tune(
         return chosen, ranked
 
     notes: list[str] = []
+    scored = "" if isinstance(frames, str) and frames == "pooled" else f" (frames scored: {frames!r})"
     if ratio is not None:
         count = _count_for_ratio(n, float(ratio), full, skip)
         with tqdm(
             total=verify * len(calls), desc="forecache tune: verifying", disable=not progress, unit="call"
         ) as bar:
             chosen, ranked = best_verified(count, bar)
-        goal = f"compute ratio >= {ratio:g}x"
+        goal = f"compute ratio >= {ratio:g}x" + scored
         if _ratio(n, count, full, skip) < float(ratio):
             reached = _ratio(n, count, full, skip)
             notes.append(f"{ratio:g}x needs fewer computed steps than 1 of {n}; tuned at {reached:.2f}x")
     else:
         budget = float(budget_db or 0.0)
-        goal = f"PSNR >= {budget:g} dB"
+        goal = f"PSNR >= {budget:g} dB" + scored
         low, high = 1, n  # the fewest computed steps (highest ratio) meeting the budget, by bisection
         best: tuple[Candidate, list[Candidate]] | None = None
         rounds = math.ceil(math.log2(n)) + 1

@@ -1,0 +1,90 @@
+"""The tuner weighs video frames: pooled, the worst frame, or per-frame weights; on a tiny Wan pipeline."""
+
+import math
+
+import pytest
+import torch
+
+import forecache
+from forecache.testing.saved_pipelines import TINY_WAN_CALL, tiny_wan
+from forecache.tune.frames import check_frames, frame_psnr
+from forecache.tune.tuner import _calls, _output
+
+
+def _videos():
+    reference = torch.full((2, 3, 4, 4, 3), 0.5, dtype=torch.float64)
+    output = reference.clone()
+    output[:, 0] += 0.1  # frame 0: MSE 0.01 (20 dB)
+    output[:, 2] += 0.01  # frame 2: MSE 1e-4 (40 dB); frame 1 exact
+    return [reference], [output]
+
+
+def test_frame_scores_on_known_errors():
+    reference, output = _videos()
+    assert frame_psnr(reference, output, "worst") == pytest.approx(20.0)
+    pooled = 10 * math.log10(1 / ((0.01 + 1e-4) / 3))
+    assert frame_psnr(reference, output) == pytest.approx(pooled)
+    assert frame_psnr(reference, output, [0.0, 1.0, 1.0]) == pytest.approx(10 * math.log10(2 / 1e-4))
+    assert frame_psnr(reference, output, [1, 1, 1]) == pytest.approx(pooled)
+    assert frame_psnr(reference, reference, "worst") == math.inf
+    with pytest.raises(ValueError, match=r"one weight per frame \(3\), got 2"):
+        frame_psnr(reference, output, [1.0, 1.0])
+    images = [torch.zeros(2, 4, 4, 3)]
+    with pytest.raises(ValueError, match=r"scores videos .* use 'pooled'"):
+        frame_psnr(images, images, "worst")
+
+
+@pytest.mark.parametrize(
+    ("frames", "error", "message"),
+    [
+        ("best", ValueError, r"`frames` must be one of \['pooled', 'worst'\] or per-frame weights, got 'b"),
+        ([1.0, -1.0], ValueError, "weights must be finite, >= 0 and not all 0"),
+        ([0.0, 0.0], ValueError, "not all 0"),
+        ([], ValueError, "not all 0"),
+        (3, TypeError, "`frames` must be a name or a sequence of numbers, got 3"),
+        ([1, "a"], TypeError, "sequence of numbers"),
+    ],
+)
+def test_bad_frame_settings_name_the_field(frames, error, message):
+    with pytest.raises(error, match=message):
+        check_frames(frames)
+
+
+@pytest.fixture(scope="module")
+def wan(one_thread):
+    pipe = tiny_wan(seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _call(steps=12):
+    return {
+        "prompt": ["a red car", "a small bird"],
+        "num_inference_steps": steps,
+        "height": TINY_WAN_CALL["height"],
+        "width": TINY_WAN_CALL["width"],
+        "num_frames": TINY_WAN_CALL["frames"],
+        "guidance_scale": TINY_WAN_CALL["guidance_scale"],
+    }
+
+
+def test_tune_scores_each_candidate_by_its_worst_frame(wan):
+    result = forecache.tune(wan, _call(), ratio=2.0, frames="worst", verify=3, progress=False)
+    assert "(frames scored: 'worst')" in result.goal
+    calls = _calls(wan, _call())
+    reference = [_output(c()) for c in calls]
+    with forecache.cached(wan, result.config):
+        outputs = [_output(c()) for c in calls]
+    assert reference[0].shape[1] == TINY_WAN_CALL["frames"]
+    worst = frame_psnr(reference, outputs, "worst")
+    assert result.chosen.psnr_db == pytest.approx(worst, abs=0.01)  # the recording ran hooked
+    assert worst < frame_psnr(reference, outputs)  # the worst frame is below the pooled figure
+    verified = [c.psnr_db for c in result.candidates if c.psnr_db is not None]
+    assert result.chosen.psnr_db == max(verified)
+
+
+def test_tune_refuses_frame_weights_the_outputs_cannot_take(wan):
+    with pytest.raises(ValueError, match=r"one weight per frame \(5\), got 2"):
+        forecache.tune(wan, _call(steps=4), ratio=1.5, frames=[1.0, 2.0], verify=1, progress=False)
+    with pytest.raises(ValueError, match="`frames` must be one of"):
+        forecache.tune(wan, _call(steps=4), ratio=1.5, frames="mean", verify=1, progress=False)
