@@ -22,7 +22,9 @@ import torch
 import forecache
 from forecache.eval.flops import count_linear_flops
 from forecache.reference import load_reference
-from forecache.tune.tuner import _calls, _output, _psnr
+from forecache.tune.search import output as _output
+from forecache.tune.search import psnr as _psnr
+from forecache.tune.tuner import _calls
 
 GOALS = {"flux-digits": 8.0, "flux-digits-deep": 8.0, "dit-digits": 6.0}
 CALIBRATION_SEED = 100_000

@@ -11,7 +11,9 @@ import forecache
 from forecache.configfile import load_config
 from forecache.reference import load_reference
 from forecache.tune.offline import schedule_cost, step_weights
-from forecache.tune.tuner import _calls, _output, _psnr, _record
+from forecache.tune.search import output as _output
+from forecache.tune.search import psnr as _psnr
+from forecache.tune.tuner import _calls, _record
 
 STEPS = 20
 CALL = {"class_labels": [3, 7], "num_inference_steps": STEPS}
