@@ -115,6 +115,35 @@ def _diffusers_peer(config_name: str) -> Callable[[Any, dict[str, Any], PeerRun]
     return attach
 
 
+def _taylorseer(pipe: Any, params: dict[str, Any], run: PeerRun) -> Detach:
+    """Enable diffusers' TaylorSeer, its own attention patterns made to match numbered attention modules.
+
+    On models whose attention modules are numbered (Wan's ``attn1``/``attn2``) diffusers' default
+    patterns (``^blocks.*attn``, matched whole) hook nothing; the same patterns followed by the
+    number are given then, unless the run sets its own.
+    """
+    import re
+
+    from diffusers.hooks import TaylorSeerCacheConfig
+    from diffusers.hooks.taylorseer_cache import _TRANSFORMER_BLOCK_IDENTIFIERS
+
+    transformer = _transformer(pipe)
+    own = ("cache_identifiers", "skip_predict_identifiers", "use_lite_mode")
+    names = [name for name, _ in transformer.named_modules()]
+    if not any(params.get(key) for key in own) and not any(
+        re.fullmatch(pattern, name) for pattern in _TRANSFORMER_BLOCK_IDENTIFIERS for name in names
+    ):
+        numbered = [rf"{pattern}\d+" for pattern in _TRANSFORMER_BLOCK_IDENTIFIERS]
+        if any(re.fullmatch(pattern, name) for pattern in numbered for name in names):
+            params = {**params, "cache_identifiers": numbered}
+            run.info["cache_identifiers"] = (
+                f"{numbered}: diffusers' default attention patterns match no module of "
+                f"{type(transformer).__name__} (numbered attention modules)"
+            )
+    transformer.enable_cache(TaylorSeerCacheConfig(**params))
+    return transformer.disable_cache
+
+
 def _parse_ratios(printed: str) -> list[float]:
     """Average the ratio lists MagCache printed (one per guidance context) element-wise."""
     lists = []
@@ -256,7 +285,7 @@ PEERS: dict[str, Peer] = {
         Peer(
             "diffusers.taylorseer",
             "diffusers TaylorSeerCacheConfig (TaylorSeer on attention outputs)",
-            _diffusers_peer("TaylorSeerCacheConfig"),
+            _taylorseer,
             _diffusers_fields("TaylorSeerCacheConfig"),
         ),
         Peer(
