@@ -33,6 +33,7 @@ def _weights(pipe, experts, judge):
 
 def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch, one_thread):
     monkeypatch.setattr(motion_train, "_CHECK_CLIPS", 4)
+    monkeypatch.setattr(motion_train, "_POOL_CLIPS", 70)  # two chunks of the pool's drawing
     whole = _weights(*train_motion(tmp_path / "whole", recipe=TINY, log=lambda _: None))
 
     monkeypatch.setattr(motion_train, "_CHECKPOINT_EVERY", 2)
@@ -51,6 +52,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch,
         with pytest.raises(KeyboardInterrupt):
             train_motion(tmp_path / "cut", recipe=TINY, log=lines.append)
     resumed = _weights(*train_motion(tmp_path / "cut", recipe=TINY, log=lines.append))
+    assert lines.count("[pool] 70 training clips drawn and encoded") == 1  # read back on resume
     for expected in ("[t2v] resumed at step 2/4", "[low] resumed at step 2/4", "[vae] resumed at step 4/4"):
         assert expected in lines
     assert whole.keys() == resumed.keys()

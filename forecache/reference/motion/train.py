@@ -5,7 +5,8 @@
 2. ``judge``: `MotionJudge` on the frames of clips of every colour-motion pair (held-out ones
    included: it is the examiner, not the student), half of them through the VAE, lightly noised.
 3. ``t2v``: the Wan transformer with its UMT5 encoder by rectified flow on clips without the
-   held-out pairs, 10% of the prompts emptied (the pipeline's default negative prompt is empty).
+   held-out pairs, 10% of the prompts emptied (the pipeline's default negative prompt is empty);
+   the clips come from a pool drawn and encoded once (``pool.pt`` in the work folder).
 4. ``high`` and ``low``: Wan 2.2's two experts, each a copy of the stage-3 transformer fine-tuned
    on its own noise range (timesteps at or above `BOUNDARY_RATIO` * 1000, and below), the text
    encoder frozen (the two experts share it).
@@ -38,7 +39,13 @@ from forecache.reference.motion.model import (
     build_vae,
 )
 from forecache.reference.motion.render import render_clip
-from forecache.reference.training import StagePlan, run_stage, step_randomness
+from forecache.reference.training import (
+    StagePlan,
+    load_checkpoint,
+    run_stage,
+    save_checkpoint,
+    step_randomness,
+)
 
 __all__ = ["RECIPE", "TextEncoder", "train_motion"]
 
@@ -46,6 +53,7 @@ _SHIFT = 3.0
 _CHECKPOINT_EVERY = 100
 _CHECK_CLIPS = 128  # clips for the VAE's statistics and the closing checks
 _DROPOUT = 0.1
+_POOL_CLIPS = 16384
 _OBJECT_WEIGHT = 9.0
 
 RECIPE: dict[str, StagePlan] = {
@@ -229,19 +237,49 @@ def _train_judge(work: Path, plan: StagePlan, vae: Any, seed: int, log: Callable
     return judge
 
 
+class _Pool:
+    """A fixed set of training clips (no held-out pair), their captions and latents, drawn once from the seed.
+
+    Drawing and encoding clips costs as much as a transformer step, so the flow stages sample their
+    batches from this pool (`_POOL_CLIPS` clips, each seen a few times) instead; it is written to
+    the work folder and read back on resume.
+    """
+
+    def __init__(self, latents: _Latents, work: Path, seed: int, log: Callable[[str], None]) -> None:
+        path = work / "pool.pt"
+        state = load_checkpoint(path)
+        if state is None or len(state["captions"]) != _POOL_CLIPS:
+            captions: list[str] = []
+            parts = []
+            for start in range(0, _POOL_CLIPS, 64):
+                rng, _ = step_randomness(seed, "pool", start)
+                clips = _clips(rng, min(64, _POOL_CLIPS - start))
+                captions += [caption(clip) for clip in clips]
+                parts.append(latents(_render(clips, rng)[0]))
+            state = {"captions": captions, "latents": torch.cat(parts)}
+            save_checkpoint(path, state)
+            log(f"[pool] {len(captions)} training clips drawn and encoded")
+        self.captions: list[str] = state["captions"]
+        self.latents: torch.Tensor = state["latents"]
+
+    def batch(self, batch: int, rng: Any) -> tuple[list[str], torch.Tensor]:
+        """Return `batch` clips' captions and latents, drawn with replacement."""
+        index = [rng.randrange(len(self.captions)) for _ in range(batch)]
+        return [self.captions[i] for i in index], self.latents[index]
+
+
 def _flow_loss(
     transformer: nn.Module,
     text: TextEncoder,
-    latents: _Latents,
+    pool: _Pool,
     batch: int,
     rng: Any,
     gen: torch.Generator,
     sigma_range: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """Rectified flow on a batch of training clips: predict noise - x0 at a shifted noise level."""
-    clips = _clips(rng, batch)
-    prompts = ["" if rng.random() < _DROPOUT else caption(clip) for clip in clips]
-    x0 = latents(_render(clips, rng)[0])
+    captions, x0 = pool.batch(batch, rng)
+    prompts = ["" if rng.random() < _DROPOUT else words for words in captions]
     states = text(prompts)
     noise = torch.randn(x0.shape, generator=gen)
     sigma = _sigmas(gen, batch, *sigma_range)
@@ -256,7 +294,7 @@ def _flow_loss(
 
 
 def _train_t2v(
-    work: Path, plan: StagePlan, latents: _Latents, seed: int, log: Callable[[str], None]
+    work: Path, plan: StagePlan, pool: _Pool, seed: int, log: Callable[[str], None]
 ) -> tuple[nn.Module, Any]:
     """Stage 3: the transformer and the text encoder by rectified flow, 10% of prompts emptied."""
     torch.manual_seed(seed)
@@ -264,7 +302,7 @@ def _train_t2v(
     models = nn.ModuleDict({"transformer": transformer, "text": text})
 
     def loss_fn(batch: int, rng: Any, gen: torch.Generator) -> torch.Tensor:
-        return _flow_loss(transformer, text, latents, batch, rng, gen)
+        return _flow_loss(transformer, text, pool, batch, rng, gen)
 
     kept = _run_stage("t2v", models, plan, loss_fn, work, seed, log)
     return kept["transformer"], kept["text"]
@@ -276,7 +314,7 @@ def _train_expert(
     plan: StagePlan,
     base: nn.Module,
     text: TextEncoder,
-    latents: _Latents,
+    pool: _Pool,
     seed: int,
     log: Callable[[str], None],
 ) -> nn.Module:
@@ -285,7 +323,7 @@ def _train_expert(
     sigma_range = (BOUNDARY_RATIO, 1.0) if name == "high" else (0.0, BOUNDARY_RATIO)
 
     def loss_fn(batch: int, rng: Any, gen: torch.Generator) -> torch.Tensor:
-        return _flow_loss(expert, text, latents, batch, rng, gen, sigma_range)
+        return _flow_loss(expert, text, pool, batch, rng, gen, sigma_range)
 
     return _run_stage(name, expert, plan, loss_fn, work, seed, log)
 
@@ -324,10 +362,10 @@ def train_motion(
     folder.mkdir(parents=True, exist_ok=True)
     vae = _train_vae(folder, recipe["vae"], seed, log)
     judge = _train_judge(folder, recipe["judge"], vae, seed, log)
-    latents = _Latents(vae)
-    transformer, text = _train_t2v(folder, recipe["t2v"], latents, seed, log)
-    high = _train_expert("high", folder, recipe["high"], transformer, text, latents, seed, log)
-    low = _train_expert("low", folder, recipe["low"], transformer, text, latents, seed, log)
+    pool = _Pool(_Latents(vae), folder, seed, log)
+    transformer, text = _train_t2v(folder, recipe["t2v"], pool, seed, log)
+    high = _train_expert("high", folder, recipe["high"], transformer, text, pool, seed, log)
+    low = _train_expert("low", folder, recipe["low"], transformer, text, pool, seed, log)
     pipe = build_pipeline(transformer=transformer, vae=vae, text_encoder=text.encoder)
     experts = build_pipeline(transformer=high, vae=vae, text_encoder=text.encoder, transformer_2=low)
     return pipe, experts, judge
