@@ -1,6 +1,6 @@
 # The two set-up commands of the README: `make bench` (the main job) and `make test` (the tests).
 # Both create .venv on first use; torch is pinned to the CPU build first so that the package's
-# own range (torch>=2.4) does not pull a CUDA build.
+# own range (torch>=2.5) does not pull a CUDA build.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -4,8 +4,8 @@
 
 One sample per seed (class ``seed % 10``), all seeds in one batched call, the pipeline's default
 guidance (true CFG: a "cond" and an "uncond" call per step). For every configuration it prints the
-compute ratio, counted as the FLOPs of the transformer's matrix multiplies and attention that
-actually ran (`forecache.eval.probes.count_compute`; baseline FLOPs / method FLOPs), and the
+compute ratio, counted as the linear-layer FLOPs of the transformer that actually ran
+(`forecache.calibrate.flops.count_flops`; baseline FLOPs / method FLOPs), and the
 paired PSNR of the decoded images against the uncached images of the same seeds, pooled over all
 pixels of all samples. The configurations:
 
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 import forecache
+from forecache.calibrate.flops import count_flops
 from forecache.eval.metrics import psnr
-from forecache.eval.probes import count_compute
 from forecache.reference import load_classifier, load_reference
 
 
@@ -65,7 +65,7 @@ def configs(intervals: list[int], masks: list[int], steps: int) -> Iterator[tupl
 def run(pipe, labels: list[int], seeds: list[int], steps: int) -> tuple[np.ndarray, int]:
     """Images ``(batch, 16, 16, 1)`` in [0, 1] and the transformer FLOPs that ran."""
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-    with count_compute(pipe.transformer) as count:
+    with count_flops(pipe.transformer) as count:
         images = pipe(class_labels=labels, num_inference_steps=steps, generator=generators, output_type="np")
     return images.images, count.total
 

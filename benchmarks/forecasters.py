@@ -9,7 +9,7 @@ fixed interval (``Interval(every=N, warmup=2, cooldown=1)``), then the probing p
 Each sample has its own seed (seed i, class label i % 10) and the same sample is generated with
 full compute; PSNR is pooled over all pixels of all samples (data range 1), as `forecache bench`.
 The compute ratio is the full-compute FLOPs of the linear layers over those actually run
-(`forecache.eval.flops.count_linear_flops`, probes included). One torch thread; CPU.
+(`forecache.calibrate.flops.count_flops`, probes included). One torch thread; CPU.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 import forecache
 from forecache.accel.forecasters import DMD, FoCa, Hermite, Reuse, Taylor
 from forecache.accel.policies import Interval
-from forecache.eval.flops import count_linear_flops
+from forecache.calibrate.flops import count_flops
 from forecache.eval.methods import parse_method
 from forecache.eval.metrics import psnr
 from forecache.reference import load_reference
@@ -46,7 +46,7 @@ FORECASTERS: dict[str, Any] = {
 def generate(pipe: Any, seeds: list[int], steps: int) -> tuple[np.ndarray, int]:
     """Generate one sample per seed (class ``seed % 10``); return the images and the linear FLOPs run."""
     generators = [torch.Generator().manual_seed(s) for s in seeds]
-    with count_linear_flops(pipe.transformer) as count:
+    with count_flops(pipe.transformer) as count:
         out = pipe(
             class_labels=[s % 10 for s in seeds],
             num_inference_steps=steps,

@@ -9,7 +9,7 @@ its window and the baseline's. Here each round times one baseline trajectory and
 trajectory of each method (applied, one untimed trajectory to settle its caches, timed, removed),
 so every ratio is taken against a baseline measured seconds before it; the median over rounds is
 reported with the range. FLOPs are counted on the linear layers that run
-(`forecache.eval.flops.count_linear_flops`). Random weights, as `forecache profile`.
+(`forecache.calibrate.flops.count_flops`). Random weights, as `forecache profile`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 import torch
 
 import forecache
-from forecache.eval.flops import count_linear_flops
+from forecache.calibrate.flops import count_flops
 from forecache.eval.methods import parse_method
 from forecache.eval.profile import ProfileConfig, ProfileSession
 
@@ -51,14 +51,14 @@ def main() -> None:
         session.run(args.steps)
         return time.perf_counter() - start
 
-    with count_linear_flops(model) as flops:
+    with count_flops(model) as flops:
         trajectory()
     full = flops.total
     ratios: dict[str, float] = {}
     for spec in specs:
         with (
             forecache.cached(model, spec.config, scheduler=session.scheduler),
-            count_linear_flops(model) as flops,
+            count_flops(model) as flops,
         ):
             trajectory()
         ratios[spec.label] = full / flops.total

@@ -75,7 +75,7 @@ def cases(numel: int, dtype: torch.dtype, device: torch.device, ks: list[int]):
             lambda xs=xs, ws=ws, out=out: torch_weighted_sum(xs, ws, out),
             (lambda xs=xs, ws=ws, out=out: ops.triton_weighted_sum(xs, ws, out)) if ops else None,
         )
-        guard = (torch.tensor(3.0, device=device), torch.zeros((), dtype=torch.int32, device=device))
+        guard = (torch.tensor(3.0, device=device), torch.zeros((), dtype=torch.int64, device=device))
         yield (
             "guarded_weighted_sum",
             k,

@@ -2,9 +2,9 @@
 
     python benchmarks/model_check.py [--classes NAME ...] [--out table.md] [--no-details]
 
-The same as ``forecache models --check``: each class of the tiny-model catalog present in the
+Each class of the tiny-model catalog present in the
 installed diffusers gets each preset with its defaults on an 8-call loop of bare transformer calls
-(`forecache.testing.engage.check_preset`: executions counted and compared with `forecache.stats`,
+(`tests.fixtures.engage.check_preset`: executions counted and compared with `forecache.stats`,
 bitwise checks at full compute and after `remove`). Prints the table (engages / refuses clearly /
 gate declines / silent no-op / crashes per preset) and one line per class. Exit status 1 if a class
 crashes or is a silent no-op. CPU, one thread; about a minute.
@@ -16,7 +16,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from forecache.testing.model_check import check_all
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # the fixtures live with the tests, not in the installed package
+    sys.path.insert(0, str(REPO))
+
+from tests.fixtures.model_check import check_all  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

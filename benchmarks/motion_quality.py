@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import forecache
-from forecache.eval.flops import count_linear_flops
+from forecache.calibrate.flops import count_flops
 from forecache.eval.metrics import paired_scores
 from forecache.eval.temporal import flicker
 from forecache.reference import REFERENCE_MODELS, load_reference
@@ -60,13 +60,17 @@ def generate(pipe: Any, model: str, prompts: list[str], seeds: list[int], steps:
     out = []
     experts = [getattr(pipe, name) for name in ("transformer", "transformer_2") if getattr(pipe, name, None)]
     with contextlib.ExitStack() as stack:
-        counts = [stack.enter_context(count_linear_flops(expert)) for expert in experts]
+        counts = [stack.enter_context(count_flops(expert)) for expert in experts]
         with _applied(pipe, setting):
             for start in range(0, len(prompts), BATCH):
                 chunk = slice(start, start + BATCH)
                 generators = [torch.Generator().manual_seed(s) for s in seeds[chunk]]
                 result = pipe(
-                    prompts[chunk], generator=generators, num_inference_steps=steps, output_type="np", **defaults
+                    prompts[chunk],
+                    generator=generators,
+                    num_inference_steps=steps,
+                    output_type="np",
+                    **defaults,
                 )
                 out.append(result.frames)
     return np.concatenate(out).astype(np.float32), sum(count.total for count in counts)
@@ -137,14 +141,19 @@ def main() -> None:
             scores = paired_scores(full, clips)
             flick = flicker(full, clips)
             shown = "-" if calibrated is None else f"{calibrated:.2f} dB"
-            print(
-                f"| {label} | {full_flops / flops:.2f}x | {scores['psnr_db']:.2f} dB | "
-                f"{np.mean(scores['psnr_db_per_frame']):.2f} dB | {min(scores['psnr_db_per_sample']):.2f} dB | "
-                f"{min(scores['psnr_db_per_frame']):.2f} dB | {flick.mean():.4f} | {flick.max():.4f} | "
-                f"{judge.adherence(clips, prompts).mean():.4f} | {judge.motion_accuracy(clips, prompts).mean():.4f} "
-                f"| {shown} |",
-                flush=True,
-            )
+            cells = [
+                f"{full_flops / flops:.2f}x",
+                f"{scores['psnr_db']:.2f} dB",
+                f"{np.mean(scores['psnr_db_per_frame']):.2f} dB",
+                f"{min(scores['psnr_db_per_sample']):.2f} dB",
+                f"{min(scores['psnr_db_per_frame']):.2f} dB",
+                f"{flick.mean():.4f}",
+                f"{flick.max():.4f}",
+                f"{judge.adherence(clips, prompts).mean():.4f}",
+                f"{judge.motion_accuracy(clips, prompts).mean():.4f}",
+                shown,
+            ]
+            print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
         for component, part in (result.experts or {"": result}).items():
             chosen = part.chosen
             print(

@@ -16,24 +16,17 @@ On the held-out prompts (colour-shape pairs training never showed), seeds 0..N-1
 from __future__ import annotations
 
 import argparse
-import random
+import contextlib
 import time
 
 import numpy as np
 import torch
 
 import forecache
-from forecache.eval.flops import count_linear_flops
+from forecache.calibrate.flops import count_flops
 from forecache.eval.metrics import psnr
 from forecache.reference import REFERENCE_MODELS, load_reference
-from forecache.reference.scenes.grammar import (
-    COLOURS,
-    POSITIONS,
-    SceneObject,
-    SceneSpec,
-    caption,
-    parse_caption,
-)
+from forecache.reference.scenes.checks import word_changes, word_test
 from forecache.reference.scenes.prompts import prompt_set
 
 GOALS = {50: 10.0, 28: 6.0}
@@ -45,8 +38,8 @@ def generate(pipe, prompts, seeds, steps, config=None):
     """Images (N, 32, 32, 3) in [0, 1] and the linear-layer FLOPs of generating them."""
     defaults = REFERENCE_MODELS["scenes"].call_defaults
     out = []
-    with count_linear_flops(pipe.transformer) as flops:
-        with forecache.cached(pipe, config) if config is not None else _null():
+    with count_flops(pipe.transformer) as flops:
+        with forecache.cached(pipe, config) if config is not None else contextlib.nullcontext():
             for start in range(0, len(prompts), BATCH):
                 chunk = slice(start, start + BATCH)
                 generators = [torch.Generator().manual_seed(s) for s in seeds[chunk]]
@@ -59,37 +52,6 @@ def generate(pipe, prompts, seeds, steps, config=None):
                 )
                 out.append(result.images)
     return np.concatenate(out).astype(np.float32), flops.total
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def word_variants(prompts, tries, seed=0):
-    """(index of the prompt, changed prompt, what to check) for `tries` single-word changes."""
-    rng = random.Random(seed)
-    variants = []
-    for t in range(tries):
-        index = t % len(prompts)
-        scene = parse_caption(prompts[index])
-        k = rng.randrange(len(scene.objects))
-        obj = scene.objects[k]
-        objects = list(scene.objects)
-        if t % 2 == 0:
-            colour = rng.choice([c for c in COLOURS if c != obj.colour])
-            objects[k] = SceneObject(obj.shape, colour, obj.size, obj.cell)
-            check = ("colour", obj.cell, list(COLOURS).index(colour))
-        else:
-            free = [c for c in range(len(POSITIONS)) if c not in {o.cell for o in scene.objects}]
-            cell = rng.choice(free)
-            objects[k] = SceneObject(obj.shape, obj.colour, obj.size, cell)
-            check = ("position", (obj.cell, cell), None)
-        variants.append((index, caption(SceneSpec(tuple(objects), scene.background, scene.texture)), check))
-    return variants
 
 
 def main() -> None:
@@ -116,17 +78,11 @@ def main() -> None:
             flush=True,
         )
         if args.word_tries:
-            variants = word_variants(prompts, args.word_tries)
-            changed, _ = generate(pipe, [v[1] for v in variants], [seeds[v[0]] for v in variants], steps)
-            pixels = torch.from_numpy(changed).permute(0, 3, 1, 2) * 2 - 1
-            reading = judge.judge.read(pixels)
-            hits = {"colour": [], "position": []}
-            for i, (_, _, (kind, where, want)) in enumerate(variants):
-                if kind == "colour":
-                    hits[kind].append(bool(reading.shape[i, where] != 0 and reading.colour[i, where] == want))
-                else:
-                    old, new = where
-                    hits[kind].append(bool(reading.shape[i, new] != 0 and reading.shape[i, old] == 0))
+            changes = word_changes(prompts, args.word_tries)
+            changed, _ = generate(
+                pipe, [c.prompt for c in changes], [seeds[c.source] for c in changes], steps
+            )
+            hits = word_test(judge.judge, changed, changes)
             for kind, values in hits.items():
                 print(f"word test ({kind}): {np.mean(values):.4f} of {len(values)} tries", flush=True)
             total = hits["colour"] + hits["position"]

@@ -8,7 +8,7 @@ runs on 20 held-out samples at its step count, and the 50-step one also at 28 st
 `Timeline` computes the same points of the trajectory there: fewer steps skipped, so a lower
 ratio); `TimelineConfig()` (the preset, no tuning) runs on the same samples. PSNR is paired
 against full compute over all pixels of the decoded images; the compute ratio is the
-linear-layer FLOPs of full compute over the method's (`forecache.eval.flops`), stem and head
+linear-layer FLOPs of full compute over the method's (`forecache.calibrate.flops`), stem and head
 included. One torch thread.
 """
 
@@ -20,11 +20,11 @@ import time
 import torch
 
 import forecache
-from forecache.eval.flops import count_linear_flops
+from forecache.calibrate.flops import count_flops
+from forecache.calibrate.frames import frame_psnr as _psnr
+from forecache.calibrate.search import output as _output
+from forecache.calibrate.tuner import _calls
 from forecache.reference import load_reference
-from forecache.tune.search import output as _output
-from forecache.tune.search import psnr as _psnr
-from forecache.tune.tuner import _calls
 
 GOALS = {"flux-digits": 8.0, "flux-digits-deep": 8.0, "dit-digits": 6.0}
 CALIBRATION_SEED = 100_000
@@ -36,7 +36,7 @@ def held_out(pipe, steps: int, samples: int):
 
 def measure(pipe, calls, config=None):
     """Outputs and linear-layer FLOPs of the calls, cached with `config` (None: full compute)."""
-    with count_linear_flops(pipe.transformer) as flops:
+    with count_flops(pipe.transformer) as flops:
         if config is None:
             outputs = [_output(c()) for c in calls]
         else:

@@ -37,7 +37,7 @@ from forecache.accel.policies import (
 )
 from forecache.accel.stats import CacheStats, ContextStats
 from forecache.accel.targets import register_target
-from forecache.tune import TuneResult, tune  # eager: `forecache.tune` is the function, not the package
+from forecache.calibrate import TuneResult, tune
 
 if TYPE_CHECKING:
     from forecache.api import apply, cached, remove, stats

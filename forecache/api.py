@@ -13,14 +13,16 @@ from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import unwrap_module
 
+from forecache._caller import calling_scheduler
+from forecache.accel._checks import check_int
 from forecache.accel.attach import attach, detach, session_of
-from forecache.accel.clock import ScheduleClock
 from forecache.accel.config import resolve_config
+from forecache.accel.runs import SharedSchedule
 from forecache.accel.state import CacheSession
 from forecache.accel.stats import CacheStats
 from forecache.configfile import load_config
+from forecache.layouts.first_call import arm_first_call_check, disarm
 from forecache.layouts.registry import UnsupportedModelError, resolve_layout
-from forecache.layouts.verify import arm_first_call_check, disarm
 
 __all__ = ["apply", "cached", "remove", "stats"]
 
@@ -126,28 +128,31 @@ def apply(
     (`forecache.layouts.infer`: its block lists, their order, streams, cached sub-modules and time
     argument) and that layout is checked at its first call; when the call shows it does not hold,
     forecache removes itself and that call raises `UnsupportedModelError` (the model is left as it
-    was). ``forecache models --inferred`` prints what inference decides for each class.
+    was). ``forecache models --model M`` prints how a model is laid out.
 
     Raises:
         UnsupportedModelError: If the transformer cannot be laid out for ``config``'s target (the
             message names the block list or output and the reason).
         RuntimeError: If forecache is already applied to a transformer of `target`, or diffusers'
             own cache (`enable_cache`) is enabled on it.
-        TypeError: If `config`, `target` or `scheduler` has an unsupported type.
+        TypeError: If `config`, `target` or `scheduler` has an unsupported type, or
+            `num_inference_steps` is not an int (``"3"``, ``2.5``).
+        ValueError: If `num_inference_steps` is < 1, or a config file is invalid (naming the file,
+            the entry and the field).
 
     Example:
         >>> import forecache
-        >>> from forecache.testing.tiny import build_tiny
-        >>> tiny = build_tiny("DiTTransformer2DModel")
-        >>> session = forecache.apply(tiny.model, forecache.TaylorSeerConfig(interval=2))
-        >>> forecache.remove(tiny.model)
+        >>> from forecache.reference import load_reference
+        >>> pipe = load_reference("dit-digits")
+        >>> session = forecache.apply(pipe.transformer, forecache.TaylorSeerConfig(interval=2))
+        >>> forecache.remove(pipe.transformer)
 
     """
+    if num_inference_steps is not None:
+        check_int("apply", "num_inference_steps", num_inference_steps, 1)
     if isinstance(config, (str, os.PathLike)):
         config = load_config(config)
     cache_config = resolve_config(config)
-    if num_inference_steps is not None and (isinstance(num_inference_steps, bool) or num_inference_steps < 1):
-        raise ValueError(f"`num_inference_steps` must be an int >= 1 or None, got {num_inference_steps!r}")
     if scheduler is not None and not isinstance(scheduler, SchedulerMixin):
         raise TypeError(f"`scheduler` must be a diffusers scheduler or None, got {type(scheduler).__name__}")
     transformers = _transformers_of(target)
@@ -169,15 +174,15 @@ def apply(
             if resolution.source == "inferred":
                 arm_first_call_check(module, resolution.layout, resolution.chained, _hint(resolution.chained))
             if scheduler is not None:
-                session.clock = ScheduleClock(lambda: scheduler)
+                session.scheduler_source = lambda: scheduler
             elif isinstance(target, DiffusionPipeline):
-                session.clock = ScheduleClock(lambda: getattr(target, "scheduler", None))
+                session.scheduler_source = calling_scheduler(target, module, TRANSFORMER_COMPONENTS)
     except BaseException:
         for module in list(transformers.values())[: len(sessions)]:
             disarm(module)
             detach(module)
         raise
-    shared: list[Any] = [None]
+    shared = SharedSchedule()
     for session in sessions:
         session.siblings = [other for other in sessions if other is not session]
         session.siblings_schedule = shared
@@ -191,14 +196,17 @@ def remove(target: Any) -> None:
     the pipeline and removed alone before is simply no longer there).
 
     Example:
-        >>> import forecache
-        >>> from forecache.testing.tiny_pipeline import TinyPipeline
-        >>> pipe = TinyPipeline.from_tiny("SD3Transformer2DModel")
+        >>> import forecache, torch
+        >>> from forecache.reference import load_reference
+        >>> pipe = load_reference("flux-digits")
         >>> pipe.set_progress_bar_config(disable=True)
-        >>> before = pipe(num_inference_steps=6).latents
+        >>> def draw():
+        ...     seed = torch.Generator().manual_seed(0)
+        ...     return pipe([3], num_inference_steps=6, generator=seed, output_type="pt").images
+        >>> before = draw()
         >>> _ = forecache.apply(pipe, forecache.TaylorSeerConfig(interval=2, warmup=1))
         >>> forecache.remove(pipe)
-        >>> bool((pipe(num_inference_steps=6).latents == before).all())
+        >>> torch.equal(draw(), before)
         True
 
     Raises:
@@ -220,9 +228,9 @@ def cached(
 
     Example:
         >>> import forecache
-        >>> from forecache.testing.tiny import build_tiny
-        >>> model = build_tiny("FluxTransformer2DModel").model
-        >>> with forecache.cached(model, forecache.ConfidenceGateConfig()) as session:
+        >>> from forecache.reference import load_reference
+        >>> pipe = load_reference("flux-digits")
+        >>> with forecache.cached(pipe, forecache.ConfidenceGateConfig()) as session:
         ...     pass
 
     """
@@ -238,19 +246,20 @@ def stats(target: Any) -> CacheStats:
 
     Example:
         >>> import forecache
-        >>> from forecache.testing.tiny_pipeline import TinyPipeline
-        >>> pipe = TinyPipeline.from_tiny("FluxTransformer2DModel")
+        >>> from forecache.reference import load_reference
+        >>> pipe = load_reference("flux-digits")
         >>> pipe.set_progress_bar_config(disable=True)
         >>> with forecache.cached(pipe, forecache.TaylorSeerConfig(interval=3, warmup=2)):
-        ...     _ = pipe(num_inference_steps=10)
+        ...     _ = pipe([3], num_inference_steps=10, output_type="np")
         ...     s = forecache.stats(pipe)
-        >>> "".join(s.contexts["branch0"].decisions), round(s.compute_ratio, 2)
+        >>> "".join(s.contexts["cond"].decisions), round(s.compute_ratio, 2)
         ('CCCFFCFFCC', 1.67)
 
     Per context (guidance branch): computed and forecast steps, the compute ratio (block or
     module executions without the cache over those with it), gate errors per step and the peak
-    bytes held by the cache. The contexts of a second expert (Wan 2.2's `transformer_2`) are
-    named ``"transformer_2/<context>"``.
+    bytes held by the cache. With several threads generating on one transformer, the calling
+    thread's generation (in a thread that never ran one: the generation started last). The
+    contexts of a second expert (Wan 2.2's `transformer_2`) are named ``"transformer_2/<context>"``.
 
     Raises:
         ValueError: If forecache is not applied to `target`.

@@ -5,7 +5,7 @@ Subcommands::
     forecache bench  [--model M] [--methods SPEC ...] [--match 2,3,4,5|none] [--out DIR] [--resume DIR] ...
     forecache sweep  --preset taylorseer --grid interval=2:8 order=0:3 [--out DIR] ...
     forecache tune   [--model M] (--ratio R | --budget-db D) [--steps N] [--calibration K] [--out DIR] ...
-    forecache models [--markdown | --inferred | --check] [--classes NAME ...]
+    forecache models [--model M]
     forecache profile --arch flux-dev [--size tiny|full] [--height H --width W --frames F] ...
 
 All checking happens in the config dataclasses; this module only turns strings into their fields.
@@ -55,15 +55,22 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         ValueError: Naming the option, the allowed forms and the value given.
 
     """
+    allowed = "'0-7' (an increasing inclusive range), '0,3,5' or a mix like '0-3,10' (ints >= 0)"
     seeds: list[int] = []
     try:
         for part in filter(None, (p.strip() for p in text.split(","))):
             low, sep, high = part.partition("-")
+            if sep and int(high) < int(low):
+                raise ValueError(
+                    f"`seeds` must be {allowed}; the range {part!r} runs backwards, got {text!r}"
+                )
             seeds += list(range(int(low), int(high) + 1)) if sep else [int(part)]
-    except ValueError:
+    except ValueError as err:
+        if str(err).startswith("`seeds`"):
+            raise
         seeds = []
     if not seeds:
-        raise ValueError(f"`seeds` must look like '0-7' or '0,3,5' (ints >= 0), got {text!r}")
+        raise ValueError(f"`seeds` must be {allowed}, got {text!r}")
     return tuple(seeds)
 
 
@@ -73,7 +80,7 @@ def _add_run_options(parser: argparse.ArgumentParser, repeats: str) -> None:
     run = parser.add_argument_group("what to generate")
     run.add_argument(
         "--model",
-        help="reference name (default flux-digits), tiny:<Class>, a pipeline folder or a cached Hub id",
+        help="reference name (default flux-digits), a pipeline folder or a cached Hub id",
     )
     run.add_argument(
         "--prompts",
@@ -101,9 +108,9 @@ def _add_run_options(parser: argparse.ArgumentParser, repeats: str) -> None:
     run.add_argument(
         "--threads",
         type=int,
-        help="torch CPU threads (default: 1 for reference/tiny models on CPU, else torch's)",
+        help="torch CPU threads (default: 1 for reference models on CPU, else torch's)",
     )
-    run.add_argument("--out", help=f"folder for the run (default {OUT_ROOT}/<timestamp>)")
+    run.add_argument("--out", help=f"a new or empty folder for the run (default {OUT_ROOT}/<timestamp>)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.add_argument(
         "--verbose", action="store_true", help="show third-party logs (cache-dit...) instead of log.txt"
@@ -154,23 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tune(sub)
     models = sub.add_parser(
         "models",
-        help="what forecache does with each diffusers transformer class (registered or inferred, targets, "
-        "gate probe), reference models and peers",
-    )
-    shown = models.add_mutually_exclusive_group()
-    shown.add_argument("--markdown", action="store_true", help="print the README's supported-model table")
-    shown.add_argument(
-        "--inferred",
-        action="store_true",
-        help="print the inferred layout of every class, checked against the registered one where both exist",
-    )
-    shown.add_argument(
-        "--check",
-        action="store_true",
-        help="run every preset on every class's tiny configuration: the engage/refuse/crash table (~1 min)",
+        help="the registered transformer classes, reference models and peers; with --model, how forecache "
+        "lays out that model (registered or inferred, targets, gate probe)",
     )
     models.add_argument(
-        "--classes", nargs="*", default=None, help="catalog class names (default: all installed)"
+        "--model",
+        help="reference name, a pipeline folder or a cached Hub id: print how forecache.apply lays out its "
+        "transformer(s), without running it",
     )
     _add_profile(sub)
     return parser
@@ -182,7 +179,7 @@ def _add_tune(sub: Any) -> None:
     )
     tune.add_argument(
         "--model",
-        help="reference name (default flux-digits), tiny:<Class>, a pipeline folder or a cached Hub id",
+        help="reference name (default flux-digits), a pipeline folder or a cached Hub id",
     )
     goal = tune.add_mutually_exclusive_group(required=True)
     goal.add_argument("--ratio", type=float, help="wanted compute ratio (linear-layer FLOPs), e.g. 8")
@@ -200,7 +197,12 @@ def _add_tune(sub: Any) -> None:
     tune.add_argument("--height", type=int, help="image height, for pipelines that take one")
     tune.add_argument("--width", type=int, help="image width, for pipelines that take one")
     tune.add_argument(
-        "--verify", type=int, default=8, help="real cached runs per searched step count (default 8)"
+        "--trials",
+        "--verify",
+        dest="trials",
+        type=int,
+        default=8,
+        help="real cached runs per searched step count (default 8; --verify: its former name)",
     )
     tune.add_argument(
         "--frame-score",
@@ -248,7 +250,7 @@ def _tune(args: argparse.Namespace) -> int:
             call,
             ratio=args.ratio,
             budget_db=args.budget_db,
-            verify=args.verify,
+            trials=args.trials,
             seed=args.seed,
             progress=not args.no_progress,
             frames=args.frame_score,
@@ -274,8 +276,8 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _add_profile(sub: Any) -> None:
+    from forecache.eval.arch import arch_names
     from forecache.eval.profile import DEFAULT_PROFILE_METHODS
-    from forecache.testing.arch import arch_names
 
     profile = sub.add_parser(
         "profile", help="speed and memory of a published architecture with random weights (no quality)"
@@ -376,41 +378,36 @@ def _edges(text: str) -> tuple[float, ...]:
 
 def _models(args: argparse.Namespace) -> int:
     import forecache
-    from forecache.eval.peers import PEERS
-    from forecache.layouts.report import inferred_report, model_rows, supported_models_markdown
+    from forecache.api import TRANSFORMER_COMPONENTS
+    from forecache.eval.methods import METHODS
+    from forecache.layouts.report import describe_model
     from forecache.reference import reference_models
 
-    if args.markdown:
-        print(supported_models_markdown(), end="")
-        return 0
-    if args.inferred:
-        text, disagree = inferred_report(args.classes)
-        print(text, end="")
-        if disagree:
-            print(f"{disagree} registered class(es) disagree with inference on block lists or streams")
-        return 1 if disagree else 0
-    if args.check:
-        from forecache.testing.model_check import check_all
+    if args.model is not None:
+        from forecache.eval.workload import load_pipeline
 
-        text, bad = check_all(args.classes)
-        print(text, end="")
-        return 1 if bad else 0
+        try:
+            pipe, source = load_pipeline(args.model, "cpu", "float32")
+        except ValueError as err:
+            print(f"forecache models: error: {err}", file=sys.stderr)
+            return 2
+        print(f"{source}:")
+        for name in TRANSFORMER_COMPONENTS:
+            module = getattr(pipe, name, None)
+            if module is not None:
+                print(describe_model(module, name))
+        return 0
     names = forecache.supported_models()
     print(f"Supported transformer classes ({len(names)}):")
     for name in names:
         print(f"  {name}")
-    rows = model_rows(args.classes)
     print(
-        f"Registered layouts are listed above; every transformer class of the installed diffusers "
-        f"({len(rows)} with a tiny test configuration), as forecache.apply lays it out:"
+        "Registered layouts are listed above; any other diffusers transformer is laid out from the model "
+        "itself at apply (the README's table lists every class of diffusers 0.42); "
+        "`forecache models --model M` shows how a model is laid out."
     )
-    width = max((len(row.name) for row in rows), default=10)
-    print(f"{'class':<{width}} layout      targets                 gate probe")
-    for row in rows:
-        targets = ",".join(row.available) or "none"
-        print(f"{row.name:<{width}} {row.source:<11} {targets:<23} {row.probe or '-'}")
     print(f"Reference models: {', '.join(reference_models())}")
-    print(f"Peers: {', '.join(PEERS)}")
+    print(f"Peers: {', '.join(name for name, method in METHODS.items() if method.kind == 'peer')}")
     return 0
 
 

@@ -32,16 +32,19 @@ from forecache.accel.config import (
     TimelineConfig,
 )
 from forecache.accel.forecasters import FORECASTERS
-from forecache.accel.policies import POLICIES
+from forecache.accel.policies import POLICIES, Verify
 from forecache.accel.registry import Registry
 
 __all__ = [
     "ALIASES",
+    "FORMER_FIELDS",
     "PRESETS",
     "SCHEMA_VERSION",
     "build_config",
+    "check_params",
     "config_entry",
     "config_name",
+    "entry_parts",
     "load_config",
     "read_entries",
     "save_config",
@@ -56,14 +59,24 @@ PRESETS: dict[str, type] = {
     "cache": CacheConfig,
 }
 ALIASES = {"adams-bashforth": "ab", "ab-cache": "ab", "confidence-gate": "cg", "cg-taylor": "cg"}
+FORMER_FIELDS: dict[type, dict[str, str]] = {Verify: {"max_run": "max_consecutive"}}
+"""Fields renamed since files were first written: class -> former name -> name (files still load)."""
 _CACHE_TOP = ("target", "history_dtype", "fallback_margin", "fallback")
 
 
 def _check_fields(cls: type, owner: str, params: Mapping[str, Any]) -> None:
-    known = [f.name for f in dataclasses.fields(cls)]
+    known = [f.name for f in dataclasses.fields(cls) if f.init]
     for key, value in params.items():
         if key not in known:
-            raise ValueError(f"{owner}: unknown field `{key}` (given {key}={value!r}); fields: {known}")
+            raise ValueError(
+                f"{owner}: unknown field {key!r} in `params`; fields: {known}, got {key}={value!r}"
+            )
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if f.init and required and f.name not in params:
+            raise ValueError(
+                f"{owner}: field `{f.name}` is required, got only {sorted(params)} (fields: {known})"
+            )
 
 
 def _coerce(cls: type, key: str, value: Any) -> Any:
@@ -83,7 +96,14 @@ def _coerce(cls: type, key: str, value: Any) -> Any:
     return value
 
 
+def _current(cls: type, params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` with the former names of `cls`'s fields (`FORMER_FIELDS`) replaced by the current ones."""
+    former = FORMER_FIELDS.get(cls, {})
+    return {former.get(key, key): value for key, value in params.items()}
+
+
 def _build(cls: type, owner: str, params: Mapping[str, Any]) -> Any:
+    params = _current(cls, params)
     _check_fields(cls, owner, params)
     return cls(**{k: _coerce(cls, k, v) for k, v in params.items()})
 
@@ -116,7 +136,7 @@ def _build_cache(params: Mapping[str, Any]) -> CacheConfig:
     top: dict[str, Any] = {}
     policy_fields = [f.name for f in dataclasses.fields(policy_cls)]
     forecaster_fields = [f.name for f in dataclasses.fields(forecaster_cls)]
-    for key, value in params.items():
+    for key, value in _current(policy_cls, params).items():
         if key in _CACHE_TOP:
             top[key] = value
         elif key in policy_fields:
@@ -125,10 +145,45 @@ def _build_cache(params: Mapping[str, Any]) -> CacheConfig:
             forecaster_kw[key] = value
         else:
             known = [*_CACHE_TOP, "policy", "forecaster", *policy_fields, *forecaster_fields]
-            raise ValueError(f"cache: unknown field `{key}` (given {key}={value!r}); fields: {known}")
+            raise ValueError(
+                f"cache: unknown field {key!r} in `params`; fields: {known}, got {key}={value!r}"
+            )
     policy = _build(policy_cls, policy_cls.__name__, policy_kw)
     forecaster = _build(forecaster_cls, forecaster_cls.__name__, forecaster_kw)
     return CacheConfig(policy=policy, forecaster=forecaster, **top)
+
+
+def check_params(params: Any) -> None:
+    """Refuse `params` that are not a mapping of field names (strings) to values.
+
+    Raises:
+        TypeError: Naming `params` and the value given.
+
+    """
+    if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
+        raise TypeError(f"`params` must be a mapping of field names to values, got {params!r}")
+
+
+def entry_parts(entry: Any) -> tuple[Any, Mapping[str, Any], str | None]:
+    """Return the ``(method, params, label)`` of a config-file entry, checked.
+
+    Raises:
+        ValueError: If the entry is not a mapping with a `method`.
+        TypeError: If `params` is not a mapping or `label` not a non-empty string.
+
+    """
+    if not isinstance(entry, Mapping) or "method" not in entry:
+        raise ValueError(
+            "an entry must be a spec string or a mapping with `method` (and optional `params`, "
+            f"`label`), got {entry!r}"
+        )
+    params = entry.get("params")
+    params = {} if params is None else params
+    check_params(params)
+    label = entry.get("label")
+    if label is not None and (not isinstance(label, str) or not label.strip()):
+        raise TypeError(f"`label` must be a non-empty string, got {label!r}")
+    return entry["method"], params, label
 
 
 def canonical_name(name: str) -> str:
@@ -147,6 +202,7 @@ def build_config(name: str, params: Mapping[str, Any]) -> Any:
     canonical = canonical_name(name)
     if canonical not in PRESETS:
         raise ValueError(f"`method` must be one of {list(PRESETS)}, got {name!r}")
+    check_params(params)
     if canonical == "cache":
         return _build_cache(params)
     return _build(PRESETS[canonical], canonical, params)
@@ -248,9 +304,12 @@ def read_entries(path: str | os.PathLike[str]) -> list[Any]:
         raise ValueError(f"`config`: {str(source)!r} is not valid {kind}: {err}") from err
     if isinstance(doc, Mapping) and "methods" in doc:
         version = doc.get("schema_version", SCHEMA_VERSION)
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION or isinstance(version, bool):
             raise ValueError(f"`schema_version` of {str(source)!r} must be {SCHEMA_VERSION}, got {version!r}")
-        return list(doc["methods"])
+        methods = doc["methods"]
+        if not isinstance(methods, list):
+            raise TypeError(f"`methods` of {str(source)!r} must be a list of entries, got {methods!r}")
+        return list(methods)
     return list(doc) if isinstance(doc, list) else [doc]
 
 
@@ -261,10 +320,16 @@ def load_config(path: str | os.PathLike[str]) -> Any:
         ValueError: No such entry, or an invalid one (naming the file, the entry and the field).
 
     """
-    for index, entry in enumerate(read_entries(path)):
+    entries = read_entries(path)
+    for index, entry in enumerate(entries):
         if isinstance(entry, Mapping) and canonical_name(str(entry.get("method", ""))) in PRESETS:
             try:
-                return build_config(entry["method"], entry.get("params") or {})
+                method, params, _ = entry_parts(entry)
+                return build_config(method, params)
             except (ValueError, TypeError) as err:
                 raise type(err)(f"{path}: methods[{index}]: {err}") from err
-    raise ValueError(f"`config`: {str(path)!r} holds no forecache config (methods {list(PRESETS)})")
+    found = [entry.get("method") if isinstance(entry, Mapping) else entry for entry in entries]
+    raise ValueError(
+        f"`config`: {str(path)!r} must hold an entry whose `method` is one of {list(PRESETS)}, "
+        f"got methods {found!r}"
+    )

@@ -11,9 +11,17 @@ import os
 
 import pytest
 import torch
+from hypothesis import settings
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
+# Property tests draw the same inputs on every run ("fixed", the default: CI stays reproducible
+# and green means green); ``HYPOTHESIS_PROFILE=explore`` draws new ones each run to hunt for bugs,
+# and each one it finds becomes an ``@example`` in its test.
+settings.register_profile("fixed", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fixed"))
 
 
 @pytest.fixture(scope="module")

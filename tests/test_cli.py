@@ -5,6 +5,9 @@ import pytest
 import forecache
 from forecache import cli
 from forecache.reference import reference_path
+from tests.fixtures.sampler import register_tiny_source
+
+register_tiny_source()
 
 TINY = ["--model", "tiny:FluxTransformer2DModel", "--steps", "6", "--seeds", "0-1", "--batch-size", "2"]
 QUIET = ["--repeats", "1", "--no-progress", "--threads", "1"]
@@ -19,9 +22,23 @@ def test_models_prints_the_registered_classes(capsys):
     assert any(line.startswith("Reference models: flux-digits") for line in out)
 
 
+def test_models_lays_out_one_model_without_running_it(capsys):
+    assert cli.main(["models", "--model", "flux-digits"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "reference model flux-digits:"
+    assert out[1] == (
+        "FluxTransformer2DModel (transformer): registered; targets blocks,modules,output; "
+        "gate probe transformer_blocks.0"
+    )
+    assert out[2] == "  layout for blocks, modules, output:"
+    assert any(
+        line.startswith("    transformer_blocks: (hidden_states, encoder_hidden_states)") for line in out
+    )
+
+
 def test_parse_seeds():
     assert cli.parse_seeds("0-3,10") == (0, 1, 2, 3, 10)
-    with pytest.raises(ValueError, match="`seeds` must look like"):
+    with pytest.raises(ValueError, match=r"`seeds` must be .0-7. \(an increasing.*got .a-b."):
         cli.parse_seeds("a-b")
 
 

@@ -1,7 +1,8 @@
 import re
 from pathlib import Path
 
-from forecache.layouts.report import supported_models_markdown
+from benchmarks import model_check, model_table
+from tests.fixtures.models_table import supported_models_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -19,10 +20,8 @@ def test_readme_starts_with_the_two_commands():
     assert block[0].startswith("make bench") and block[1].startswith("make test")
 
 
-def test_forecache_models_markdown_prints_the_table(capsys):
-    from forecache.cli import main
-
-    assert main(["models", "--markdown"]) == 0
+def test_the_model_table_script_prints_the_table(capsys):
+    assert model_table.main(["--markdown"]) == 0
     assert capsys.readouterr().out == supported_models_markdown()
 
 
@@ -57,11 +56,11 @@ def test_the_readmes_own_policy_example_runs_and_skips_every_other_step():
     assert [(c.computed_steps, c.forecast_steps) for c in stats.contexts.values()] == [(6, 4), (6, 4)]
 
 
-def test_forecache_models_lists_every_class_registered_or_inferred(capsys):
-    from forecache.cli import main
-
+def test_the_model_table_script_lists_every_class_registered_or_inferred(capsys):
     assert (
-        main(["models", "--classes", "FluxTransformer2DModel", "Flux2Transformer2DModel", "UniDiffuserModel"])
+        model_table.main(
+            ["--classes", "FluxTransformer2DModel", "Flux2Transformer2DModel", "UniDiffuserModel"]
+        )
         == 0
     )
     lines = capsys.readouterr().out.splitlines()
@@ -79,11 +78,10 @@ def test_forecache_models_lists_every_class_registered_or_inferred(capsys):
     assert rows["UniDiffuserModel"] == ["refused", "none", "-"]
 
 
-def test_forecache_models_inferred_prints_layouts_and_checks_the_registered_ones(capsys):
-    from forecache.cli import main
-
+def test_the_model_table_script_prints_inferred_layouts_and_checks_the_registered_ones(capsys):
     assert (
-        main(["models", "--inferred", "--classes", "FluxTransformer2DModel", "LatteTransformer3DModel"]) == 0
+        model_table.main(["--inferred", "--classes", "FluxTransformer2DModel", "LatteTransformer3DModel"])
+        == 0
     )
     out = capsys.readouterr().out
     assert "FluxTransformer2DModel [registered]  time: `timestep` (by name)" in out
@@ -95,10 +93,8 @@ def test_forecache_models_inferred_prints_layouts_and_checks_the_registered_ones
     assert "    refused: no chain of blocks" in out
 
 
-def test_forecache_models_check_runs_the_presets(capsys):
-    from forecache.cli import main
-
-    assert main(["models", "--check", "--classes", "DiTTransformer2DModel", "LatteTransformer3DModel"]) == 0
+def test_the_model_check_script_runs_the_presets(capsys):
+    assert model_check.main(["--classes", "DiTTransformer2DModel", "LatteTransformer3DModel"]) == 0
     out = capsys.readouterr().out
     assert "| forecache TaylorSeerConfig | 2 | 0 | 0 | 0 | 0 |" in out
     assert "| forecache ConfidenceGateConfig | 1 | 1 | 0 | 0 | 0 |" in out

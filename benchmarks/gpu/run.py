@@ -161,8 +161,8 @@ def count_step(arch_name: str, size: str, dims: tuple[int, int, int], dtype: str
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from forecache.eval.arch import load_arch
     from forecache.eval.workload import DTYPES
-    from forecache.testing.arch import load_arch
 
     arch, meta, torch_dtype = load_arch(arch_name), torch.device("meta"), DTYPES[dtype]
     model = arch.build(size, meta, torch_dtype)
@@ -209,8 +209,8 @@ class Run:
             "notes": [
                 "Random weights: speed, compute and memory do not depend on the weights; no quality figure.",
                 "compute: forecache.stats executions (presets) or transformer FLOPs (peers); "
-                "FLOPs: matmul and "
-                "attention FLOPs of the baseline over the method's; speedup: baseline loop over the method's "
+                "FLOPs: linear-layer "
+                "FLOPs of the baseline over the method's; speedup: baseline loop over the method's "
                 "loop at the same steps, each the median of the timed loops (CUDA-synchronised).",
             ],
         }

@@ -7,7 +7,14 @@ from typing import Any, TypeVar
 
 import torch
 
-from forecache.accel._private import compile_context, compiled_call, lazy_compiler_disable, set_compiled_call
+from forecache.accel._private import (
+    compile_context,
+    compiled_call,
+    hooked_forward,
+    lazy_compiler_disable,
+    set_compiled_call,
+    set_hooked_forward,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,9 +83,9 @@ def move_compile_inside(
     if hook is None:  # no hook on the block itself: it keeps its compiled call
         return None
     compiled = compiled_call(module)
-    original = hook.fn_ref.original_forward
+    original = hooked_forward(hook)
     set_compiled_call(module, None)
-    hook.fn_ref.original_forward = context(original)
+    set_hooked_forward(hook, context(original))
 
     def restore() -> None:
         module.forward = original  # removing the hook left the compiled forward there

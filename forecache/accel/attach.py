@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
 from forecache.accel._compile import move_compile_inside
-from forecache.accel._private import compiled_call, invalidate_child_registries
+from forecache.accel._private import compiled_call, context_parallel_group, invalidate_child_registries
 from forecache.accel.config import CacheConfig
 from forecache.accel.hooks import BLOCK_HOOK, HOOK_NAMES, ROOT_HOOK, RootHook
 from forecache.accel.layout import ModelLayout
@@ -81,6 +83,8 @@ def attach(
     target = TARGETS.get(config.target)()
     units = target.plan(blocks, probes, name)
     session = CacheSession(config, target, units, num_inference_steps)
+    model = weakref.ref(transformer)  # read at each context: parallelism may be enabled after `apply`
+    session.parallel_group = lambda: context_parallel_group(model())
     try:
         _register(transformer, RootHook(session, layout.timestep_arg), ROOT_HOOK)
         target.attach(session, blocks, _register)

@@ -57,10 +57,13 @@ class CacheConfig:
             denoiser's output (cheapest, also skips the embeddings and the head, least faithful).
         history_dtype: Storage dtype of the history: ``"auto"`` (default, the feature's dtype),
             ``"float32"``, ``"bfloat16"`` or ``"float16"``. Lower precision halves the cache memory
-            and bandwidth; differences of close features lose relative precision.
+            and bandwidth; differences of close features lose relative precision. A dtype with a
+            narrower range than the features' (``"float16"`` for bfloat16 or float32 features) is
+            refused at the first store, with the reason.
         fallback_margin: Guard against diverging forecasts: a forecast element that is not
-            finite, or larger in magnitude than this factor times the largest magnitude its site
-            had at the computed steps, is refused (the step is counted in `stats().fallbacks`).
+            finite (in the feature's dtype, after a forecast residual is added to its input), or
+            larger in magnitude than this factor times the largest magnitude its site had at the
+            computed steps, is refused (the step is counted in `stats().fallbacks`).
             Default 4.0. The check is fused into the forecast kernel: no extra memory traffic on
             GPU. None disables it.
         fallback: What happens to a refused element. ``"reuse"`` (default): it takes its last
@@ -191,8 +194,9 @@ class ConfidenceGateConfig:
         warmup: Leading full steps (>= 1). Default 2.
         cooldown: Trailing full steps (>= 1). Default 1.
         probe_blocks: Blocks that always run (>= 1). Default 1.
-        reduce_across_ranks: All-reduce the gate's error over `torch.distributed` ranks holding
-            shards of one sequence (context parallelism). Default False.
+        reduce_across_ranks: All-reduce the gate's error over the default `torch.distributed`
+            group (a sequence sharded by other means than diffusers). Under diffusers' context
+            parallelism the gate reduces over the context-parallel ranks by itself. Default False.
         target: See `CacheConfig.target`. Default ``"blocks"``.
         coordinate: ``"step"`` (default) or ``"timestep"``.
         history_dtype: See `CacheConfig.history_dtype`. Default ``"auto"``.
@@ -224,14 +228,12 @@ class TimelineConfig:
     """The measured default: steps placed denser late on the normalised timeline, Taylor on the blocks.
 
     No paper's preset but what the shipped reference models measured best without tuning (see
-    BENCHMARKS.md, "Presets"): at 50 steps, computing ``round(50 / ratio)`` steps at the
+    BENCHMARKS.md, "Past 5x"): at 50 steps, computing ``round(50 / ratio)`` steps at the
     positions ``1 - (1 - u) ** shape`` (``u`` evenly spaced in [0, 1]: sparse early where the
     features change slowly in the forecaster's eyes, dense late where errors are no longer
-    corrected) and forecasting the block stack's residual with a Taylor series. At 5.5x it keeps
-    >= 40 dB against full compute on flux-digits, flux-digits-deep and dit-digits, where fixed
-    intervals at 5x fall to 33-37 dB. The schedule is a `Shaped` policy: every step count gets
-    the same compute ratio with the same density. For the most out of one model, tune it:
-    `forecache.tune`.
+    corrected) and forecasting the block stack's residual with a Taylor series. The schedule is a
+    `Shaped` policy: every step count gets the same compute ratio with the same density. For the
+    most out of one model, tune it: `forecache.tune`.
 
     Args:
         ratio: Steps over computed steps (> 1). Default 5.5. Larger is faster and lossier.

@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers.hooks.hooks import BaseState, ModelHook, StateManager
+from diffusers.hooks import ModelHook
 
-from forecache.accel._private import read_cache_context
+from forecache.accel._private import context_receiver, mark_stateful, read_cache_context
 from forecache.accel.clock import host_timestep
 from forecache.accel.layout import TimeArgument, time_argument
 from forecache.accel.policies import Decision
@@ -46,21 +46,15 @@ SKIP_HOOK = "forecache_skip"
 HOOK_NAMES = (ROOT_HOOK, BLOCK_HOOK, MODULE_HOOK, SKIP_HOOK)
 
 
-class _NoState(BaseState):
-    def reset(self) -> None:
-        """Nothing to reset: the receiver only carries the context."""
-
-
+@mark_stateful
 class RootHook(ModelHook):
     """Opens every transformer call as a step and hands it to the target."""
-
-    _is_stateful = True
 
     def __init__(self, session: CacheSession, timestep_arg: str | tuple[str, ...] | TimeArgument) -> None:
         super().__init__()
         self.session = session
         self.time = time_argument(timestep_arg)
-        self.receiver = StateManager(_NoState)  # diffusers' `cache_context` sets its context
+        self.receiver = context_receiver()  # diffusers' `cache_context` sets its context, per thread
         self._args: ArgReader | None = None
 
     def initialize_hook(self, module: torch.nn.Module) -> torch.nn.Module:
@@ -100,6 +94,7 @@ class RootHook(ModelHook):
             )
         name, steps, index = read_cache_context(self.receiver)
         assert self._args is not None
+        session.enter()  # the calling pipeline's scheduler, in the calling thread's state
         timestep = host_timestep(self._time(args, kwargs), session.clock)
         ctx = session.begin_call(timestep, name, steps, index)
         if ctx.step == 0 and session.check_compiled is not None and not torch.compiler.is_compiling():

@@ -98,7 +98,7 @@ class Registry(Generic[T]):
         return list(self._classes)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._classes
+        return isinstance(name, str) and name in self._classes  # a list or dict is no name (nor hashable)
 
     def __iter__(self) -> Iterator[tuple[str, T]]:
         return iter(list(self._classes.items()))

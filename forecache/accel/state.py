@@ -3,12 +3,15 @@
 A `CacheSession` belongs to one hooked transformer. Every transformer call opens a step in one
 `ContextState`: the pipeline's `cache_context` name when it sets one, otherwise the order of the
 calls within one timestep (first call ``branch0``, second ``branch1``). State resets when a new
-generation starts (the scheduler's schedule is set anew, or the timestep jumps back up), and after
-a call that raised.
+generation starts (the scheduler's schedule is set anew, the calling pipeline's scheduler is
+another one, or the timestep jumps back up), and after a call that raised. The generation state
+is kept per thread (`forecache.accel.runs`): concurrent generations on one transformer each have
+their own.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,132 +20,16 @@ import torch
 from forecache.accel._compile import compiler_disable
 from forecache.accel.clock import ScheduleClock
 from forecache.accel.config import CacheConfig
-from forecache.accel.forecasters import Guard, History, Memo
+from forecache.accel.forecasters import Guard, Memo
 from forecache.accel.policies import Decision
+from forecache.accel.runs import Run, SharedSchedule, ThreadRuns
+from forecache.accel.sites import FeatureCache, Placeholder
 from forecache.accel.stats import CacheStats, ContextStats
-from forecache.accel.tree import TreeSpec, flatten, unflatten
 
 if TYPE_CHECKING:
     from forecache.accel.targets import Target
 
 __all__ = ["CacheSession", "ContextState", "FeatureCache", "Placeholder"]
-
-
-class _Slot:
-    """The histories of one occurrence of a site within a call (one `History` per tensor leaf)."""
-
-    def __init__(self) -> None:
-        self.spec: TreeSpec = None
-        self.histories: list[History] = []
-
-
-class FeatureCache:
-    """The forecast history of one cached site: one `History` per tensor of its output.
-
-    A site may run more than once per call (a feed-forward module a block applies to its image and
-    then to its text tokens, as CogView 4 and GLM-Image do; a module shared by several blocks). Its
-    histories are kept per occurrence within the step: the k-th update of a step feeds the k-th
-    slot and the k-th forecast of a step reads it, so each occurrence has its own shape and its own
-    history. Updates and forecasts count their occurrences separately (a probe site is forecast,
-    then updated, in one step).
-
-    Args:
-        ctx: The context the site belongs to (its forecaster, memo, guard and step).
-        where: The site's name, for errors.
-
-    """
-
-    def __init__(self, ctx: ContextState, where: str) -> None:
-        self._ctx = ctx
-        self._where = where
-        self._slots: list[_Slot] = []
-        self._counts = {"update": [-1, 0], "predict": [-1, 0]}  # per kind: [step, occurrences]
-
-    def _occurrence(self, kind: str) -> int:
-        count = self._counts[kind]
-        if count[0] != self._ctx.step:
-            count[0], count[1] = self._ctx.step, 0
-        count[1] += 1
-        return count[1] - 1
-
-    def update(self, value: Any, x: float) -> None:
-        """Record the site's output `value` (tensors nested in tuples) computed at coordinate `x`."""
-        occurrence = self._occurrence("update")
-        while len(self._slots) <= occurrence:
-            self._slots.append(_Slot())
-        slot = self._slots[occurrence]
-        where = self._where if occurrence == 0 else f"{self._where} (call {occurrence + 1} of the step)"
-        leaves, spec = flatten(value, where)
-        if spec != slot.spec or len(leaves) != len(slot.histories):
-            config = self._ctx.config
-            slot.spec = spec
-            slot.histories = [
-                config.forecaster.make_history(
-                    config.storage_dtype, self._ctx.memo, config.fallback_margin is not None
-                )
-                for _ in leaves
-            ]
-        for history, leaf in zip(slot.histories, leaves, strict=True):
-            history.update(leaf.detach(), x)
-
-    def predict(self, x: float, guarded: bool = True, addend: torch.Tensor | None = None) -> Any:
-        """Return the forecast of the site's output at coordinate `x`, structured like the output.
-
-        Args:
-            x: The coordinate of the step.
-            guarded: Apply the context's divergence guard (see `Guard`), fused into the forecast:
-                an element that is not finite or exceeds the margin times the largest magnitude
-                the site had at the computed steps takes its last computed value and is counted
-                on the device. False for measurements (the gate's probe).
-            addend: Added to a single-tensor forecast in the same pass (a forecast residual onto
-                the block stack's input).
-
-        Raises:
-            RuntimeError: If the site is called more often in this step than at its computed steps.
-
-        """
-        occurrence = self._occurrence("predict")
-        if occurrence >= len(self._slots):
-            raise RuntimeError(
-                f"forecache: `{self._where}` ran {occurrence + 1} times in this step but at most "
-                f"{len(self._slots)} at the computed ones; it has no history to forecast from"
-            )
-        slot = self._slots[occurrence]
-        guard = self._ctx.guard if guarded else None
-        if addend is not None:
-            (history,) = slot.histories
-            return history.predict(x, guard, addend)
-        return unflatten(slot.spec, [history.predict(x, guard) for history in slot.histories])
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by this site's histories."""
-        return sum(history.nbytes for slot in self._slots for history in slot.histories)
-
-
-class Placeholder:
-    """Zeros shaped like a skipped module's last output: expanded scalars, built once per shape."""
-
-    def __init__(self, value: Any, where: str) -> None:
-        self._where = where
-        self._key: Any = None
-        self._value: Any = None
-        self.record(value)
-
-    def record(self, value: Any) -> None:
-        """Follow the shapes of the module's latest computed output (rebuilt only when they change)."""
-        leaves, spec = flatten(value, self._where)
-        key = (spec, tuple((leaf.shape, leaf.dtype, leaf.device) for leaf in leaves))
-        if key != self._key:
-            self._key = key
-            zeros = [
-                torch.zeros((), dtype=leaf.dtype, device=leaf.device).expand(leaf.shape) for leaf in leaves
-            ]
-            self._value = unflatten(spec, zeros)
-
-    def build(self) -> Any:
-        """Return the zero placeholder."""
-        return self._value
 
 
 class ContextState:
@@ -161,6 +48,9 @@ class ContextState:
         guard: The divergence guard (None when ``fallback_margin`` is None).
         target_state: What the target keeps per branch (e.g. the block stack's input).
         first_index: Where this context joined the loop (a second expert, an img2img start).
+        group: The process group of the ranks holding shards of this sequence (diffusers' context
+            parallelism), over which judging policies and the ``"recompute"`` fallback reduce so
+            every rank decides alike; None without one.
 
     """
 
@@ -178,6 +68,7 @@ class ContextState:
         self.guard = None if margin is None else Guard(margin, num_steps or 64)
         self.target_state = target.new_context_state()
         self.first_index = 0
+        self.group: Any = None
         self._step_coordinate = config.forecaster.coordinate == "step"
 
     @property
@@ -236,17 +127,51 @@ class CacheSession:
         # or (no probe blocks, ``observes_stack``) what the embeddings hand the first block
         self.observes = bool(self.probe_blocks) or bool(getattr(config.policy, "observes_stack", False))
         self.num_inference_steps = num_inference_steps
-        self.clock: ScheduleClock | None = None
+        #: returns the scheduler of the pipeline making the call (set by `forecache.apply`), or None
+        self.scheduler_source: Callable[[], Any] | None = None
         self.siblings: list[CacheSession] = []  # other experts of the same pipeline (Wan 2.2)
-        self.siblings_schedule: list[Any] = [None]  # shared with the siblings: the last schedule seen
+        self.siblings_schedule = SharedSchedule()  # shared with the siblings: the last schedule seen
         self.undo: list[Callable[[], None]] = []  # restores blocks whose compile was moved inside
         self.check_compiled: Callable[[], None] | None = None  # moves compiles done after `apply`
-        self.contexts: dict[str, ContextState] = {}
-        self.current: ContextState | None = None
-        self._last_timestep: float | None = None
-        self._branch = 0
-        self._ended = False
-        self._generation = -1
+        self.runs = ThreadRuns()
+        #: the process group of the ranks sharing this model's sequence (context parallelism), or None
+        self.parallel_group: Callable[[], Any] = lambda: None
+
+    # ------------------------------------------------------------------ the calling thread's run
+
+    @property
+    def run(self) -> Run:
+        """The calling thread's generation state."""
+        return self.runs.get()
+
+    @property
+    def clock(self) -> ScheduleClock | None:
+        """The calling thread's scheduler clock (following the default scheduler until a call says)."""
+        run = self.runs.get()
+        if run.clock is None and self.scheduler_source is not None:
+            run.follow(self.scheduler_source())
+        return run.clock
+
+    @clock.setter
+    def clock(self, clock: ScheduleClock | None) -> None:
+        run = self.runs.get()
+        run.clock, run.clock_for = clock, None
+
+    @property
+    def contexts(self) -> dict[str, ContextState]:
+        """The calling thread's contexts (guidance branches) of the current or last generation."""
+        return self.runs.get().contexts
+
+    @property
+    def current(self) -> ContextState | None:
+        """The context of the calling thread's call in progress (None between calls)."""
+        return self.runs.get().current
+
+    @compiler_disable
+    def enter(self) -> None:
+        """At a call's start: follow the scheduler of the calling pipeline (another one: a new generation)."""
+        if self.scheduler_source is not None and self.runs.get().follow(self.scheduler_source()):
+            self.reset()
 
     @property
     def unit(self) -> str:
@@ -254,45 +179,54 @@ class CacheSession:
         return self.target.unit
 
     def reset(self) -> None:
-        """Forget every context: histories, counters and the branch order."""
-        self.contexts = {}
-        self.current = None
-        self._last_timestep = None
-        self._branch = 0
-        self._ended = False
+        """Forget every context of the calling thread: histories, counters and the branch order."""
+        run = self.runs.get()
+        run.contexts = {}
+        run.current = None
+        run.last_timestep = None
+        run.branch = 0
+        run.ended = False
 
     def release(self) -> None:
-        """End the generation: free every tensor, keep the counters until the next generation starts."""
-        if self.clock is not None:
-            self.clock.verify()
-        for ctx in self.contexts.values():
+        """End the calling thread's generation: free every tensor, keep the counters until the next one."""
+        run = self.runs.get()
+        if run.clock is not None:
+            run.clock.verify()
+        for ctx in run.contexts.values():
             ctx.release()
-        self.current = None
-        self._ended = True
+        run.current = None
+        run.ended = True
 
     def stats(self) -> CacheStats:
-        """Statistics of the current or last generation (reads the refusal counters: one sync)."""
-        for ctx in self.contexts.values():
-            ctx.settle()
-        return CacheStats(unit=self.unit, contexts=dict((n, c.stats) for n, c in self.contexts.items()))
+        """Statistics of the current or last generation (reads the refusal counters: one sync).
 
-    def _new_generation(self) -> bool:
+        The calling thread's, or, in a thread that never ran this transformer, the generation that
+        started last in any thread.
+        """
+        contexts = self.runs.for_stats().contexts
+        for ctx in contexts.values():
+            ctx.settle()
+        return CacheStats(unit=self.unit, contexts=dict((n, c.stats) for n, c in contexts.items()))
+
+    def _new_generation(self, run: Run) -> bool:
         """Whether this call starts a generation: the schedule was set anew, or the last one ended."""
-        clock = self.clock
+        clock = run.clock
         if clock is not None:
             clock.follow()
-            if clock.lost_trust:
+            if clock.lost_trust:  # the times read from now on are the calls' own: watch them afresh
                 clock.lost_trust = False
+                run.watch.reset()
                 return True
-            if clock.generation != self._generation:
-                self._generation = clock.generation
-                if self.siblings and clock.schedule is not self.siblings_schedule[0]:
+            if clock.generation != run.generation:
+                run.generation = clock.generation
+                shared = self.siblings_schedule
+                if self.siblings and clock.schedule is not shared.schedule:
                     # the first expert to see this schedule: a new pipeline call, every expert starts over
-                    self.siblings_schedule[0] = clock.schedule
+                    shared.schedule = clock.schedule
                     for sibling in self.siblings:
                         sibling.reset()
                 return True
-        return self._ended
+        return run.ended
 
     @compiler_disable
     def begin_call(
@@ -311,35 +245,37 @@ class CacheSession:
             context_index: The context's `step_index` (the loop index), if set.
 
         """
-        if self._new_generation():
+        run = self.runs.get()
+        if self._new_generation(run):
             self.reset()
+            self.runs.latest = run
+        run.started = True
         if context_name is None:
-            if self._last_timestep is not None and timestep == self._last_timestep:
-                self._branch += 1
+            if run.last_timestep is not None and timestep == run.last_timestep:
+                run.branch += 1
             else:
-                if self._last_timestep is not None and timestep > self._last_timestep:
+                if run.last_timestep is not None and timestep > run.last_timestep:
                     self.reset()
-                self._branch = 0
-            context_name = f"branch{self._branch}"
+                run.branch = 0
+            context_name = f"branch{run.branch}"
         else:
-            known = self.contexts.get(context_name)
+            known = run.contexts.get(context_name)
             if known is not None and known.step >= 0 and timestep > known.timestep:
                 self.reset()
-        self._last_timestep = timestep
+        run.last_timestep = timestep
         num_steps = context_steps or self.num_inference_steps
-        if num_steps is None and self.clock is not None:
-            num_steps = self.clock.num_steps()
-        ctx = self.contexts.get(context_name)
+        if num_steps is None and run.clock is not None:
+            num_steps = run.clock.num_steps()
+        ctx = run.contexts.get(context_name)
         if ctx is None:
-            ctx = self.contexts[context_name] = ContextState(
-                context_name, self.config, self.target, num_steps
-            )
+            ctx = run.contexts[context_name] = ContextState(context_name, self.config, self.target, num_steps)
+            ctx.group = self.parallel_group()
             # where this context joined the loop (a second expert, an img2img start), counted in the
             # frame of the step count used below: the pipeline's loop if it tells, else the scheduler's
             if context_steps is not None:
                 ctx.first_index = context_index or 0
-            elif self.clock is not None:
-                ctx.first_index = self.clock.index() or 0
+            elif run.clock is not None:
+                ctx.first_index = run.clock.index() or 0
         ctx.step += 1
         ctx.timestep = timestep
         ctx.memo.clear()
@@ -350,8 +286,22 @@ class CacheSession:
         decision = self.policy.decide(ctx.step, num_steps, ctx.run_length)
         ctx.decision = Decision.COMPUTE if ctx.step == 0 else decision
         ctx.stats.total_units += self.units_per_step
-        self.current = ctx
+        run.current = ctx
+        self._watch(run, ctx, num_steps)
         return ctx
+
+    def _watch(self, run: Run, ctx: ContextState, num_steps: int | None) -> None:
+        """Warn once when calls keep starting fresh contexts though the policy would forecast."""
+
+        def would_forecast(k: int) -> bool:
+            return any(
+                self.policy.decide(step, num_steps, 0) is not Decision.COMPUTE for step in range(1, k + 1)
+            )
+
+        schedule = run.clock.generation if isinstance(run.clock, ScheduleClock) else -1
+        message = run.watch.observe(ctx.step, ctx.timestep, schedule, would_forecast)
+        if message is not None:
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     @compiler_disable
     def end_call(self, ctx: ContextState) -> None:
@@ -366,7 +316,7 @@ class CacheSession:
             ctx.run_length = 0
             held = sum(site.nbytes for site in ctx.sites.values())
             ctx.stats.cache_bytes = max(ctx.stats.cache_bytes, held)
-        self.current = None
+        self.runs.get().current = None
 
     @compiler_disable
     def forecasts_accepted(self, ctx: ContextState) -> bool:
@@ -374,12 +324,14 @@ class CacheSession:
 
         Only with the ``"recompute"`` fallback: the step's refusal counters (filled by the guarded
         forecasts of `FeatureCache.predict`) are read here with one host synchronisation per
-        forecast step; the caller then recomputes the step. With ``"reuse"`` the refused elements
+        forecast step (and, under context parallelism, one all-reduce over the ranks sharing the
+        sequence, so all of them recompute alike); the caller then recomputes the step. With
+        ``"reuse"`` the refused elements
         already hold their last computed values, and the counters are read once, at the end.
         """
         if self.config.fallback == "reuse" or ctx.guard is None:
             return True
-        return not ctx.guard.refused_now()
+        return not ctx.guard.refused_now(ctx.group)
 
     @compiler_disable
     def enter_stack(self, ctx: ContextState, streams: list[torch.Tensor | None]) -> None:

@@ -14,18 +14,27 @@ require_extra("eval", "forecache.eval (the benchmark harness)")
 # ruff: noqa: E402 (the extra is checked before anything that needs it is imported)
 from forecache.eval.bench import bench
 from forecache.eval.config import DEFAULT_METHODS, DEFAULT_TARGETS, BenchConfig, RunConfig
-from forecache.eval.methods import MethodSpec, load_methods, make_method, parse_method, save_methods
-from forecache.eval.peers import PEERS
+from forecache.eval.methods import (
+    METHODS,
+    Method,
+    MethodSpec,
+    load_methods,
+    make_method,
+    parse_method,
+    register_method,
+    save_methods,
+)
 from forecache.eval.schema import RESULTS_SCHEMA_VERSION, BenchResult, MethodResult
 from forecache.eval.sweep import SweepConfig, SweepResult, sweep
 
 __all__ = [
     "DEFAULT_METHODS",
     "DEFAULT_TARGETS",
-    "PEERS",
+    "METHODS",
     "RESULTS_SCHEMA_VERSION",
     "BenchConfig",
     "BenchResult",
+    "Method",
     "MethodResult",
     "MethodSpec",
     "RunConfig",
@@ -35,6 +44,7 @@ __all__ = [
     "load_methods",
     "make_method",
     "parse_method",
+    "register_method",
     "save_methods",
     "sweep",
 ]

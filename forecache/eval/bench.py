@@ -37,8 +37,15 @@ from forecache.eval.quiet import captured
 from forecache.eval.report import format_table
 from forecache.eval.runner import Harness
 from forecache.eval.schema import BenchResult, MethodResult
-from forecache.eval.store import RunFolder
-from forecache.eval.workload import Workload, build_call_kwargs, conditions_for, load_pipeline, reference_of
+from forecache.eval.store import RunFolder, file_digests
+from forecache.eval.workload import (
+    Workload,
+    build_call_kwargs,
+    conditions_for,
+    load_pipeline,
+    reference_of,
+    source_of,
+)
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -72,7 +79,7 @@ def resolve_threads(config: RunConfig) -> int | None:
     if config.threads is not None:
         return config.threads
     small = reference_of(config.model) is not None or (
-        isinstance(config.model, str) and config.model.startswith("tiny:")
+        isinstance(config.model, str) and source_of(config.model) is not None
     )
     return 1 if small and torch.device(config.device).type == "cpu" else None
 
@@ -180,7 +187,7 @@ def _notes(harness: Harness, config: RunConfig) -> dict[str, str]:
         **harness.scorer.notes,
         "memory": harness.memory_note,
         "compute_ratio": "linear-layer FLOPs of the baseline over the method's: nn.Linear and "
-        "convolution layers that ran inside the transformer (forecache.eval.flops), for every row",
+        "convolution layers that ran inside the transformer (forecache.calibrate.flops), for every row",
         "execution_ratio": "forecache rows only: cached units (blocks or modules) without the cache "
         "over those that ran, from forecache.stats",
     }
@@ -311,10 +318,11 @@ def bench(config: BenchConfig | None = None, **overrides: Any) -> BenchResult:
     """
     config = dataclasses.replace(config, **overrides) if config is not None else BenchConfig(**overrides)
     where = config.resume or config.out
-    folder = RunFolder(where) if where is not None else None
+    folder = RunFolder(where, resume=config.resume is not None) if where is not None else None
+    digests = file_digests(config.config_files)
     if folder is not None and config.resume is not None:
-        folder.check_resumable(_settings(config))
-    preload = ("cache_dit",) if any(s.name.startswith("cachedit.") for s in config.specs) else ()
+        folder.check_resumable(_settings(config), digests)
+    preload = tuple(dict.fromkeys(module for s in config.specs for module in s.method.preload))
     with captured(config.verbose, preload) as capture, torch_threads(resolve_threads(config)):
         try:
             harness, workload = prepare(config)
@@ -335,7 +343,12 @@ def bench(config: BenchConfig | None = None, **overrides: Any) -> BenchResult:
         )
         if folder is not None and config.resume is None:
             folder.start(
-                {"settings": result.settings, "workload": workload, "environment": result.environment}
+                {
+                    "settings": result.settings,
+                    "config_file_sha256": digests,
+                    "workload": workload,
+                    "environment": result.environment,
+                }
             )
         session = _Session(config, harness, folder, result)
         try:

@@ -12,8 +12,15 @@ from typing import Any
 
 import torch
 
-from forecache.eval.knobs import KNOBS
-from forecache.eval.methods import BASELINE, MethodSpec, load_methods, make_method, parse_method
+from forecache.eval.methods import (
+    BASELINE,
+    METHODS,
+    MethodSpec,
+    knob_for,
+    load_methods,
+    make_method,
+    parse_method,
+)
 from forecache.eval.workload import DTYPES, OUTPUTS
 
 __all__ = ["DEFAULT_METHODS", "DEFAULT_TARGETS", "BenchConfig", "RunConfig", "check_device"]
@@ -80,7 +87,7 @@ class RunConfig:
 
     Args:
         model: None (default: the shipped ``flux-digits`` reference model), a pipeline instance, a
-            reference name, ``"tiny:<TransformerClass>"`` (random weights; plumbing and speed only),
+            reference name, a name from a registered source (`workload.register_pipeline_source`),
             a local pipeline folder, or a Hub id already in the local cache (never downloaded).
             Pipelines without a `transformer` (UNet pipelines) are refused.
         prompts: ``"drawbench"`` or a text file, for text-to-image pipelines (default drawbench);
@@ -101,7 +108,7 @@ class RunConfig:
         warmup: Untimed runs per method before timing (>= 1); the first is also the measured run
             (outputs, FLOPs, statistics). Default 1.
         threads: CPU threads for torch during the run (restored afterwards). Default None: 1 for
-            the shipped reference and tiny models on CPU (their 64-token matmuls only lose to
+            the shipped reference models and registered sources on CPU (their 64-token matmuls only lose to
             thread synchronisation), torch's own choice otherwise.
         progress: Show progress bars (one per level). Default True.
         verbose: Let third-party logs and warnings (cache-dit, diffusers) reach the terminal instead
@@ -184,16 +191,18 @@ class BenchConfig(RunConfig):
         methods: Method specs (``"taylorseer:order=1"``, ``"diffusers.fbcache"``...). Default
             `DEFAULT_METHODS` (the presets and every peer) unless `config_files` are given.
         config_files: Config files whose methods are added (JSON, or YAML with PyYAML).
-        match: Target compute ratios (each > 1): every method's knob (see `forecache.eval.knobs`)
+        match: Target compute ratios (each > 1): every method's knob (`forecache.eval.methods.Method.knob`)
             is tuned to land on each, and quality is compared at equal compute. Default None:
             `DEFAULT_TARGETS` when neither `methods` nor `config_files` is given, else no matching
             (each method runs as specified). ``()`` turns matching off.
         tolerance: Relative distance from a target within which a setting counts as on target
             (else "cannot reach"). Default 0.10.
-        out: Folder for the run (see `forecache.eval.store`); None writes nothing. Checked
+        out: Folder for the run (see `forecache.eval.store`): a new or empty one (a folder that
+            holds anything is refused unless `resume` names it); None writes nothing. Checked
             writable before anything runs.
-        resume: A folder of an earlier run with the same settings: its finished rows are kept and
-            only the rest runs; the run continues in that folder (`out` must be None or the same).
+        resume: The folder of an earlier run with the same settings (config files compared by
+            content): that run's finished rows are kept and only the rest runs; the run continues
+            in that folder (`out` must be None or the same). It must exist.
 
     """
 
@@ -247,9 +256,10 @@ class BenchConfig(RunConfig):
             specs += load_methods(path)
         if targets:
             for spec in specs[1:]:
-                if spec.name not in KNOBS:
+                if spec.method.knob is None:
+                    with_knob = [name for name, method in METHODS.items() if method.knob is not None]
                     raise ValueError(
-                        f"BenchConfig: `match` needs methods with a speed knob ({list(KNOBS)}), "
+                        f"BenchConfig: `match` needs methods with a speed knob ({with_knob}), "
                         f"got {spec.label!r}"
                     )
         labels = [s.label for s in specs]
@@ -259,8 +269,6 @@ class BenchConfig(RunConfig):
         object.__setattr__(self, "specs", tuple(specs))
 
     def _check_knob_free(self, spec: MethodSpec, text: str) -> None:
-        from forecache.eval.knobs import knob_for
-
         knob = knob_for(spec.name, spec.config, self.steps)
         if knob.field in _given_fields(text):
             raise ValueError(

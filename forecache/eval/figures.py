@@ -1,8 +1,8 @@
 """Plots of a run with matplotlib (the ``eval`` extra): quality against compute, the decision timeline.
 
-One colour family and one marker per method family (forecache: blues, circles; diffusers:
-oranges, squares; cache-dit: greens, triangles), one shade per method, a legend beside the axes
-instead of labels that collide, the target ratios drawn as bands, and each method's swept settings
+Each method in its own colour and marker (`Method.style`: forecache's in blues, diffusers' in
+oranges, cache-dit's in greens; no two methods share both), a legend beside the axes instead of
+labels that collide, the target ratios drawn as bands, and each method's swept settings
 (the matched-speed search) drawn as a thin curve beside its measured points. Without matplotlib the
 functions raise `ImportError` naming the extra, and the run notes the figures as unavailable.
 """
@@ -16,16 +16,12 @@ from typing import Any
 
 from PIL import Image
 
+from forecache.eval.methods import METHODS
 from forecache.eval.schema import BenchResult, MethodResult
 
-__all__ = ["family_style", "pareto_figure", "timeline_figure"]
+__all__ = ["method_styles", "pareto_figure", "timeline_figure"]
 
-_FAMILIES = {
-    "forecache": ("Blues", "o"),
-    "diffusers": ("Oranges", "s"),
-    "cachedit": ("Greens", "^"),
-    "baseline": ("Greys", "D"),
-}
+_UNKNOWN_MARKERS = ("h", "8", "p", "d", "H", "1", "2", "3", "4")
 
 
 def _pyplot() -> Any:
@@ -39,27 +35,23 @@ def _pyplot() -> Any:
     return plt
 
 
-def _family(method: str, kind: str) -> str:
-    if kind == "baseline":
-        return "baseline"
-    return method.split(".", 1)[0] if kind == "peer" else "forecache"
+def method_styles(methods: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Colour and marker per method name: the registered method's `Style`.
 
-
-def family_style(methods: Sequence[tuple[str, str]]) -> dict[str, tuple[Any, str]]:
-    """Colour and marker per method name, from ``(method, kind)`` pairs (same family: same hue and marker)."""
-    plt = _pyplot()
-    families: dict[str, list[str]] = {}
-    for method, kind in methods:
-        names = families.setdefault(_family(method, kind), [])
-        if method not in names:
-            names.append(method)
-    style = {}
-    for family, names in families.items():
-        cmap_name, marker = _FAMILIES.get(family, ("Purples", "v"))
-        cmap = plt.get_cmap(cmap_name)
-        for i, name in enumerate(names):
-            shade = 0.85 - 0.5 * i / max(len(names) - 1, 1) if len(names) > 1 else 0.7
-            style[name] = (cmap(shade), marker)
+    A name no method is registered under (a results file from elsewhere) gets a grey with a
+    marker of its own.
+    """
+    style: dict[str, tuple[str, str]] = {}
+    unknown = 0
+    for method in methods:
+        if method in style:
+            continue
+        registered = METHODS.get(method)
+        if registered is not None:
+            style[method] = (registered.style.colour, registered.style.marker)
+        else:
+            style[method] = ("#737373", _UNKNOWN_MARKERS[unknown % len(_UNKNOWN_MARKERS)])
+            unknown += 1
     return style
 
 
@@ -78,6 +70,9 @@ def _finite(value: float | None) -> bool:
 def pareto_figure(result: BenchResult, x_key: str = "compute_ratio") -> Image.Image:
     """Quality against compute ratio (or speed-up): measured rows, swept curves and target bands.
 
+    In a matched run the compute-ratio axis spans the targets (with a margin); rows beyond it are
+    arrows at the axis's edge, listed under the figure and in the image's ``info["off_axis"]``.
+
     Args:
         result: The run.
         x_key: ``"compute_ratio"`` (default) or ``"speedup"`` (the denoising loop's median).
@@ -88,7 +83,7 @@ def pareto_figure(result: BenchResult, x_key: str = "compute_ratio") -> Image.Im
 
     plt = _pyplot()
     rows = [r for r in shown_rows(result) if r.ok and r.kind != "baseline"]
-    style = family_style([(r.method, r.kind) for r in rows])
+    style = method_styles([r.method for r in rows])
     with_fid = [r for r in rows if _finite(r.fid)]
     fig, axes = plt.subplots(1, 2 if with_fid else 1, figsize=(12 if with_fid else 8.5, 5.2), squeeze=False)
 
@@ -97,6 +92,7 @@ def pareto_figure(result: BenchResult, x_key: str = "compute_ratio") -> Image.Im
 
     match = result.match or {}
     tolerance = match.get("tolerance", 0.1)
+    outliers: set[str] = set()
     for ax, (metric, title, higher) in zip(
         axes[0],
         [
@@ -119,8 +115,24 @@ def pareto_figure(result: BenchResult, x_key: str = "compute_ratio") -> Image.Im
                     colour, marker = style[method["method"]]
                     ax.plot(*zip(*points, strict=True), color=colour, lw=0.9, alpha=0.55, marker=marker, ms=3)
         labelled: set[str] = set()
-        plotted = [(x_of(r), getattr(r, metric), r) for r in rows]
-        plotted = [(x, y, r) for x, y, r in plotted if _finite(x) and _finite(y)]
+        plotted: list[tuple[float, float, MethodResult]] = []
+        for r in rows:
+            x, y = x_of(r), getattr(r, metric)
+            if x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
+                plotted.append((x, y, r))
+        span = _x_span(match.get("targets", []), tolerance) if x_key == "compute_ratio" else None
+        if span is not None:
+            ax.set_xlim(*span)
+            for x, y, r in plotted:
+                if not span[0] <= x <= span[1]:
+                    outliers.add(f"{r.label} at {x:.2f}x ({y:.1f})")
+                    edge = span[1] if x > span[1] else span[0]
+                    ax.annotate(
+                        "",
+                        xy=(edge, y),
+                        xytext=(edge - 0.04 * (span[1] - span[0]) * (1 if x > edge else -1), y),
+                        arrowprops={"arrowstyle": "->", "color": style[r.method][0]},
+                    )
         for x, y, r in plotted:
             colour, marker = style[r.method]
             name = r.label.split(" @")[0] if result.match else r.label
@@ -147,6 +159,14 @@ def pareto_figure(result: BenchResult, x_key: str = "compute_ratio") -> Image.Im
         ax.set_title(title, fontsize=11)
         ax.grid(True, alpha=0.3)
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)
+    if outliers:
+        fig.text(
+            0.01,
+            -0.02,
+            "off the axis (arrows at its edge): " + "; ".join(sorted(outliers)),
+            fontsize=8,
+            va="top",
+        )
     w = result.workload
     fig.suptitle(
         f"{w.get('model')}: {w.get('call_arguments', {}).get('num_inference_steps')} steps, "
@@ -154,7 +174,21 @@ def pareto_figure(result: BenchResult, x_key: str = "compute_ratio") -> Image.Im
         + ("; thin lines: each method's settings tried (first batch)" if match else ""),
         fontsize=11,
     )
-    return _png(fig)
+    image = _png(fig)
+    image.info["off_axis"] = sorted(outliers)
+    return image
+
+
+def _x_span(targets: Sequence[float], tolerance: float) -> tuple[float, float] | None:
+    """Return the compute-ratio axis of a matched run: its targets' range and a margin, or None.
+
+    A setting far from every target (a peer's knob that jumps to 26x) would otherwise stretch the
+    axis until the targets' range fills a fifth of it; such points are drawn as arrows at the edge
+    and listed under the figure.
+    """
+    if not targets:
+        return None
+    return max(1.0, min(targets) * (1 - tolerance) * 0.8), max(targets) * (1 + tolerance) * 1.25
 
 
 _COLOURS = {"C": (0.12, 0.30, 0.60), "F": (0.75, 0.85, 0.95)}
@@ -199,7 +233,7 @@ def timeline_figure(result: BenchResult) -> Image.Image | None:
     ax.set_title("Per-step decisions (first batch): dark = computed, light = forecast / reused", fontsize=10)
     if gates:
         ax2 = axes[1][0]
-        style = family_style([(r.method, r.kind) for r in gates])
+        style = method_styles([r.method for r in gates])
         for r in gates:
             colour, _ = style[r.method]
             threshold = (r.setting or {}).get("threshold", r.params.get("threshold"))

@@ -1,6 +1,6 @@
 """Matched-speed runs: tune one method's knob onto each target compute ratio, then measure it there.
 
-The search (`forecache.eval.match.search`) runs the method on the first batch at each setting it
+The search (`forecache.eval.knob_search.search`) runs the method on the first batch at each setting it
 tries (`Harness.evaluate`: linear-layer FLOPs and PSNR against the baseline's same samples); every
 setting runs at most once. Each target that some setting lands on (within the tolerance) becomes a
 row measured on all samples (of the settings tried with exactly that compute ratio, the one with
@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from forecache.eval.knobs import knob_for
-from forecache.eval.match import MATCHED, search
-from forecache.eval.methods import MethodSpec, make_method
+from forecache.eval.knob_search import MATCHED, search
+from forecache.eval.methods import MethodSpec, knob_for, make_method
 from forecache.eval.runner import Harness
 from forecache.eval.schema import MethodResult
 

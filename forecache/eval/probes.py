@@ -1,8 +1,8 @@
-"""Hooks that measure a pipeline from outside: FLOPs executed, host reads, loop time, peak memory.
+"""Hooks that measure a pipeline from outside: host reads, synchronisations, loop time, peak memory.
 
-They watch the transformer with plain PyTorch hooks and torch's `FlopCounterMode`, so they see every
-method the same way (forecache, diffusers' caches, cache-dit): a cache that skips a block, or only
-its attention, simply executes fewer matrix-multiply and attention FLOPs.
+They watch the transformer with plain PyTorch hooks and a `TorchFunctionMode`, so they see every
+method the same way (forecache, diffusers' caches, cache-dit). FLOPs are counted by the one counter,
+`forecache.calibrate.flops`.
 """
 
 from __future__ import annotations
@@ -16,69 +16,17 @@ from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
-from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = [
     "HOST_READS",
-    "ComputeCount",
     "HostReads",
     "LoopClock",
     "MemoryProbe",
-    "count_compute",
     "count_host_reads",
     "count_syncs",
-    "graphs_compiled",
     "loop_clock",
     "memory_probe",
 ]
-
-
-@dataclass
-class ComputeCount:
-    """FLOPs of every transformer call (matmuls, convolutions, attention; element-wise ops excluded).
-
-    Attributes:
-        per_call: FLOPs of each transformer call, in call order.
-
-    """
-
-    per_call: list[int] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        """FLOPs of all calls."""
-        return sum(self.per_call)
-
-
-@contextmanager
-def count_compute(transformer: torch.nn.Module) -> Iterator[ComputeCount]:
-    """Count the FLOPs of every transformer call while the ``with`` block runs.
-
-    Args:
-        transformer: The pipeline's transformer.
-
-    Yields:
-        The `ComputeCount`, filled as calls happen. `FlopCounterMode` costs Python time per
-        operator: keep it out of timed runs.
-
-    """
-    count = ComputeCount()
-    mode = FlopCounterMode(display=False)
-    before = [0]
-
-    def pre(*_: Any) -> None:
-        before[0] = mode.get_total_flops()
-
-    def post(*_: Any) -> None:
-        count.per_call.append(mode.get_total_flops() - before[0])
-
-    handles = [transformer.register_forward_pre_hook(pre), transformer.register_forward_hook(post)]
-    try:
-        with mode:
-            yield count
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 HOST_READS = frozenset(
@@ -200,13 +148,6 @@ def count_syncs(device: torch.device) -> Iterator[list[int]]:
         finally:
             torch.cuda.set_sync_debug_mode(previous)
     count[0] = sum("synchroniz" in str(w.message) for w in caught)
-
-
-def graphs_compiled() -> int:
-    """Graphs dynamo has compiled in this process so far (``counters["stats"]["unique_graphs"]``)."""
-    from torch._dynamo.utils import counters
-
-    return int(counters["stats"]["unique_graphs"])
 
 
 @dataclass

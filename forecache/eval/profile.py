@@ -16,13 +16,14 @@ from typing import Any
 import torch
 
 import forecache
+from forecache.calibrate.flops import count_flops
+from forecache.eval._private import graphs_compiled, raise_recompile_limit, reset_stateful_cache
+from forecache.eval.arch import SIZES, Arch, load_arch
 from forecache.eval.bench import DEFAULT_METHODS
 from forecache.eval.files import atomic_write_json, atomic_write_text
-from forecache.eval.methods import MethodSpec, attached, make_method, parse_method
-from forecache.eval.peers import PeerRun
-from forecache.eval.probes import count_compute, count_host_reads, count_syncs, graphs_compiled, memory_probe
+from forecache.eval.methods import MethodRun, MethodSpec, attached, make_method, parse_method
+from forecache.eval.probes import count_host_reads, count_syncs, memory_probe
 from forecache.eval.workload import DTYPES
-from forecache.testing.arch import SIZES, Arch, load_arch
 
 __all__ = [
     "DEFAULT_PROFILE_METHODS",
@@ -42,9 +43,6 @@ NOTE = (
     "quality is never reported from random weights."
 )
 _MiB = 2**20
-# Peers whose `attach` takes the bare transformer (cache-dit's transformer-only path, a persistent
-# cache context counted in transformer calls) rather than an object holding `.transformer`.
-_TRANSFORMER_PEERS = ("cachedit.",)
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ class ProfileConfig:
     """What `profile` runs.
 
     Attributes:
-        arch: A shipped architecture name (see `forecache.testing.arch.arch_names`).
+        arch: A shipped architecture name (see `forecache.eval.arch.arch_names`).
         size: ``"full"`` (the published config) or ``"tiny"`` (same class, scaled down for CPU).
         height: Pixels; None: the architecture's default for `size`.
         width: Pixels; None: the default.
@@ -125,8 +123,8 @@ class ProfileRow:
         compute_ratio: Baseline work over this method's: forecache.stats block executions for
             presets, transformer FLOPs for peers, 1.0 for the baseline.
         compute_source: How `compute_ratio` was obtained.
-        flops: Transformer FLOPs of one trajectory (matmuls and attention; element-wise work,
-            forecasts included, is not counted).
+        flops: Linear-layer FLOPs of one trajectory (`forecache.calibrate.flops`: ``nn.Linear`` and
+            convolutions that ran; attention's own matmuls and element-wise work are not counted).
         flops_ratio: The baseline's `flops` over this row's.
         peak_bytes: Peak memory of the timed loops (see `memory_method`).
         memory_method: CUDA max_memory_allocated, or why it was not measured (CPU).
@@ -223,37 +221,30 @@ def _denoise(model: torch.nn.Module, arch: Arch, inputs: Any, scheduler: Any, st
         if arch.inputs == "dit":  # learned sigma: the first `in_channels` channels are the noise
             out = out[:, :channels]
         latents = scheduler.step(out, t, latents, return_dict=False)[0]
-    reset = getattr(model, "_reset_stateful_cache", None)
-    if reset is not None:
-        reset()
+    reset_stateful_cache(model)
     return latents
 
 
 def _peer_setup(spec: MethodSpec, model: torch.nn.Module) -> tuple[MethodSpec, Any]:
     """Return the spec and the attach target of a method when profile drives the bare transformer.
 
-    cache-dit takes the transformer itself; profile calls it once per step (no classifier-free
-    guidance as a second call), so cache-dit's ``enable_separate_cfg`` is off unless given (Wan's
-    adapter turns it on and would count two calls per step).
+    A method with `Method.transformer_defaults` (cache-dit) takes the transformer itself, with
+    those parameters unless given; the others get an object whose `transformer` it is.
     """
-    if spec.kind == "peer" and spec.name.startswith(_TRANSFORMER_PEERS):
-        params = {"enable_separate_cfg": False, **spec.params}
-        return make_method(spec.name, params, label=spec.label), model
+    defaults = spec.method.transformer_defaults
+    if defaults is not None:
+        return make_method(spec.name, {**defaults, **spec.params}, label=spec.label), model
     return spec, SimpleNamespace(transformer=model)
 
 
-def _raise_recompile_limit(limit: int = 64) -> None:
-    """Let dynamo keep up to `limit` graphs per frame before it gives up on compiling it.
+def _eager() -> contextlib.AbstractContextManager[Any]:
+    """Run compiled blocks eagerly inside the ``with`` block (the counted trajectory).
 
-    Every method measured on one compiled model may add graphs of its own (hooks attached and
-    removed); past the default limit (8) dynamo runs the frame eagerly without a word, and later
-    methods would be timed uncompiled.
+    The counters are `TorchFunctionMode`s, which compiled regions do not run through; the timed
+    trajectories stay compiled. torch < 2.6 has no stance: there the counted trajectory runs as it is.
     """
-    from torch._dynamo import config
-
-    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # torch < 2.6
-    if getattr(config, name) < limit:
-        setattr(config, name, limit)
+    stance = getattr(torch.compiler, "set_stance", None)
+    return stance("force_eager") if stance is not None else contextlib.nullcontext()
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -275,7 +266,7 @@ class ProfileSession:
         dtype = DTYPES[config.dtype]
         self.model = model = arch.build(config.size, device, dtype)
         if config.compile:
-            _raise_recompile_limit()
+            raise_recompile_limit()
             compile_blocks: Any = model.compile_repeated_blocks  # diffusers' ModelMixin
             compile_blocks(backend=config.compile)  # regional: the blocks, not the hooks
         model_config = arch.model_config(config.size)
@@ -336,7 +327,7 @@ class ProfileSession:
 
         try:
             spec, peer_target = _peer_setup(spec, self.model)
-            peer_run = PeerRun(num_inference_steps=steps, run_once=run)
+            peer_run = MethodRun(num_inference_steps=steps, run_once=run)
             with attached(spec, self.model, peer_target, peer_run, self.scheduler):
                 start = time.perf_counter()
                 for _ in range(warmup):
@@ -344,7 +335,8 @@ class ProfileSession:
                 self._sync()
                 row.warmup_s = time.perf_counter() - start
                 with (
-                    count_compute(self.model) as count,
+                    _eager(),
+                    count_flops(self.model) as count,
                     count_syncs(self.device) as syncs,
                     count_host_reads(self.model) as reads,
                 ):
@@ -393,7 +385,8 @@ def profile(config: ProfileConfig, on_row: Callable[[ProfileRow], None] | None =
 
     Every method runs `warmup` trajectories, one counted trajectory (FLOPs, forecache.stats,
     host synchronisations) and `repeats` timed trajectories (median wall-clock, peak memory).
-    The baseline runs first, cache-dit's methods last, the others in the order given.
+    The baseline runs first, the methods that take the bare transformer (cache-dit) last, the
+    others in the order given.
 
     Args:
         config: What to run.
@@ -409,7 +402,7 @@ def profile(config: ProfileConfig, on_row: Callable[[ProfileRow], None] | None =
     specs = [spec for spec in map(parse_method, config.methods) if spec.kind != "baseline"]
     # cache-dit last: its disable_cache leaves its patched forward on the transformer, and
     # diffusers' cache hooks fail on it afterwards (cache-dit 1.5.3)
-    specs.sort(key=lambda s: s.name.startswith(_TRANSFORMER_PEERS))
+    specs.sort(key=lambda s: s.method.transformer_defaults is not None)
     for spec in [parse_method("baseline"), *specs]:
         result.rows.append(session.measure(spec))
         if on_row is not None:
@@ -468,8 +461,8 @@ def format_profile(result: ProfileResult) -> str:
     methods = {r.memory_method for r in result.rows if r.memory_method}
     lines += [f"peak memory: {m}" for m in sorted(methods)]
     lines.append(
-        "compute: forecache.stats executions (presets) or transformer FLOPs (peers); FLOPs: matmul and "
-        "attention FLOPs of the baseline over the method's; reads/step: tensor values read back to the "
+        "compute: forecache.stats executions (presets) or transformer FLOPs (peers); FLOPs: linear-layer "
+        "FLOPs of the baseline over the method's; reads/step: tensor values read back to the "
         "host inside the transformer calls (a GPU waits on each); syncs/step: CUDA synchronisations "
         "over the whole loop"
     )

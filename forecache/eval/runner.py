@@ -23,10 +23,9 @@ import numpy as np
 import torch
 
 import forecache
+from forecache.calibrate.flops import count_flops
 from forecache.eval import metrics, temporal
-from forecache.eval.flops import count_linear_flops
-from forecache.eval.methods import MethodSpec, attached
-from forecache.eval.peers import PeerRun
+from forecache.eval.methods import MethodRun, MethodSpec, attached
 from forecache.eval.probes import loop_clock, memory_probe
 from forecache.eval.schema import MethodResult, speedup
 from forecache.eval.workload import Workload
@@ -99,7 +98,7 @@ class Harness:
     @contextlib.contextmanager
     def _attached(self, spec: MethodSpec, result: MethodResult) -> Iterator[None]:
         pipe = self.workload.pipe
-        run = PeerRun(
+        run = MethodRun(
             num_inference_steps=self.workload.call_kwargs["num_inference_steps"],
             run_once=functools.partial(self.workload, self._batches[0]),
             calls_per_step=self.calls_per_step,
@@ -175,7 +174,7 @@ class Harness:
         out = _Generated()
         with memory_probe(self.workload.device) as memory:
             for batch in batches:
-                with count_linear_flops(self.transformer) as count:
+                with count_flops(self.transformer) as count:
                     out.images.append(self.workload(batch))
                 out.flops_per_call += count.per_call
                 out.calls_per_batch.append(len(count.per_call))

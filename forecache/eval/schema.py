@@ -27,7 +27,7 @@
       target, setting    matched rows: the target ratio and {knob: value} found; else null
       status, error      "ok" | "error"; the error text of a method that could not run (else null)
       compute_ratio      linear-layer FLOPs of the baseline / of the method (``nn.Linear`` and
-                         convolutions that ran inside the transformer; `forecache.eval.flops`)
+                         convolutions that ran inside the transformer; `forecache.calibrate.flops`)
       execution_ratio    forecache rows: cached units (blocks or modules) without the cache / with
                          it, from forecache.stats; null for peers
       execution_unit     "block" or "module" (forecache rows), else null

@@ -34,7 +34,15 @@ from forecache.eval.bench import (
 )
 from forecache.eval.config import RunConfig
 from forecache.eval.files import atomic_write_image, atomic_write_json, atomic_write_text
-from forecache.eval.methods import BASELINE, MethodSpec, make_method, method_names, parse_value, save_methods
+from forecache.eval.methods import (
+    BASELINE,
+    MethodSpec,
+    make_method,
+    method_named,
+    method_names,
+    parse_value,
+    save_methods,
+)
 from forecache.eval.pareto import pareto_front
 from forecache.eval.quiet import captured
 from forecache.eval.report import markdown_report
@@ -56,9 +64,19 @@ def _axis(key: str, text: str) -> list[Any]:
             raise ValueError(f"`grid` axis `{key}` must be a:b or a:b:step of numbers, got {key}={text!r}")
         low, high = parts[0], parts[1]
         step = parts[2] if len(parts) == 3 else 1
-        if step <= 0 or high < low:
-            raise ValueError(f"`grid` axis `{key}` must have a <= b and step > 0, got {key}={text!r}")
-        count = math.floor((high - low) / step + 1e-9) + 1
+        try:
+            span = (high - low) / step if step > 0 and high >= low else math.nan
+        except OverflowError:  # ints beyond a float's range
+            span = math.inf
+        finite = all(isinstance(p, int) or math.isfinite(p) for p in (low, high, step))
+        if not finite or math.isnan(span):
+            raise ValueError(f"`grid` axis `{key}` must have finite a <= b and step > 0, got {key}={text!r}")
+        count = math.floor(span + 1e-9) + 1 if span < MAX_CONFIGS else MAX_CONFIGS + 1
+        if count > MAX_CONFIGS:  # checked before the values are built
+            raise ValueError(
+                f"`grid` axis `{key}` must have at most {MAX_CONFIGS} values, got {key}={text!r} "
+                f"({span + 1:.3g} values)"
+            )
         values = [low + i * step for i in range(count)]
         return [round(v, 10) if isinstance(v, float) else v for v in values]
     return [parse_value(v) for v in text.split(",") if v.strip()]
@@ -89,7 +107,7 @@ class SweepConfig(RunConfig):
 
     Args:
         preset: The method swept: a preset (``taylorseer``, ``ab``, ``cg``, ``cache``) or a peer
-            (``diffusers.fbcache``...; see `forecache.eval.peers.PEERS`). Default ``"taylorseer"``.
+            (``diffusers.fbcache``...; see `forecache.eval.methods.METHODS`). Default ``"taylorseer"``.
         grid: Axes like ``"interval=2:8"`` (inclusive), ``"threshold=0.05:0.3:0.05"``,
             ``"order=0,1,2"``; a single value fixes a field. Default ``("interval=2:6",)``.
         bucket_edges: Edges of the speed buckets, increasing, > 1. Default (1.5, 2, 3, 4): buckets
@@ -98,9 +116,9 @@ class SweepConfig(RunConfig):
             (linear-layer FLOPs: exact, immune to a busy machine).
         quality: What "best" maximises within a bucket: ``"psnr"`` (default) or ``"fid"`` (minimised).
         repeats: Timed runs per config. Default 1 (a sweep runs many configs).
-        out: Folder for the rows (as they finish), results.json, report.md, pareto.png and one
-            ``best_<bucket>.json`` per non-empty bucket. None writes nothing and keeps every
-            row's outputs in memory.
+        out: A new or empty folder for the rows (as they finish), results.json, report.md,
+            pareto.png and one ``best_<bucket>.json`` per non-empty bucket. None writes nothing
+            and keeps every row's outputs in memory.
 
     """
 
@@ -124,17 +142,32 @@ class SweepConfig(RunConfig):
             )
         if self.quality not in QUALITY:
             raise ValueError(f"SweepConfig: `quality` must be one of {list(QUALITY)}, got {self.quality!r}")
-        edges = tuple(float(e) for e in self.bucket_edges)
-        if not edges or any(e <= 1.0 for e in edges) or list(edges) != sorted(set(edges)):
+        try:
+            edges = tuple(float(e) for e in self.bucket_edges)
+        except (TypeError, ValueError) as err:
             raise ValueError(
-                f"SweepConfig: `bucket_edges` must be increasing numbers > 1, got {self.bucket_edges!r}"
+                f"SweepConfig: `bucket_edges` must be increasing finite numbers > 1, "
+                f"got {self.bucket_edges!r}"
+            ) from err
+        if (
+            not edges
+            or any(not math.isfinite(e) or e <= 1.0 for e in edges)
+            or list(edges) != sorted(set(edges))
+        ):
+            raise ValueError(
+                f"SweepConfig: `bucket_edges` must be increasing finite numbers > 1, "
+                f"got {self.bucket_edges!r}"
             )
         object.__setattr__(self, "bucket_edges", edges)
         object.__setattr__(self, "grid", tuple(self.grid))
         axes = parse_grid(self.grid)
+        size = math.prod(len(values) for values in axes.values())  # before the points are built
+        if size > MAX_CONFIGS:
+            raise ValueError(
+                f"SweepConfig: `grid` must have at most {MAX_CONFIGS} points, got {size} "
+                f"({' x '.join(str(len(v)) for v in axes.values())} from {self.grid!r})"
+            )
         points = list(itertools.product(*axes.values()))
-        if len(points) > MAX_CONFIGS:
-            raise ValueError(f"SweepConfig: `grid` must have at most {MAX_CONFIGS} points, got {len(points)}")
         specs = [make_method(BASELINE)]
         for values in points:
             params = dict(zip(axes, values, strict=True))
@@ -217,7 +250,7 @@ def sweep(config: SweepConfig | None = None, **overrides: Any) -> SweepResult:
     """
     config = dataclasses.replace(config, **overrides) if config is not None else SweepConfig(**overrides)
     folder = RunFolder(config.out) if config.out is not None else None
-    preload = ("cache_dit",) if config.preset.startswith("cachedit.") else ()
+    preload = method_named(config.preset).preload
     with captured(config.verbose, preload) as capture, torch_threads(resolve_threads(config)):
         rows, harness, workload = _run_rows(config, folder)
     candidates = [

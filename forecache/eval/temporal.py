@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from forecache.reference.models import VideoJudge
+
 __all__ = ["flicker", "notes", "video_scores", "worst_clip"]
 
 
@@ -70,7 +72,7 @@ def notes(judge: Any = None) -> dict[str, str]:
         "|Y[t] - Y[t-1]|, X the row's clip, Y the baseline's of the same seed (forecache.eval.temporal); "
         "mean over clips, the worst clip beside it; 0 for the baseline"
     }
-    if judge is not None and hasattr(judge, "motion_accuracy"):
+    if isinstance(judge, VideoJudge):
         out["motion_accuracy"] = (
             "per clip, the fraction of its objects whose track (the judge's per-frame readings) is nearest "
             "the motion its prompt names; mean over clips"
@@ -88,8 +90,8 @@ def video_scores(
     Args:
         reference: Full compute's clips ``(batch, frames, H, W, C)`` in [0, 1].
         videos: The method's clips, same shape.
-        judge: The reference model's judge; used when it reads videos (``frame_adherence`` and
-            ``motion_accuracy``, `forecache.reference.VideoJudge`). Default None.
+        judge: The reference model's judge; used when it reads videos
+            (`forecache.reference.models.VideoJudge`). Default None.
         conditions: The prompt of each clip (judged only with them).
 
     Returns:
@@ -101,7 +103,7 @@ def video_scores(
     """
     per_clip = flicker(reference, videos)
     scores: dict[str, Any] = {"flicker": float(per_clip.mean()), "flicker_per_sample": per_clip.tolist()}
-    if judge is None or conditions is None or not hasattr(judge, "motion_accuracy"):
+    if conditions is None or not isinstance(judge, VideoJudge):
         return scores
     asked = list(conditions)[: len(videos)]
     frames = np.asarray(judge.frame_adherence(videos, asked))

@@ -1,4 +1,4 @@
-"""What is generated: the pipeline (reference, tiny, local folder or cached Hub id) and its inputs per seed.
+"""What is generated: the pipeline (reference, registered source, folder or cached Hub id) and its inputs.
 
 A `Workload` turns a batch of sample indices into one pipeline call and its output into images
 ``(batch, H, W, C)`` in [0, 1]. Sample ``i`` always gets seed ``seeds[i]`` and condition
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,6 +22,7 @@ import torch
 __all__ = [
     "DTYPES",
     "OUTPUTS",
+    "PIPELINE_SOURCES",
     "REFERENCE_DEFAULT",
     "NoTransformerError",
     "Workload",
@@ -30,6 +31,9 @@ __all__ = [
     "load_pipeline",
     "load_prompts",
     "reference_of",
+    "register_pipeline_source",
+    "samples_latents",
+    "source_of",
 ]
 
 REFERENCE_DEFAULT = "flux-digits"
@@ -38,9 +42,35 @@ DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
-_TINY_PREFIX = "tiny:"
 OUTPUTS = ("images", "latent")
 """What a run keeps: decoded outputs (images or video frames, scored) or latents (speed only)."""
+
+PIPELINE_SOURCES: dict[str, Callable[[str], Any]] = {}
+"""Model-name prefix -> loader of the rest of the name (see `register_pipeline_source`)."""
+
+
+def register_pipeline_source(prefix: str, load: Callable[[str], Any]) -> None:
+    """Let ``model="<prefix><name>"`` (and ``--model``) load ``load(name)``, then moved to the run's device.
+
+    For small test and demo models (they run on one CPU thread by default, like the reference
+    models): the test suite registers ``"tiny:"`` for its random-weight `TinyPipeline` of every
+    diffusers transformer class. A pipeline whose ``__call__`` takes ``batch_size`` and no
+    ``output_type`` is run as a latent sampler (see `Workload.samples_latents`).
+
+    Raises:
+        ValueError: If `prefix` is empty or does not end with ``":"``.
+
+    """
+    if not prefix.endswith(":") or len(prefix) < 2:
+        raise ValueError(f"`prefix` must be a name ending with ':' like 'tiny:', got {prefix!r}")
+    PIPELINE_SOURCES[prefix] = load
+
+
+def source_of(model: Any) -> str | None:
+    """Return the registered prefix `model` starts with, or None."""
+    if not isinstance(model, str):
+        return None
+    return next((prefix for prefix in PIPELINE_SOURCES if model.startswith(prefix)), None)
 
 
 def load_prompts(source: str) -> list[str]:
@@ -95,8 +125,8 @@ def load_pipeline(model: Any, device: str, dtype: str) -> tuple[Any, str]:
     Args:
         model: A pipeline instance (used as it is, e.g. from a notebook); None or a reference
             name (``"flux-digits"``, ``"dit-digits"``): a shipped reference model;
-            ``"tiny:<TransformerClass>"``: forecache's random-weight `TinyPipeline` (plumbing only,
-            never quality); a local folder: ``DiffusionPipeline.from_pretrained``; anything
+            ``"<prefix><name>"`` for a prefix given to `register_pipeline_source` (the tests'
+            ``"tiny:<TransformerClass>"``); a local folder: ``DiffusionPipeline.from_pretrained``; anything
             else: a Hub id loaded with ``local_files_only=True`` (nothing is downloaded).
         device: Torch device string.
         dtype: A key of `DTYPES`.
@@ -113,7 +143,6 @@ def load_pipeline(model: Any, device: str, dtype: str) -> tuple[Any, str]:
     from diffusers import DiffusionPipeline
 
     from forecache import reference
-    from forecache.testing.tiny_pipeline import TinyPipeline
 
     if model is not None and not isinstance(model, str):
         check_denoiser(model, f"a {type(model).__name__} instance")
@@ -124,8 +153,8 @@ def load_pipeline(model: Any, device: str, dtype: str) -> tuple[Any, str]:
     try:
         if name in reference.reference_models():
             pipe, source = reference.load_reference(name, device, torch_dtype), f"reference model {name}"
-        elif name.startswith(_TINY_PREFIX):
-            pipe = TinyPipeline.from_tiny(name[len(_TINY_PREFIX) :]).to(device=device, dtype=torch_dtype)
+        elif (prefix := source_of(name)) is not None:
+            pipe = PIPELINE_SOURCES[prefix](name[len(prefix) :]).to(device=device, dtype=torch_dtype)
             source = f"{name} (random weights: speed and plumbing only)"
         elif Path(name).is_dir():
             check_folder(Path(name))
@@ -137,8 +166,9 @@ def load_pipeline(model: Any, device: str, dtype: str) -> tuple[Any, str]:
         if isinstance(err, NoTransformerError):
             raise
         raise ValueError(
-            f"`model` must be a reference model {reference.reference_models()}, 'tiny:<TransformerClass>', "
-            f"a local pipeline folder or a Hub id in the local cache; loading {name!r} failed: {err}"
+            f"`model` must be a reference model {reference.reference_models()}, "
+            + "".join(f"'{prefix}<name>', " for prefix in PIPELINE_SOURCES)
+            + f"a local pipeline folder or a Hub id in the local cache; loading {name!r} failed: {err}"
         ) from err
     check_denoiser(pipe, repr(name))
     pipe.set_progress_bar_config(disable=True)
@@ -195,8 +225,17 @@ def _accepts(pipe: Any, name: str) -> bool:
     return name in inspect.signature(type(pipe).__call__).parameters
 
 
+def samples_latents(pipe: Any) -> bool:
+    """Whether `pipe` is a latent sampler: it draws its own inputs and returns ``.latents``.
+
+    Such a pipeline's ``__call__`` takes ``batch_size`` and a single ``generator`` and no
+    ``output_type``; it gets no conditions, and its latents are shown through a fixed affine map.
+    """
+    return _accepts(pipe, "batch_size") and not _accepts(pipe, "output_type")
+
+
 def _latents_to_images(latents: torch.Tensor) -> np.ndarray:
-    """Map raw latents of `TinyPipeline` to images with a fixed affine map (0 -> 0.5, +-3 -> 1/0)."""
+    """Map raw latents of a latent sampler to images with a fixed affine map (0 -> 0.5, +-3 -> 1/0)."""
     x = latents.float()
     if x.ndim == 5:
         x = x[:, :, 0]
@@ -213,7 +252,7 @@ class Workload:
     Attributes:
         pipe: The pipeline.
         seeds: One seed per sample.
-        conditions: One class label (int) or prompt (str) per sample; None for unconditional tiny runs.
+        conditions: One class label (int) or prompt (str) per sample; None for a latent sampler.
         call_kwargs: Arguments of every call (steps, guidance scale, height, width, frames).
         device: Where the noise is drawn.
         output: ``"images"`` (decoded: images or video frames, in [0, 1]) or ``"latent"``
@@ -240,15 +279,13 @@ class Workload:
         self.condition_key = "class_labels" if _accepts(self.pipe, "class_labels") else "prompt"
         if self.output not in OUTPUTS:
             raise ValueError(f"`output` must be one of {list(OUTPUTS)}, got {self.output!r}")
-        if self.output == "latent" and not self.is_tiny and not _accepts(self.pipe, "output_type"):
+        if self.output == "latent" and not self.samples_latents and not _accepts(self.pipe, "output_type"):
             raise ValueError(f"`output`: {type(self.pipe).__name__} takes no `output_type`, got 'latent'")
 
     @property
-    def is_tiny(self) -> bool:
-        """Whether the pipeline is forecache's `TinyPipeline` (latents out, one generator per batch)."""
-        from forecache.testing.tiny_pipeline import TinyPipeline
-
-        return isinstance(self.pipe, TinyPipeline)
+    def samples_latents(self) -> bool:
+        """Whether the pipeline is a latent sampler (see `samples_latents`)."""
+        return samples_latents(self.pipe)
 
     def calibration_kwargs(self, count: int) -> dict[str, Any]:
         """Return the arguments of one call generating `count` samples of this workload's conditions.
@@ -257,7 +294,7 @@ class Workload:
         calls itself, apart from the benchmark's seeds).
         """
         kwargs = dict(self.call_kwargs)
-        if self.is_tiny:
+        if self.samples_latents:
             return {**kwargs, "batch_size": count}
         source = self.calibration_conditions or self.conditions
         if source is not None:
@@ -274,7 +311,7 @@ class Workload:
             frames, H, W, C)`` in [0, 1], or the raw latents for ``output="latent"``.
 
         """
-        if self.is_tiny:
+        if self.samples_latents:
             seed = self.seeds[indices[0]]
             generator = torch.Generator().manual_seed(seed)
             out = self.pipe(batch_size=len(indices), generator=generator, **self.call_kwargs)
@@ -347,19 +384,17 @@ def conditions_for(
         The conditions and a description of them.
 
     Raises:
-        ValueError: If prompts are given to a class-conditional pipeline or the tiny pipeline.
+        ValueError: If prompts are given to a class-conditional pipeline or a latent sampler.
 
     """
-    from forecache.testing.tiny_pipeline import TinyPipeline
-
     if reference is not None:
         return reference.conditions(prompts, n)
-    if isinstance(pipe, TinyPipeline) or _accepts(pipe, "class_labels"):
+    if samples_latents(pipe) or _accepts(pipe, "class_labels"):
         if prompts is not None:
             raise ValueError(
                 f"`prompts` must be None for {type(pipe).__name__} (it takes class labels), got {prompts!r}"
             )
-        if isinstance(pipe, TinyPipeline):
+        if samples_latents(pipe):
             return None, "random tiny inputs"
         return [i % 10 for i in range(n)], "class labels i % 10"
     texts = load_prompts(prompts or "drawbench")

@@ -13,7 +13,7 @@ from forecache.kernels.dispatch import (
     taylor_update_,
     weighted_sum,
 )
-from forecache.kernels.reference import (
+from forecache.kernels.torch_ops import (
     guarded_weighted_sum_bytes,
     relative_l1_bytes,
     taylor_update_bytes,

@@ -102,6 +102,7 @@ def check_guard_args(
     limit_scale: float,
     slot: int,
     addend: Tensor | None,
+    out_dtype: torch.dtype | None = None,
 ) -> float:
     """Validate the guard arguments of ``guarded_weighted_sum`` (the tensors are checked already).
 
@@ -109,8 +110,8 @@ def check_guard_args(
         `limit_scale` as a float.
 
     Raises:
-        TypeError: On a non-int `fallback` or `slot`, a non-numeric `limit_scale`, or a
-            `limit`/`refused`/`addend` of the wrong dtype.
+        TypeError: On a non-int `fallback` or `slot`, a non-numeric `limit_scale`, a
+            `limit`/`refused`/`addend` of the wrong dtype, or an unsupported `out_dtype`.
         ValueError: On an out-of-range `fallback` or `slot`, a `limit_scale` that is not finite
             and positive, a `limit` that is not one element or a `refused` that is not 1-D, on
             another device than the inputs, or an `addend` of another shape or device.
@@ -122,7 +123,7 @@ def check_guard_args(
         raise ValueError(f"`fallback` must be in [0, {len(tensors) - 1}], got {fallback}")
     kinds = (
         ("limit", limit, torch.float32, "a one-element torch.float32 tensor"),
-        ("refused", refused, torch.int32, "a 0-d or 1-d torch.int32 counter"),
+        ("refused", refused, torch.int64, "a 0-d or 1-d torch.int64 counter (int32 would wrap)"),
     )
     for name, t, dtype, what in kinds:
         if not isinstance(t, Tensor) or t.dtype != dtype:
@@ -144,7 +145,11 @@ def check_guard_args(
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"`limit_scale` must be a finite float > 0, got {limit_scale!r}")
     if addend is not None:
-        _check_like(_check_float_tensor(addend, "addend"), "addend", tensors[0], "tensors[0]")
+        _check_like(
+            _check_float_tensor(addend, "addend"), "addend", tensors[0], "tensors[0]", same_dtype=False
+        )
+    if out_dtype is not None and out_dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"`out_dtype` must be float32, bfloat16, float16 or None, got {out_dtype}")
     return scale
 
 

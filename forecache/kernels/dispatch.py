@@ -17,9 +17,10 @@ import os
 import re
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
-from forecache.kernels.reference import (
+from forecache.kernels.torch_ops import (
     torch_guarded_weighted_sum,
     torch_relative_l1,
     torch_taylor_update_,
@@ -141,12 +142,14 @@ def guarded_weighted_sum(
     limit_scale: float = 1.0,
     slot: int = 0,
     addend: Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Compute a forecast ``sum_k weights[k] * tensors[k]`` and refuse its diverging elements, in one pass.
 
-    An element whose float32 sum is not finite or exceeds ``limit * limit_scale`` in magnitude
-    takes the value of ``tensors[fallback]`` (the last computed feature) instead, and
-    ``refused[slot]`` counts it, all on the device: the cache's divergence guard without a host
+    An element whose float32 sum is not finite or exceeds ``limit * limit_scale`` in magnitude,
+    or whose result (after the `addend`) would not be finite once rounded to the output dtype,
+    takes the value of ``tensors[fallback]`` (the last computed feature, plus the addend) instead,
+    and ``refused[slot]`` counts it, all on the device: the cache's divergence guard without a host
     synchronisation and, fused, without any extra memory traffic over the plain weighted sum (the
     eager alternative reads the forecast twice more and writes it once more). An `addend` is added
     to the result in the same pass (a forecast residual onto the block stack's input), saving the
@@ -159,16 +162,20 @@ def guarded_weighted_sum(
         fallback (int): Index in `tensors` of the value that replaces a refused element.
         limit (Tensor): One-element float32 tensor on the same device: the largest accepted
             magnitude before `limit_scale` (e.g. the running peak kept by `taylor_update_`).
-        refused (Tensor): int32 counter, 0-d or 1-d, on the same device; ``refused[slot]`` is
-            incremented in place by the number of refused elements.
+        refused (Tensor): int64 counter, 0-d or 1-d, on the same device; ``refused[slot]`` is
+            incremented in place by the number of refused elements (int64: a large video step
+            refuses more than 2**31 elements without wrapping).
         limit_scale (float): Finite factor > 0 multiplying `limit` (the guard's margin). Default 1.0.
         slot (int): Index of the counter to increment (one per step: one allocation per
             generation, one read at its end). Default 0.
-        addend (Tensor | None): A tensor of the inputs' shape, dtype and device added to the
-            result after the guard. Default None.
+        addend (Tensor | None): A tensor of the inputs' shape and device (any supported dtype)
+            added to the weighted sum in the same pass. Default None.
+        out_dtype (torch.dtype | None): dtype of the result, e.g. the feature's when the history is
+            stored in another precision: the sum is rounded once into it, and the guard refuses
+            what it could not hold. Default None: the inputs' dtype.
 
     Returns:
-        Tensor: A new contiguous tensor in the inputs' dtype.
+        Tensor: A new contiguous tensor in the output dtype.
 
     Raises:
         TypeError: On an unsupported dtype, a non-numeric weight or a bad guard argument type.
@@ -179,10 +186,26 @@ def guarded_weighted_sum(
         from forecache.kernels import triton_ops
 
         return triton_ops.triton_guarded_weighted_sum(
-            tensors, weights, fallback, limit, refused, limit_scale=limit_scale, slot=slot, addend=addend
+            tensors,
+            weights,
+            fallback,
+            limit,
+            refused,
+            limit_scale=limit_scale,
+            slot=slot,
+            addend=addend,
+            out_dtype=out_dtype,
         )
     return torch_guarded_weighted_sum(
-        tensors, weights, fallback, limit, refused, limit_scale=limit_scale, slot=slot, addend=addend
+        tensors,
+        weights,
+        fallback,
+        limit,
+        refused,
+        limit_scale=limit_scale,
+        slot=slot,
+        addend=addend,
+        out_dtype=out_dtype,
     )
 
 

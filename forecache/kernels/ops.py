@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from forecache.kernels import reference
+from forecache.kernels import torch_ops
 from forecache.kernels.dispatch import backend_for
 
 __all__ = ["KernelOps", "ops_for"]
@@ -28,7 +28,7 @@ class KernelOps:
         backend: ``"triton"`` or ``"torch"``.
         weighted_sum: ``(tensors, weights, out=None) -> Tensor``, see `weighted_sum`.
         guarded_weighted_sum: ``(tensors, weights, fallback, limit, refused, limit_scale, slot,
-            addend) -> Tensor``, see `guarded_weighted_sum`.
+            addend, out_dtype) -> Tensor``, see `guarded_weighted_sum`.
         taylor_update_: ``(factors, feature, inv_dt, peak=None)``, see `taylor_update_`.
 
     """
@@ -41,9 +41,9 @@ class KernelOps:
 
 TORCH_OPS = KernelOps(
     "torch",
-    reference.weighted_sum_unchecked,
-    reference.guarded_weighted_sum_unchecked,
-    reference.taylor_update_unchecked,
+    torch_ops.weighted_sum_unchecked,
+    torch_ops.guarded_weighted_sum_unchecked,
+    torch_ops.taylor_update_unchecked,
 )
 
 

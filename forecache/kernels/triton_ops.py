@@ -2,7 +2,7 @@
 
 Imported only by the dispatcher when the Triton path is chosen: importing this module imports
 Triton. Each operation is a triple: ``_x_kernel`` (the ``@triton.jit`` kernel), ``triton_x`` (the
-checked launch wrapper) and ``torch_x`` (the reference, in :mod:`forecache.kernels.reference`).
+checked launch wrapper) and ``torch_x`` (the reference, in :mod:`forecache.kernels.torch_ops`).
 The memory traffic of each kernel is given by the matching ``*_bytes`` function there.
 
 On CPU tensors the kernels run only under Triton's interpreter: ``TRITON_INTERPRET=1`` must be set
@@ -30,7 +30,7 @@ from forecache.kernels.checks import (
     check_taylor_update_args,
     check_weighted_sum_args,
 )
-from forecache.kernels.reference import safe_ratio
+from forecache.kernels.torch_ops import overflow_bound, safe_ratio
 
 #: Elements per program of the element-wise kernels (8 bf16 per thread with 4 warps: 16-byte accesses).
 ELEMENTWISE_BLOCK = 1024
@@ -80,7 +80,7 @@ def _device_guard(t: Tensor) -> contextlib.AbstractContextManager[object]:
 
 
 # --------------------------------------------------------------------------- weighted sum
-# Traffic: reference.weighted_sum_bytes = (K reads + 1 write) * numel * itemsize.
+# Traffic: torch_ops.weighted_sum_bytes = (K reads + 1 write) * numel * itemsize.
 
 
 @triton.jit
@@ -164,19 +164,21 @@ def _grid(n: int) -> tuple[int]:
 
 
 # --------------------------------------------------------------------------- guarded weighted sum
-# Traffic: reference.guarded_weighted_sum_bytes = the weighted sum's; the guard is free when fused.
+# Traffic: torch_ops.guarded_weighted_sum_bytes = the weighted sum's; the guard (the limit and the
+# output dtype's finite range) is free when fused.
 
 
 @triton.jit
 def _guarded_weighted_sum_kernel(
     in_ptrs,  # tuple of K pointers to the contiguous inputs, n_elements each
     weights,  # tuple of K float32 weights
-    out_ptr,  # pointer to the contiguous output (a new tensor)
+    out_ptr,  # pointer to the contiguous output (a new tensor, in the output dtype)
     limit_ptr,  # pointer to one float32: the largest accepted |sum| before scaling
     limit_scale,  # float32 multiplying the limit (a margin over a running peak)
-    refused_ptr,  # pointer to an int32 counter array
+    finite_bound,  # float32: |value| at or above it is not finite in the output dtype (inf: float32)
+    refused_ptr,  # pointer to an int64 counter array
     slot,  # which counter of refused_ptr to increment by the refused elements
-    addend_ptr,  # pointer to a contiguous tensor added after the guard (read only when HAS_ADDEND)
+    addend_ptr,  # pointer to a contiguous tensor added to the sum (read only when HAS_ADDEND)
     n_elements,  # elements per tensor
     K: tl.constexpr,  # number of inputs (one compiled variant per K)
     FALLBACK: tl.constexpr,  # index of the input whose value replaces a refused element
@@ -186,12 +188,15 @@ def _guarded_weighted_sum_kernel(
     offs, mask, acc = _weighted_block(in_ptrs, weights, n_elements, K, BLOCK_SIZE)
     accepted = tl.abs(acc) <= tl.load(limit_ptr) * limit_scale  # False for NaN and for inf
     last = tl.load(in_ptrs[FALLBACK] + offs, mask=mask, other=0.0).to(tl.float32)  # cache hit
-    refused = (~accepted) & mask
-    tl.atomic_add(refused_ptr + slot, tl.sum(refused.to(tl.int32), axis=0))
-    value = tl.where(accepted, acc, last)
     if HAS_ADDEND:
-        value = value + tl.load(addend_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    _store_rounded(out_ptr, offs, value, mask)
+        extra = tl.load(addend_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        acc = acc + extra
+        last = last + extra
+    # the stored value must be finite in the output dtype too: checked here, no extra traffic
+    accepted = accepted & (tl.abs(acc) < finite_bound)
+    refused = (~accepted) & mask
+    tl.atomic_add(refused_ptr + slot, tl.sum(refused.to(tl.int32), axis=0).to(tl.int64))
+    _store_rounded(out_ptr, offs, tl.where(accepted, acc, last), mask)
 
 
 def triton_guarded_weighted_sum(
@@ -204,6 +209,7 @@ def triton_guarded_weighted_sum(
     limit_scale: float = 1.0,
     slot: int = 0,
     addend: Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Weighted sum with refused elements replaced by ``tensors[fallback]``, plus an addend, in one pass.
 
@@ -214,13 +220,14 @@ def triton_guarded_weighted_sum(
         weights (Sequence[float]): K weights, rounded to float32.
         fallback (int): Index of the input that replaces a refused element.
         limit (Tensor): One-element float32 tensor: the largest accepted magnitude before scaling.
-        refused (Tensor): int32 counter (0-d or 1-d), ``refused[slot]`` incremented in place.
+        refused (Tensor): int64 counter (0-d or 1-d), ``refused[slot]`` incremented in place.
         limit_scale (float): Multiplies `limit`. Default 1.0.
         slot (int): The counter element to increment. Default 0.
-        addend (Tensor | None): Added after the guard. Default None.
+        addend (Tensor | None): Added to the sum (any supported dtype). Default None.
+        out_dtype (torch.dtype | None): dtype of the result. Default None: the inputs' dtype.
 
     Returns:
-        Tensor: A new contiguous tensor in the inputs' dtype.
+        Tensor: A new contiguous tensor in the output dtype.
 
     Raises:
         TypeError: On an unsupported dtype, a non-numeric weight or a bad guard argument type.
@@ -228,9 +235,11 @@ def triton_guarded_weighted_sum(
 
     """
     floats = check_weighted_sum_args(tensors, weights, None)
-    scale = check_guard_args(tensors, fallback, limit, refused, limit_scale, slot, addend)
+    scale = check_guard_args(tensors, fallback, limit, refused, limit_scale, slot, addend, out_dtype)
     check_device(tensors[0], "tensors[0]")
-    return guarded_weighted_sum_unchecked(tensors, floats, fallback, limit, refused, scale, slot, addend)
+    return guarded_weighted_sum_unchecked(
+        tensors, floats, fallback, limit, refused, scale, slot, addend, out_dtype
+    )
 
 
 def guarded_weighted_sum_unchecked(
@@ -242,24 +251,26 @@ def guarded_weighted_sum_unchecked(
     limit_scale: float = 1.0,
     slot: int = 0,
     addend: Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """`triton_guarded_weighted_sum` for arguments validated by the caller (one launch, no checks)."""
     inputs = tuple(t.contiguous() for t in tensors)
-    out = torch.empty(inputs[0].shape, dtype=inputs[0].dtype, device=inputs[0].device)
+    dtype = inputs[0].dtype if out_dtype is None else out_dtype
+    out = torch.empty(inputs[0].shape, dtype=dtype, device=inputs[0].device)
     n = out.numel()
     if n:
         extra = out if addend is None else addend.contiguous()
         with _device_guard(out):
             _guarded_weighted_sum_kernel[_grid(n)](
-                inputs, tuple(weights), out, limit, float(limit_scale), refused, slot, extra, n,
-                K=len(inputs), FALLBACK=fallback, HAS_ADDEND=addend is not None,
+                inputs, tuple(weights), out, limit, float(limit_scale), overflow_bound(dtype), refused,
+                slot, extra, n, K=len(inputs), FALLBACK=fallback, HAS_ADDEND=addend is not None,
                 BLOCK_SIZE=ELEMENTWISE_BLOCK, num_warps=ELEMENTWISE_WARPS,
             )  # fmt: skip
     return out
 
 
 # --------------------------------------------------------------------------- Taylor update
-# Traffic: reference.taylor_update_bytes = feature read + N factor writes + N - 1 factor reads.
+# Traffic: torch_ops.taylor_update_bytes = feature read + N factor writes + N - 1 factor reads.
 
 
 @triton.jit
@@ -333,7 +344,7 @@ def taylor_update_unchecked(
 
 
 # --------------------------------------------------------------------------- relative L1
-# Traffic: reference.relative_l1_bytes = both inputs read once (+ 8 bytes of partials per program).
+# Traffic: torch_ops.relative_l1_bytes = both inputs read once (+ 8 bytes of partials per program).
 
 
 @triton.jit

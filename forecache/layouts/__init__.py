@@ -1,4 +1,4 @@
-"""Where to hook each diffusers transformer: verified registrations, inference from the model, lookup."""
+"""Where to hook each diffusers transformer: hand-checked registrations, inference from the model, lookup."""
 
 from forecache.layouts.errors import UnsupportedModelError
 from forecache.layouts.infer import Inference, infer_layout

@@ -27,7 +27,7 @@ such chain (the last on a tie: single-stream stacks are the longer ones in real 
 
 Whatever cannot be laid out is refused with the reason. What the source cannot show (a branch
 taken at run time, a sub-module that does not run) is checked at the first call
-(`forecache.layouts.verify`).
+(`forecache.layouts.first_call`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The model registry: where the hooks go in each supported diffusers transformer class.
 
 Registered classes have hand-checked layouts (block lists, stream positions, cached
-sub-modules): verified overrides. Any other class is laid out by inference from the model itself
-(`forecache.layouts.infer`), checked at its first call (`forecache.layouts.verify`), or refused with
-`UnsupportedModelError` saying why.
+sub-modules): overrides checked by hand. Any other class is laid out by inference from the model
+itself (`forecache.layouts.infer`), checked at its first call (`forecache.layouts.first_call`), or
+refused with `UnsupportedModelError` saying why.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Resolution:
 
     Attributes:
         layout: The layout.
-        source: ``"registered"`` (a verified override) or ``"inferred"`` (checked at the first call).
+        source: ``"registered"`` (an override checked by hand) or ``"inferred"`` (checked at the first call).
         chained: Whether it was laid out for a target that chains the blocks (``Target.chains_blocks``).
         inference: The inference behind an inferred layout (None for a registered one).
 

@@ -1,16 +1,12 @@
-"""What forecache does with each diffusers transformer class: ``forecache models``, the README table.
+"""How `forecache.apply` lays out a transformer, without running it: ``forecache models``.
 
-Each class of the tiny-model catalog (`forecache.testing.catalog`: every transformer class of the
-installed diffusers a pipeline denoises with) is built at its tiny size and laid out as `apply`
-would lay it out, without running it: registered or inferred, the targets whose plan accepts it,
-and the probe block the confidence gate's default configuration would use. Whether it really
-engages is what ``forecache models --check`` (`forecache.testing.engage`) runs and measures.
+A row says whether the class is registered or inferred, which targets' plans accept it and the
+probe block the confidence gate's default configuration would use; `describe_layout` prints a
+layout, `compare_layouts` checks an inferred layout against a registered one.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,14 +19,7 @@ from forecache.layouts.errors import UnsupportedModelError
 from forecache.layouts.infer import Inference, infer_layout
 from forecache.layouts.registry import registered_layout, resolve_layout
 
-__all__ = [
-    "ModelRow",
-    "compare_layouts",
-    "describe_layout",
-    "inferred_report",
-    "model_rows",
-    "supported_models_markdown",
-]
+__all__ = ["TABLE_TARGETS", "ModelRow", "compare_layouts", "describe_layout", "describe_model", "model_row"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +32,7 @@ class ModelRow:
         targets: Per target of `TABLE_TARGETS`: '' when it can be applied, else the reason it is refused.
         probe: The block the default confidence gate probes ('' when the gate is refused).
         inference: What inference decided (also for registered classes, to compare).
-        model: The tiny model the row describes.
+        model: The model the row describes.
 
     """
 
@@ -103,51 +92,6 @@ def model_row(model: torch.nn.Module) -> ModelRow:
 
 #: The targets the README's table shows (forecache's own; targets registered later are left out).
 TABLE_TARGETS = ("blocks", "modules", "output")
-
-
-@functools.lru_cache(maxsize=2)
-def _catalog_rows(registry: tuple[tuple[str, ModelLayout], ...]) -> tuple[ModelRow, ...]:
-    """Rows of the installed catalog classes for one state of the registry (`registry` keys the cache)."""
-    from forecache.testing.catalog import build_tiny, catalog_names, installed_names
-
-    unavailable = installed_names()
-    rows = []
-    level = logging.getLogger("forecache").level
-    logging.getLogger("forecache").setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for name in catalog_names():
-                if not unavailable[name]:
-                    rows.append(model_row(build_tiny(name).model))
-    finally:
-        logging.getLogger("forecache").setLevel(level)
-    return tuple(rows)
-
-
-def model_rows(names: list[str] | None = None) -> list[ModelRow]:
-    """Rows of the catalog's classes present in the installed diffusers (or of `names` among them)."""
-    from forecache.layouts.registry import _REGISTRY
-
-    rows = _catalog_rows(tuple(sorted(_REGISTRY.items(), key=lambda item: item[0])))
-    return [row for row in rows if names is None or row.name in names]
-
-
-def supported_models_markdown() -> str:
-    """Return the README's supported-model table: every catalog class, registered or inferred, its targets.
-
-    Generated from `model_rows` (the tiny catalog models laid out as `forecache.apply` would);
-    ``forecache models --markdown`` prints it and ``tests/test_readme.py`` checks the README holds it.
-    """
-    targets = list(TABLE_TARGETS)
-    head = "| diffusers class | layout | " + " | ".join(f"`{t}`" for t in targets) + " | gate probe |\n"
-    rule = "|---|---|" + "---|" * len(targets) + "---|\n"
-    body = ""
-    for row in model_rows():
-        marks = " | ".join("yes" if not row.targets[t] else "no" for t in targets)
-        probe = f"`{row.probe}`" if row.probe else "-"
-        body += f"| `{row.name}` | {row.source} | {marks} | {probe} |\n"
-    return head + rule + body
 
 
 def describe_layout(layout: ModelLayout | None, indent: str = "  ") -> str:
@@ -221,42 +165,31 @@ def _present_in(model: torch.nn.Module | None, attr: str) -> Any:
     return present
 
 
-def inferred_report(names: list[str] | None = None) -> tuple[str, int]:
-    """Return the inferred layout of every catalog class, checked against the registered one where both exist.
+def describe_model(model: torch.nn.Module, component: str = "transformer") -> str:
+    """Return how `forecache.apply` lays `model` out: its `model_row` and each distinct layout it uses.
 
-    Returns:
-        The text, and the number of registered classes whose block lists or streams disagree.
+    Args:
+        model: A diffusers transformer (nothing runs).
+        component: The pipeline component it is, for the first line. Default ``"transformer"``.
 
     """
-    lines: list[str] = []
-    disagree = 0
-    for row in model_rows(names):
-        inference = row.inference
-        assert inference is not None
-        lines.append(f"{row.name} [{row.source}]  time: {inference.time_note}")
-        for finding in inference.lists:
-            where = "cached" if finding.cached else "left alone"
-            chain = ", chained (blocks target)" if finding.chained else ""
-            note = f" - {finding.note}" if finding.note else ""
-            lines.append(f"  {finding.attr}: {finding.length} x {finding.block_class}, {where}{chain}{note}")
-        lines.append("  layout (modules, output targets):")
-        lines.append(
-            describe_layout(inference.layout) if inference.layout else f"    refused: {inference.refusal}"
-        )
-        lines.append("  chain (blocks target):")
-        lines.append(
-            describe_layout(inference.chain) if inference.chain else f"    refused: {inference.chain_refusal}"
-        )
-        from forecache.layouts.registry import _REGISTRY
-
-        registered = _REGISTRY.get(row.name)
-        if registered is not None:
-            differences = compare_layouts(registered, inference.layout, row.model)
-            structural = [d for d in differences if not d.startswith("`")]
-            disagree += bool(structural)
-            lines.append(
-                "  against the registered layout: "
-                + ("agrees" if not differences else "; ".join(differences))
-            )
-        lines.append("")
-    return "\n".join(lines), disagree
+    row = model_row(model)
+    lines = [
+        f"{row.name} ({component}): {row.source}; targets {','.join(row.available) or 'none'}; "
+        f"gate probe {row.probe or '-'}"
+    ]
+    layouts: list[tuple[list[str], ModelLayout]] = []
+    for target in row.available:
+        layout = resolve_layout(model, target).layout
+        same = next((targets for targets, other in layouts if other == layout), None)
+        if same is None:
+            layouts.append(([target], layout))
+        else:
+            same.append(target)
+    for targets, layout in layouts:
+        lines.append(f"  layout for {', '.join(targets)}:")
+        lines.append(describe_layout(layout, indent="    "))
+    for target, reason in row.targets.items():
+        if reason:
+            lines.append(f"  {target}: refused: {reason}")
+    return "\n".join(lines)

@@ -9,7 +9,7 @@ reassigns the stream variables between two blocks outside the block calls: uncon
 the loop body (a reshape between spatial and temporal blocks), or anywhere between two lists'
 loops (the concatenation of the text and image streams before single-stream blocks). Code under
 an ``if`` that holds no block call (a ControlNet residual) is taken as not run; the first call
-verifies it (`forecache.layouts.verify`).
+checks it (`forecache.layouts.first_call`).
 
 `forecache.layouts.block_source` reads the blocks' own forward sources.
 """

@@ -13,7 +13,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from forecache.reference.data import IMAGE_SIZE, NUM_CLASSES, check_call_args
-from forecache.testing.inputs import flux_image_ids
+from forecache.reference.inputs import flux_image_ids
 
 __all__ = ["FLUX_DIGITS_SIZES", "ClassTokenEmbedding", "FluxDigitsPipeline", "build_flux_digits"]
 

@@ -26,6 +26,8 @@ __all__ = [
     "warmup_cosine",
 ]
 
+_CHECKPOINT_EVERY = 100
+
 
 class Ema:
     """Exponential moving average of a module's parameters, with the usual warm-up of the decay.
@@ -108,6 +110,8 @@ class StagePlan:
         lr (`float`): Peak AdamW learning rate (linear warm-up, cosine decay to a tenth).
         warmup (`int`): Warm-up steps.
         ema (`float`): EMA decay of the weights kept (0 keeps the trained weights themselves).
+        shift (`float`, defaults to 3.0): Flow-matching stages: noise levels are ``shift * u / (1 +
+            (shift - 1) * u)`` for uniform u (1.0: uniform; 3.0: mostly high noise).
 
     """
 
@@ -116,6 +120,7 @@ class StagePlan:
     lr: float
     warmup: int
     ema: float
+    shift: float = 3.0
 
 
 def run_stage(
@@ -126,8 +131,6 @@ def run_stage(
     work: Path,
     seed: int,
     log: Callable[[str], None],
-    randomness: Callable[[int, str, int], tuple[random.Random, torch.Generator]] = step_randomness,
-    every: int = 100,
 ) -> Any:
     """Train `module` by AdamW on `loss_fn(batch, rng, generator)`, resuming from `work/<name>.pt`.
 
@@ -139,9 +142,9 @@ def run_stage(
         work (`Path`): Folder of the checkpoint.
         seed (`int`): The training's seed.
         log (`Callable[[str], None]`): Where progress lines go (every 50 steps).
-        randomness (`Callable`, defaults to `step_randomness`): `(seed, name, step)` to the step's
-            Python and torch generators.
-        every (`int`, defaults to 100): Steps between checkpoints (and the last step).
+
+    Every step draws from `step_randomness(seed, name, step)`; checkpoints are written every 100
+    steps and at the last, so a resumed stage ends with the weights of an uninterrupted one.
 
     Returns:
         The EMA of the weights (or the weights, if `plan.ema` is 0), in eval mode, frozen.
@@ -178,7 +181,7 @@ def run_stage(
     module.train()
     clock, running = time.perf_counter(), 0.0
     for step in range(start, plan.steps):
-        rng, gen = randomness(seed, name, step)
+        rng, gen = step_randomness(seed, name, step)
         loss = loss_fn(plan.batch, rng, gen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -194,7 +197,7 @@ def run_stage(
             elapsed = time.perf_counter() - clock
             log(f"[{name}] step {done}/{plan.steps}  loss {running / count:.4f}  {elapsed:.0f}s")
             running = 0.0
-        if done % every == 0 or done == plan.steps:
+        if done % _CHECKPOINT_EVERY == 0 or done == plan.steps:
             checkpoint(done)
     kept = ema.shadow if ema is not None else module
     return kept.eval().requires_grad_(False)

@@ -14,7 +14,7 @@ import forecache
 from forecache import AdamsBashforthConfig, CacheConfig, ConfidenceGateConfig, TaylorSeerConfig
 from forecache.accel.clock import ScheduleClock, host_timestep
 from forecache.reference import load_reference
-from forecache.testing.tiny import build_tiny
+from tests.fixtures.catalog import build_tiny
 
 STEPS = 20
 
@@ -103,7 +103,7 @@ def test_schedulers_without_a_step_index_are_indexed_by_counted_calls(config):
 
 @pytest.mark.eval
 def test_counted_calls_with_two_calls_per_step_fall_back_to_reads_without_a_warning():
-    from forecache.testing.tiny_pipeline import TinyPipeline
+    from tests.fixtures.sampler import TinyPipeline
 
     pipe = TinyPipeline.from_tiny("FluxTransformer2DModel")
     pipe.scheduler = DDIMScheduler()  # no step_index, and two named calls per step

@@ -20,7 +20,7 @@ from forecache.accel.hooks import BLOCK_HOOK, StackBlockHook
 from forecache.accel.policies import Decision
 from forecache.accel.streams import StreamIO
 from forecache.accel.targets import BlockRole
-from forecache.testing.tiny_pipeline import TinyPipeline
+from tests.fixtures.sampler import TinyPipeline
 
 STEPS = 10
 
@@ -182,7 +182,9 @@ def test_custom_axes_round_trip_through_a_config_file(tmp_path: Path):
 @pytest.mark.eval
 def test_custom_axes_run_through_the_cli(tmp_path: Path, capsys):
     from forecache import cli
+    from tests.fixtures.sampler import register_tiny_source
 
+    register_tiny_source()
     spec = "cache:policy=test-alternate,forecaster=test-damped,target=test-second-half"
     code = cli.main(
         ["bench", "--model", "tiny:FluxTransformer2DModel", "--methods", spec, "--steps", "8", "--seeds", "0",

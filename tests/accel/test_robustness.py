@@ -6,7 +6,7 @@ import torch
 import forecache
 from forecache import CacheConfig, Interval, Taylor, TaylorSeerConfig
 from forecache.accel.forecasters.taylor import TaylorHistory
-from forecache.testing.tiny_pipeline import TinyPipeline
+from tests.fixtures.sampler import TinyPipeline
 
 STEPS = 10
 
@@ -205,7 +205,7 @@ def test_scheduler_guidance_and_dtype_changes_between_calls_equal_fresh_runs():
 
 
 def test_resolution_changes_between_generations_of_a_bare_transformer():
-    from forecache.testing.tiny import build_tiny
+    from tests.fixtures.catalog import build_tiny
 
     def generation(model, size):
         x = torch.randn(1, 4, size, size, generator=torch.Generator().manual_seed(size))

@@ -9,7 +9,7 @@ from forecache.accel.layout import BlockListLayout, ModelLayout
 from forecache.accel.policies import Decision, Verify
 from forecache.accel.policies.verify import run_error
 from forecache.layouts import registry
-from forecache.testing.tiny import build_tiny
+from tests.fixtures.catalog import build_tiny
 
 WIDTH = 4
 
@@ -124,7 +124,7 @@ def test_without_accumulation_each_step_is_judged_alone():
 def test_run_error_and_the_cap():
     assert run_error([(2, 0.04), (3, 0.05)], 2, 0.03) == pytest.approx(0.12)
     assert run_error([(2, 0.04), (3, 0.05)], 0, 0.03) == 0.03
-    capped = Verify(threshold=5.0, max_run=2)
+    capped = Verify(threshold=5.0, max_consecutive=2)
     assert [capped.decide(s, 10, r) for s, r in [(1, 0), (2, 0), (4, 2), (9, 0)]] == [
         Decision.COMPUTE,
         Decision.PROBE,
@@ -135,16 +135,16 @@ def test_run_error_and_the_cap():
 
 @pytest.mark.eval
 def test_compute_ratio_counts_the_probe_block_as_run():
-    from forecache.eval.flops import count_linear_flops
+    from forecache.calibrate.flops import count_flops
 
     model = ToyTransformer(accumulated_values())
     inputs = [torch.zeros(2, WIDTH)] * 10
-    with count_linear_flops(model) as full:
+    with count_flops(model) as full:
         for s, x in enumerate(inputs):
             model(x, torch.tensor([1000.0 - s]))
     config = CacheConfig(policy=Verify(threshold=0.1, probe_blocks=1), forecaster=Reuse())
     forecache.apply(model, config, num_inference_steps=10)
-    with count_linear_flops(model) as cached:
+    with count_flops(model) as cached:
         for s, x in enumerate(inputs):
             model(x, torch.tensor([1000.0 - s]))
     forecache.remove(model)
@@ -200,3 +200,15 @@ def test_checking_the_stack_input_costs_no_block():
     assert ctx.executed_units == 15 and ctx.total_units == 30
     for s in (2, 3, 5, 7, 8):  # forecast: the stack input + the reused residual (+3)
         torch.testing.assert_close(outputs[s], inputs[s] + 3.0)
+
+
+def test_a_config_file_written_with_the_former_name_max_run_still_loads(tmp_path):
+    import json
+
+    from forecache.configfile import build_config, load_config
+
+    path = tmp_path / "verify.json"
+    entry = {"method": "cache", "params": {"policy": {"type": "verify", "max_run": 3}, "target": "blocks"}}
+    path.write_text(json.dumps({"schema_version": 1, "methods": [entry]}))
+    assert load_config(path).policy == Verify(max_consecutive=3)
+    assert build_config("cache", {"policy": "verify", "max_run": 2}).policy == Verify(max_consecutive=2)

@@ -5,7 +5,7 @@ import torch
 
 import forecache
 from forecache import CacheConfig, ConfidenceGateConfig, Interval, Taylor, TaylorSeerConfig
-from forecache.testing.tiny import build_tiny
+from tests.fixtures.catalog import build_tiny
 
 STEPS = 8
 # diffusers' attention dispatch (is_torch_version) cannot be traced by torch 2.5's dynamo, and torch
@@ -85,7 +85,7 @@ def test_regional_fullgraph_compile_keeps_decisions_outside_and_never_recompiles
     """diffusers' `compile_repeated_blocks(fullgraph=True)`, before or after `apply`."""
     from torch._dynamo.testing import CompileCounter
 
-    from forecache.testing.tiny_pipeline import TinyPipeline
+    from tests.fixtures.sampler import TinyPipeline
 
     config = REGIONAL[name]
     eager = TinyPipeline.from_tiny("FluxTransformer2DModel")
@@ -129,7 +129,7 @@ def test_regional_fullgraph_compile_keeps_decisions_outside_and_never_recompiles
 
 @COMPILE
 def test_fullgraph_blocks_refuse_the_modules_target_by_name():
-    from forecache.testing.tiny_pipeline import TinyPipeline
+    from tests.fixtures.sampler import TinyPipeline
 
     pipe = TinyPipeline.from_tiny("FluxTransformer2DModel")
     pipe.transformer.compile_repeated_blocks(backend="eager", fullgraph=True)

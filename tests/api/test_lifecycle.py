@@ -9,7 +9,7 @@ from diffusers.hooks import FirstBlockCacheConfig
 
 import forecache
 from forecache import TaylorSeerConfig
-from forecache.testing.tiny_pipeline import TinyPipeline
+from tests.fixtures.sampler import TinyPipeline
 
 CONFIG = TaylorSeerConfig(interval=3, warmup=2)
 

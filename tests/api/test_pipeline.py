@@ -5,7 +5,7 @@ import torch
 
 import forecache
 from forecache import CacheConfig, ConfidenceGateConfig, Interval, Reuse, TaylorSeerConfig
-from forecache.testing.tiny_pipeline import TinyPipeline
+from tests.fixtures.sampler import TinyPipeline
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Unmodified diffusers pipelines, saved and loaded from disk, run end to end through their own __call__.
 
-Each tiny pipeline of `forecache.testing.tiny_pipelines` (every component built offline from a
+Each tiny pipeline of `tests.fixtures.pipelines` (every component built offline from a
 config) is written with ``save_pretrained``, read back with ``DiffusionPipeline.from_pretrained``
 and called as a user would. With forecache applied: the output is repeatable, fewer cached units
 run (counted by the weights operations use, and equal to `forecache.stats`), and after
@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import forecache
-from forecache.testing.engage import UnitCounter, units_of
+from tests.fixtures.engage import UnitCounter, units_of
 
 pytest.importorskip(
     "transformers", reason="the pipelines' text encoders need transformers (not a core dependency)"
 )
 
-from forecache.testing.tiny_pipelines import TINY_PIPELINES, save_tiny_pipeline
+from tests.fixtures.pipelines import TINY_PIPELINES, save_tiny_pipeline
 
 CONFIG = forecache.TaylorSeerConfig(interval=3, warmup=1)
 

@@ -6,7 +6,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
 
 import forecache
 from forecache.accel.attach import session_of
-from forecache.testing.tiny import build_tiny
+from tests.fixtures.catalog import build_tiny
 
 STEPS = 12
 

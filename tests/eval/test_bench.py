@@ -9,7 +9,9 @@ import forecache
 from forecache.eval import BenchConfig, bench
 from forecache.eval.methods import parse_method
 from forecache.eval.report import format_table
-from forecache.testing.tiny_pipeline import TinyPipeline
+from tests.fixtures.sampler import TinyPipeline, register_tiny_source
+
+register_tiny_source()
 
 FAST = {"steps": 8, "seeds": (0, 1), "batch_size": 2, "repeats": 1, "progress": False}
 

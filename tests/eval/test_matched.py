@@ -6,6 +6,7 @@ import pytest
 
 from forecache import cli
 from forecache.eval import runner
+from forecache.eval.store import row_stem
 from forecache.reference import reference_path
 
 pytestmark = pytest.mark.skipif(
@@ -118,8 +119,8 @@ def test_ctrl_c_keeps_finished_rows_and_resume_completes_the_run(tmp_path, capsy
     assert doc["complete"] is False
     assert [row["label"] for row in doc["methods"]] == ["baseline", "ab @2.5x"]
     assert sorted(p.name.split("-", 1)[1] for p in (out / "rows").glob("*.json")) == [
-        "ab_2.5x.json",
-        "baseline.json",
+        f"{row_stem('ab @2.5x')}.json",
+        f"{row_stem('baseline')}.json",
     ]
     assert "INCOMPLETE" in (out / "report.md").read_text() or "Incomplete" in (out / "report.md").read_text()
 

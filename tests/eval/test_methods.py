@@ -121,3 +121,70 @@ def test_method_names_lists_presets_and_peers():
         names
     )
     assert make_method("AB").name == "ab"
+
+
+def test_a_peer_is_one_registered_object_that_bench_runs_by_name(flux_pipe, tmp_path):
+    """A peer defined outside the package: fields, attach/detach, knob and style in one object."""
+    from dataclasses import dataclass
+
+    from forecache.eval import bench
+    from forecache.eval.methods import METHODS, Knob, Method, Style, refuse_unknown, register_method
+
+    @dataclass(frozen=True)
+    class SkipEveryOther(Method):
+        """Reuses the transformer's last output at every other call (a toy cache)."""
+
+        def build(self, params):
+            refuse_unknown(self.name, params, ["every"])
+            return {"every": 2, **params}, None
+
+        def attach(self, spec, cache_target, peer_target, run, scheduler):
+            transformer, calls, last = peer_target.transformer, [0], []
+
+            def forward(*args, **kwargs):
+                calls[0] += 1
+                if last and calls[0] % spec.params["every"] == 0:
+                    return last[0]
+                last[:] = [original(*args, **kwargs)]
+                return last[0]
+
+            original = transformer.forward
+            transformer.forward = forward
+            return lambda: delattr(transformer, "forward")
+
+    method = SkipEveryOther(
+        "test.skip",
+        "peer",
+        "every other call reused",
+        Style("#756bb1", "p"),
+        lambda config, steps: Knob("every", values=(2, 3, 4)),
+    )
+    register_method(method)
+    try:
+        with pytest.raises(
+            ValueError,
+            match=r"test\.skip: unknown field .often. in `params`; fields: \[.every.\], got often=2",
+        ):
+            parse_method("test.skip:often=2")
+        result = bench(
+            model=flux_pipe,
+            methods=["test.skip"],
+            match=(),
+            steps=4,
+            seeds=(0,),
+            batch_size=1,
+            repeats=0,
+            progress=False,
+            out=str(tmp_path),
+        )
+        row = result.methods[1]
+        assert (row.method, row.kind, row.params) == ("test.skip", "peer", {"every": 2})
+        assert row.compute_ratio == pytest.approx(2.0, rel=0.01)
+        assert "forward" not in vars(flux_pipe.transformer)
+    finally:
+        del METHODS["test.skip"]
+
+
+def test_the_tuner_method_still_reads_its_former_field_verify():
+    assert make_method("tuned", {"verify": 3}).params == {"ratio": 4.0, "calibration": 4, "trials": 3}
+    assert parse_method("tuned:ratio=6,trials=2").params["trials"] == 2

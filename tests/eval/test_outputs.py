@@ -11,7 +11,7 @@ import pytest
 from forecache.eval.plots import difference_maps, display_size, image_grid
 from forecache.eval.quiet import captured
 from forecache.eval.schema import BenchResult, MethodResult
-from forecache.eval.store import RunFolder
+from forecache.eval.store import RunFolder, row_stem
 
 
 def _images(n, h, w, c=3, seed=0):
@@ -74,19 +74,19 @@ def _result(rows, match=None):
     return BenchResult("bench", {}, workload, {}, {}, rows, "now", "0", match=match)
 
 
-def test_pareto_figure_has_one_style_per_family_and_a_legend():
+def test_every_method_has_its_own_colour_and_marker_and_the_pareto_figure_a_legend():
     figures = pytest.importorskip("forecache.eval.figures")
     pytest.importorskip("matplotlib")
-    style = figures.family_style(
-        [
-            ("taylorseer", "forecache"),
-            ("ab", "forecache"),
-            ("diffusers.fbcache", "peer"),
-            ("cachedit.dmd", "peer"),
-        ]
-    )
-    assert style["taylorseer"][1] == style["ab"][1] == "o" and style["taylorseer"][0] != style["ab"][0]
-    assert style["diffusers.fbcache"][1] == "s" and style["cachedit.dmd"][1] == "^"
+    from forecache.eval.methods import METHODS
+
+    style = figures.method_styles(list(METHODS))
+    assert len(style) == len(METHODS) >= 14
+    assert len(set(style.values())) == len(style), style  # distinct (colour, marker) pairs
+    assert len({marker for _, marker in style.values()}) >= 8
+    assert figures.method_styles(["not-registered", "also-not"]) == {
+        "not-registered": ("#737373", "h"),
+        "also-not": ("#737373", "8"),
+    }
     rows = [
         _row("baseline", "baseline", "baseline", 1.0, float("inf")),
         _row("taylorseer @2x", "taylorseer", "forecache", 2.0, 40.0, 2.0),
@@ -103,6 +103,12 @@ def test_pareto_figure_has_one_style_per_family_and_a_legend():
     }  # fmt: skip
     image = figures.pareto_figure(_result(rows, match))
     assert image.width > 600 and image.height > 300
+    assert image.info["off_axis"] == []
+    # a setting far beyond the targets does not stretch the axis: it is an arrow at the edge, listed
+    assert figures._x_span([2.0, 3.0, 4.0, 5.0], 0.1) == pytest.approx((1.44, 6.875))
+    far = [*rows, _row("cachedit.scm @5x", "cachedit.scm", "peer", 26.1, 12.3, 5.0)]
+    wide = figures.pareto_figure(_result(far, {**match, "targets": [2.0, 5.0]}))
+    assert wide.info["off_axis"] == ["cachedit.scm @5x at 26.10x (12.3)"]
     timeline = figures.timeline_figure(_result(rows, match))
     assert timeline is not None and timeline.width > 600
 
@@ -113,13 +119,15 @@ def test_rows_are_written_as_they_finish_and_read_back(tmp_path):
     row = _row("taylorseer @2x", "taylorseer", "forecache", 2.0, 40.0, 2.0)
     row.images = _images(2, 4, 4)
     folder.save_row(1, row)
-    assert row._images is None and row.images_file == "outputs/001-taylorseer_2x.npz"
+    stem = row_stem("taylorseer @2x")
+    assert stem.startswith("taylorseer_2x-") and len(stem) == len("taylorseer_2x-") + 8
+    assert row._images is None and row.images_file == f"outputs/001-{stem}.npz"
     assert np.abs(row.images - _images(2, 4, 4)).max() <= 0.5 / 255 + 1e-6
     (back,) = folder.finished().values()
     assert back.label == "taylorseer @2x" and back.compute_ratio == 2.0 and back.target == 2.0
     assert back.images.shape == (2, 4, 4, 3)
-    doc = json.loads((tmp_path / "run" / "rows" / "001-taylorseer_2x.json").read_text())
-    assert doc["images_file"] == "outputs/001-taylorseer_2x.npz"
+    doc = json.loads((tmp_path / "run" / "rows" / f"001-{stem}.json").read_text())
+    assert doc["images_file"] == f"outputs/001-{stem}.npz" and doc["run_id"] == folder.run_id
     folder.check_resumable({"steps": 8, "out": "elsewhere"})  # `out` may differ
     with pytest.raises(ValueError, match=r"setting `steps` differs .*it was 8, now 9"):
         folder.check_resumable({"steps": 9})

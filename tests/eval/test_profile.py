@@ -9,8 +9,8 @@ import torch
 
 import forecache
 from forecache import cli
+from forecache.eval.arch import arch_names, load_arch
 from forecache.eval.profile import NOTE, ProfileConfig, _denoise, _scheduler
-from forecache.testing.arch import arch_names, load_arch
 
 PUBLISHED = {  # parameters of the published checkpoints
     "flux-dev": 11.9e9,

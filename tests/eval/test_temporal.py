@@ -56,6 +56,22 @@ class _Judge:
     def motion_accuracy(self, videos, conditions):
         return np.full(len(videos), 0.5)
 
+    def adherence(self, videos, conditions):
+        return self.frame_adherence(videos, conditions).mean(axis=1)
+
+    def feature_extractor(self):
+        raise NotImplementedError
+
+    def real_images(self, conditions):
+        raise NotImplementedError
+
+
+def test_a_judge_is_a_video_judge_by_the_protocol():
+    from forecache.reference.models import DigitJudge, VideoJudge
+
+    assert isinstance(_Judge(), VideoJudge)
+    assert not isinstance(object(), VideoJudge) and "frame_adherence" not in dir(DigitJudge)
+
 
 def test_video_scores_with_a_video_judge():
     full = _clips(batch=2, frames=3)

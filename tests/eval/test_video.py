@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from forecache import cli
-from forecache.testing.saved_pipelines import TINY_WAN_CALL, save_tiny_unet_pipeline, save_tiny_wan
+from tests.fixtures.saved_pipelines import TINY_WAN_CALL, save_tiny_unet_pipeline, save_tiny_wan
 
 
 @pytest.fixture(scope="module")
@@ -105,12 +105,13 @@ def test_device_and_dtype_errors_are_one_line(argv, pieces, capsys):
 
 
 def test_diffusers_taylorseer_hooks_the_numbered_attention_of_wan(one_thread):
-    from forecache.eval.peers import PEERS, PeerRun
-    from forecache.testing.saved_pipelines import tiny_wan
+    from forecache.eval.methods import METHODS, MethodRun, MethodSpec
+    from tests.fixtures.saved_pipelines import tiny_wan
 
     pipe = tiny_wan()
-    run = PeerRun(num_inference_steps=8, run_once=lambda: None)
-    detach = PEERS["diffusers.taylorseer"].attach(pipe, {"cache_interval": 3}, run)
+    run = MethodRun(num_inference_steps=8, run_once=lambda: None)
+    spec = MethodSpec("diffusers.taylorseer", {"cache_interval": 3})
+    detach = METHODS["diffusers.taylorseer"].attach(spec, pipe, pipe, run, pipe.scheduler)
     try:
         hooked = [n for n, m in pipe.transformer.named_modules() if getattr(m, "_diffusers_hook", None)]
         hooked = [n for n in hooked if pipe.transformer.get_submodule(n)._diffusers_hook.hooks]

@@ -51,8 +51,8 @@ def variants() -> Iterator[tuple[str, ASTSource]]:
                 ),
             )
             guard = {
-                "out_ptr": f"*{dtype}", "limit_ptr": "*fp32", "limit_scale": "fp32", "refused_ptr": "*i32",
-                "slot": "i32", "addend_ptr": f"*{dtype}", "n_elements": "i32",
+                "out_ptr": f"*{dtype}", "limit_ptr": "*fp32", "limit_scale": "fp32", "finite_bound": "fp32",
+                "refused_ptr": "*i64", "slot": "i32", "addend_ptr": f"*{dtype}", "n_elements": "i32",
             }  # fmt: skip
             for addend in (False, True):
                 yield (
@@ -61,7 +61,7 @@ def variants() -> Iterator[tuple[str, ASTSource]]:
                         ops._guarded_weighted_sum_kernel,
                         {**inputs, **guard},
                         {"K": k, "FALLBACK": 0, "HAS_ADDEND": addend, "BLOCK_SIZE": block},
-                        [*ptrs, (2,), (7,), (8,)],
+                        [*ptrs, (2,), (8,), (9,)],
                     ),
                 )
         for n in (1, 3):

@@ -21,7 +21,7 @@ from forecache.kernels import (
     weighted_sum,
 )
 from forecache.kernels.dispatch import triton_available
-from forecache.kernels.reference import (
+from forecache.kernels.torch_ops import (
     torch_guarded_weighted_sum,
     torch_relative_l1,
     torch_taylor_update_,
@@ -118,7 +118,7 @@ def poisoned(shape, dtype, k):
 def test_guarded_weighted_sum(dtype, shape, k, fallback):
     tensors = poisoned(shape, dtype, k)
     limit = torch.tensor(3.0, device=DEVICE)
-    got_count = torch.tensor(5, dtype=torch.int32, device=DEVICE)  # counts accumulate
+    got_count = torch.tensor(5, dtype=torch.int64, device=DEVICE)  # counts accumulate
     ref_count = got_count.clone()
     got = guarded_weighted_sum(tensors, WEIGHTS[:k], fallback, limit, got_count)
     ref = torch_guarded_weighted_sum(tensors, WEIGHTS[:k], fallback, limit, ref_count)
@@ -139,13 +139,13 @@ def test_guarded_weighted_sum(dtype, shape, k, fallback):
 def test_guarded_weighted_sum_checks_its_guard_arguments():
     x = make((7,), torch.float32, 0)
     limit = torch.tensor(1.0, device=DEVICE)
-    count = torch.zeros((), dtype=torch.int32, device=DEVICE)
+    count = torch.zeros((), dtype=torch.int64, device=DEVICE)
     with pytest.raises(ValueError, match=r"`fallback` must be in \[0, 1\], got 2"):
         guarded_weighted_sum([x, x], [1.0, 1.0], 2, limit, count)
     with pytest.raises(TypeError, match=r"`limit` must be a one-element torch\.float32 tensor"):
         guarded_weighted_sum([x], [1.0], 0, limit.double(), count)
-    with pytest.raises(TypeError, match=r"`refused` must be a 0-d or 1-d torch\.int32 counter"):
-        guarded_weighted_sum([x], [1.0], 0, limit, count.long())
+    with pytest.raises(TypeError, match=r"`refused` must be a 0-d or 1-d torch\.int64 counter"):
+        guarded_weighted_sum([x], [1.0], 0, limit, count.int())
     with pytest.raises(ValueError, match="`limit` must have one element, got 2"):
         guarded_weighted_sum([x], [1.0], 0, torch.ones(2, device=DEVICE), count)
     with pytest.raises(ValueError, match=r"`slot` must be in \[0, 0\], got 1"):
@@ -164,7 +164,7 @@ def test_guarded_weighted_sum_scale_slot_and_addend(dtype, shape):
     tensors = [make(shape, dtype, 20 + i) for i in range(3)]
     addend = make(shape, dtype, 30)
     peak = torch.tensor(0.9, device=DEVICE)
-    counters = torch.zeros(5, dtype=torch.int32, device=DEVICE)
+    counters = torch.zeros(5, dtype=torch.int64, device=DEVICE)
     ref_counters = counters.clone()
     args = (tensors, WEIGHTS[:3], 2, peak)
     extra = {"limit_scale": 1.5, "slot": 3, "addend": addend}

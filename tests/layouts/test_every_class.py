@@ -9,14 +9,14 @@ bitwise equality with no cache under a compute-every-step variant, and bitwise e
 import diffusers
 import pytest
 
-from forecache.testing.catalog import (
+from tests.fixtures.catalog import (
     CASES,
     EXCLUDED,
     catalog_names,
     diffusers_transformer_classes,
     installed_names,
 )
-from forecache.testing.engage import PRESETS, check_preset
+from tests.fixtures.engage import PRESETS, check_preset
 
 INSTALLED = diffusers_transformer_classes()
 
@@ -58,7 +58,7 @@ def test_every_installed_class_has_a_case_or_a_listed_reason():
     missing = sorted(set(INSTALLED) - set(CASES) - set(EXCLUDED))
     assert not missing, (
         f"diffusers {diffusers.__version__} transformer classes with neither a tiny case in "
-        f"forecache.testing.catalog nor a reason in EXCLUDED: {missing}"
+        f"tests.fixtures.catalog nor a reason in EXCLUDED: {missing}"
     )
     assert {name for name, _ in EXPECTED} <= set(CASES)
 

@@ -12,10 +12,10 @@ import forecache
 from forecache import AdamsBashforthConfig, ConfidenceGateConfig, TaylorSeerConfig
 from forecache.accel.layout import TimeArgument, time_argument
 from forecache.layouts import UnsupportedModelError, infer_layout, resolve_layout
+from forecache.layouts.first_call import FIRST_CALL_HOOK
 from forecache.layouts.registry import _REGISTRY
 from forecache.layouts.report import compare_layouts
-from forecache.layouts.verify import VERIFY_HOOK
-from forecache.testing.catalog import build_tiny, installed_names, tiny_model_names
+from tests.fixtures.catalog import build_tiny, installed_names, tiny_model_names
 
 UNAVAILABLE = installed_names()
 
@@ -46,7 +46,7 @@ def test_the_targets_that_chain_the_blocks_get_the_chain_by_their_own_flag():
         "transformer_blocks",
         "single_transformer_blocks",
     ]
-    import forecache.tune.record  # noqa: F401  (registers the tuner's "record" target)
+    import forecache.calibrate.record  # noqa: F401  (registers the tuner's "record" target)
 
     for target in ("blocks", "record"):  # both declare chains_blocks = True; no list of names
         resolution = resolve_layout(model, target)
@@ -234,13 +234,13 @@ def test_the_check_removes_itself_after_a_good_first_call():
     model = Toy()
     forecache.apply(model, TaylorSeerConfig())
     registry = HookRegistry.check_if_exists_or_initialize(model)
-    assert registry.get_hook(VERIFY_HOOK) is not None
+    assert registry.get_hook(FIRST_CALL_HOOK) is not None
     toy_run(model, steps=1)
-    assert registry.get_hook(VERIFY_HOOK) is None
+    assert registry.get_hook(FIRST_CALL_HOOK) is None
     forecache.remove(model)
     forecache.apply(model, TaylorSeerConfig())
     forecache.remove(model)  # removed before any call: the check goes too
-    assert registry.get_hook(VERIFY_HOOK) is None
+    assert registry.get_hook(FIRST_CALL_HOOK) is None
 
 
 def test_a_model_without_time_or_blocks_is_refused_at_apply_with_the_reason():

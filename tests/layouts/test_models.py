@@ -13,7 +13,7 @@ from forecache import (
     TaylorSeerConfig,
 )
 from forecache.layouts.registry import layout_for
-from forecache.testing.tiny import build_tiny, tiny_model_names
+from tests.fixtures.catalog import build_tiny, tiny_model_names
 
 MODELS = tiny_model_names()
 TARGETS = ["modules", "blocks", "output"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from forecache.reference import training
 from forecache.reference.motion import train as motion_train
 from forecache.reference.motion.train import RECIPE, train_motion
 from forecache.reference.training import StagePlan
@@ -36,8 +37,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch,
     monkeypatch.setattr(motion_train, "_POOL_CLIPS", 70)  # two chunks of the pool's drawing
     whole = _weights(*train_motion(tmp_path / "whole", recipe=TINY, log=lambda _: None))
 
-    monkeypatch.setattr(motion_train, "_CHECKPOINT_EVERY", 2)
-    real = motion_train.step_randomness
+    monkeypatch.setattr(training, "_CHECKPOINT_EVERY", 2)  # the stages share run_stage
+    real = training.step_randomness
     cuts = {("t2v", 3), ("low", 3)}
 
     def interrupt_once(seed, stage, step):
@@ -46,7 +47,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch,
             raise KeyboardInterrupt
         return real(seed, stage, step)
 
-    monkeypatch.setattr(motion_train, "step_randomness", interrupt_once)
+    monkeypatch.setattr(training, "step_randomness", interrupt_once)
     lines: list[str] = []
     for _ in range(2):
         with pytest.raises(KeyboardInterrupt):

@@ -89,7 +89,7 @@ def test_a_config_tuned_on_other_samples_keeps_40db_at_its_ratio(reference):
     pipe, generate, baseline = reference
     name = Path(pipe.config._name_or_path).name
     calibration = {"class_labels": [0, 1, 2, 3], "num_inference_steps": 50}
-    tuned = forecache.tune(pipe, calibration, ratio=TUNED_RATIO[name], seed=100_000, verify=4, progress=False)
+    tuned = forecache.tune(pipe, calibration, ratio=TUNED_RATIO[name], seed=100_000, trials=4, progress=False)
     psnr, stats = psnr_with(pipe, generate, baseline, tuned.config)
     assert tuned.chosen.ratio >= TUNED_RATIO[name] and stats.compute_ratio > TUNED_RATIO[name]
     assert psnr >= 40.0, f"{name}: {psnr:.2f} dB at {tuned.chosen.ratio:.2f}x ({tuned.chosen.forecaster!r})"

@@ -5,12 +5,13 @@ tensor. A history is fed ``update(feature, x)`` at computed steps and asked ``pr
 skipped ones, where ``x`` is the time coordinate (the step index or the scheduler's timestep).
 
 To add a forecaster: one module with a frozen dataclass that has a ``coordinate`` and a
-``make_history(dtype, memo)``, decorated with ``@register_forecaster("name")``, plus its test.
-The config parser, the CLI and config files then find it by name.
+``make_history(dtype, memo, track_peak=False)``, decorated with ``@register_forecaster("name")``,
+plus its test. The config parser, the CLI and config files then find it by name.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -30,6 +31,7 @@ __all__ = [
     "History",
     "Memo",
     "TensorHistory",
+    "check_storage_range",
     "make_history",
     "register_forecaster",
 ]
@@ -51,7 +53,7 @@ def register_forecaster(name: str, *, replace: bool = False) -> Callable[[type],
         ... @dataclass(frozen=True)
         ... class MyReuse:
         ...     coordinate = "step"
-        ...     def make_history(self, dtype, memo): ...
+        ...     def make_history(self, dtype, memo, track_peak=False): ...
 
     """
     return FORECASTERS.register(name, replace=replace)
@@ -62,8 +64,9 @@ class Guard:
 
     A forecast element that is not finite or exceeds ``margin`` times the largest magnitude its
     tensor had at the computed steps is refused (it takes its last computed value) and counted in
-    ``counter(device)[slot]``, on the device. The counters are allocated once per generation (one
-    int32 per step) and read once, at its end.
+    ``counter(device)[slot]``, on the device; so is an element that would not be finite in the
+    feature's dtype. The counters are allocated once per generation (one int64 per step: a step
+    of a large video refuses more than 2**31 elements without wrapping) and read once, at its end.
 
     Args:
         margin: The factor over the running peak (``CacheConfig.fallback_margin``).
@@ -78,11 +81,11 @@ class Guard:
         self._counters: dict[torch.device, Tensor] = {}
 
     def counter(self, device: torch.device) -> Tensor:
-        """Return the int32 counters on `device` (created on first use, grown past the last slot)."""
+        """Return the int64 counters on `device` (created on first use, grown past the last slot)."""
         counter = self._counters.get(device)
         if counter is None or counter.numel() <= self.slot:
             size = max(self._length, 2 * (self.slot + 1))
-            grown = torch.zeros(size, dtype=torch.int32, device=device)
+            grown = torch.zeros(size, dtype=torch.int64, device=device)
             if counter is not None:
                 grown[: counter.numel()].copy_(counter)
             counter = self._counters[device] = grown
@@ -94,14 +97,55 @@ class Guard:
         if not counters:
             return None
         size = max(c.numel() for c in counters)
-        total = torch.zeros(size, dtype=torch.int32, device=counters[0].device)
+        total = torch.zeros(size, dtype=torch.int64, device=counters[0].device)
         for c in counters:  # a model split over devices: gather without a host read
             total[: c.numel()] += c.to(total.device, non_blocking=True)
         return (total > 0).sum()
 
-    def refused_now(self) -> bool:
-        """Whether the current slot refused anything (one host read; the ``"recompute"`` fallback)."""
-        return any(bool(c[self.slot] > 0) for c in self._counters.values() if c.numel() > self.slot)
+    def refused_now(self, group: Any = None) -> bool:
+        """Whether the current slot refused anything (one host read; the ``"recompute"`` fallback).
+
+        Args:
+            group: A `torch.distributed` process group whose ranks hold shards of the same tensors
+                (context parallelism): the counts are summed over it, so every rank answers alike.
+                None (default) answers for this rank's tensors.
+
+        """
+        counts = [c[self.slot] for c in self._counters.values() if c.numel() > self.slot]
+        if group is None:
+            return any(bool(c > 0) for c in counts)
+        total = torch.stack(counts).sum().reshape(1) if counts else torch.zeros(1, dtype=torch.int64)
+        torch.distributed.all_reduce(total, group=group)
+        return bool(total > 0)
+
+
+def _max_exponent(dtype: torch.dtype) -> int:
+    """Return the binary exponent of the largest finite value of `dtype` (15 for float16, else 127)."""
+    return math.floor(math.log2(torch.finfo(dtype).max))
+
+
+def check_storage_range(storage: torch.dtype | None, feature: torch.dtype) -> None:
+    """Refuse a history dtype whose range is narrower than the feature's (it would store inf).
+
+    A float16 history of bfloat16 or float32 features turns every value above 65504 into inf; the
+    guard would then fall back to that inf. Precision may be lower (bfloat16 storage of float32
+    features keeps the range); the range may not.
+
+    Raises:
+        ValueError: Naming `history_dtype`, the dtypes that hold this feature, and the one given.
+
+    """
+    if storage is None or _max_exponent(storage) >= _max_exponent(feature):
+        return
+    name = str(storage).removeprefix("torch.")
+    allowed = ["auto"] + [
+        str(d).removeprefix("torch.") for d in SUPPORTED_DTYPES if _max_exponent(d) >= _max_exponent(feature)
+    ]
+    raise ValueError(
+        f"CacheConfig: `history_dtype` must be one of {allowed} for {str(feature).removeprefix('torch.')} "
+        f"features, got {name!r}: {name} holds at most {torch.finfo(storage).max:g}, so a larger feature "
+        "would be stored as inf (and forecast from it)"
+    )
 
 
 @runtime_checkable
@@ -181,6 +225,8 @@ class TensorHistory:
 
         Raises:
             TypeError: If the feature's dtype is not float32, bfloat16 or float16.
+            ValueError: If the storage dtype cannot hold the feature's range (a float16 history of
+                bfloat16 or float32 features), at the first store, with the dtypes that can.
 
         """
         signature = (feature.shape, feature.dtype, feature.device)
@@ -189,6 +235,7 @@ class TensorHistory:
                 raise TypeError(
                     f"forecache can only forecast float32, bfloat16 or float16 features, got {feature.dtype}"
                 )
+            check_storage_range(self.dtype, feature.dtype)
             self._signature = signature
             self.slots, self.xs = [], ()
             self.out_dtype = feature.dtype
@@ -213,14 +260,14 @@ class TensorHistory:
         """Return ``addend + sum_k weights[k] * slots[k]``, guarded, in the feature's dtype, in one pass."""
         assert self.ops is not None
         slots = self.slots
+        if guard is not None and self.peak is not None:  # rounded once into the feature's dtype
+            counter = guard.counter(self.peak.device)
+            return self.ops.guarded_weighted_sum(
+                slots, weights, fallback, self.peak, counter, guard.margin, guard.slot, addend, self.out_dtype
+            )
         if addend is not None and addend.dtype != slots[0].dtype:  # stored in another precision:
             return addend + self.combine(weights, fallback, guard, None)  # keep the addend's own
-        if guard is not None and self.peak is not None:
-            counter = guard.counter(self.peak.device)
-            out = self.ops.guarded_weighted_sum(
-                slots, weights, fallback, self.peak, counter, guard.margin, guard.slot, addend
-            )
-        elif addend is not None:
+        if addend is not None:
             out = self.ops.weighted_sum([*slots, addend], [*weights, 1.0])
         else:
             out = self.ops.weighted_sum(slots, weights)

@@ -12,6 +12,7 @@ from torch import Tensor
 from forecache.accel._checks import check_int
 from forecache.accel.forecasters.adams_bashforth import RingHistory
 from forecache.accel.forecasters.base import Coordinate, Guard, History, Memo, register_forecaster
+from forecache.kernels.torch_ops import overflow_bound
 
 __all__ = ["DMD", "DMDHistory", "dmd_coefficients", "dmd_fit"]
 
@@ -46,11 +47,9 @@ class DMD:
     (``batch x window`` numbers, a synchronisation); per fit, a ``window x window`` eigen
     decomposition per sample on the host; per forecast, ``window`` multiply-adds in torch plus the
     guard (its margin over the running peak, refused elements take the last computed feature, as
-    the fused kernel does). Memory: `window` features per cached tensor. Measured (``blocks``
-    target, 50 steps, ``benchmarks/forecasters.py``): on dit-digits (v-prediction, DDIM) it is the
-    best fixed-interval forecaster at intervals 4, 6 and 7 (48.7 dB at 3.32x and 41.8 dB at 4.51x,
-    Taylor-1 46.2 and 36.7 dB); on flux-digits it trails Taylor-1 up to interval 7 and matches it
-    at 8 (36.0 dB at 5.48x).
+    the fused kernel does). Memory: `window` features per cached tensor. Where it wins (damped
+    trajectories: v-prediction, DDIM) and where it trails Taylor-1: BENCHMARKS.md, "Forecasters and
+    probing policies".
 
     Args:
         window: Computed steps kept and fitted, in [3, 8]. Default 4 (cache-dit keeps 4-6).
@@ -191,11 +190,16 @@ class DMDHistory(RingHistory):
         for j, snapshot in enumerate(snapshots):
             acc.addcmul_(snapshot.reshape(batch, -1).float(), c[:, j : j + 1])
         out = acc.reshape(last.shape)
+        accepted = None
         if guard is not None and self.peak is not None:
             accepted = out.abs() <= self.peak * guard.margin  # NaN and inf are refused
-            counter = guard.counter(self.peak.device)
-            counter[guard.slot] += accepted.numel() - accepted.sum(dtype=counter.dtype)
-            out = torch.where(accepted, out, last.float())
-        if addend is not None:
-            out = out.add_(addend) if addend.dtype == torch.float32 else addend + out.to(addend.dtype)
+        fallback = last.float()
+        if addend is not None:  # in float32, rounded once into the feature's dtype
+            out = out.add_(addend)
+            fallback = fallback + addend
+        if guard is not None and accepted is not None:
+            accepted &= out.abs() < overflow_bound(self.out_dtype)  # finite in the feature's dtype
+            counter = guard.counter(accepted.device)
+            counter[guard.slot] += accepted.numel() - torch.count_nonzero(accepted)
+            out = torch.where(accepted, out, fallback)
         return out if out.dtype == self.out_dtype else out.to(self.out_dtype)

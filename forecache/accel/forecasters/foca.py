@@ -51,11 +51,9 @@ class FoCa:
     a bounded correction that carries the local slope (and the previous run's forecast error)
     into the next run, where Taylor uses the secant over the whole interval.
 
-    Speed/quality: measured (``blocks`` target, 50 steps, ``benchmarks/forecasters.py``), it is
-    the best forecaster at interval 3 on dit-digits (53.6 dB at 2.62x, Taylor-1 52.0) and beats
-    Taylor-1 on smooth synthetic trajectories, but from interval 4 on it falls behind and at
-    long intervals it fails (flux-digits interval 6: 22.6 dB, Taylor-1 39.1): the one-step slope
-    at the anchor also carries the previous forecast's error, which the next run extrapolates.
+    Speed/quality: it wins at short intervals and fails at long ones: the one-step slope at the
+    anchor also carries the previous forecast's error, which the next run extrapolates (measured:
+    BENCHMARKS.md, "Forecasters and probing policies").
 
     Three history tensors per cached tensor (the anchor, the previous computed feature, the value
     before the anchor); a forecast is one fused weighted sum of them (weights from the

@@ -63,11 +63,9 @@ class Hermite:
 
     Speed/quality: one fused weighted sum per forecast, like `Taylor` (``order + 1`` history
     tensors, the same update pass); the damping trades the bias of a shorter step for far less
-    overshoot at long intervals, where Taylor-2 amplifies error. Measured (``blocks`` target, 50
-    steps, ``benchmarks/forecasters.py``): on dit-digits order 1 at ``sigma = 0.5`` gives 40.7 dB
-    at 4.51x and 37.5 dB at 5.51x where Taylor-1 gives 36.7 and 30.1 dB; on flux-digits order 2
-    at ``sigma = 0.6`` gives 46.6 dB at 3.81x and 39.7 dB at 4.50x against Taylor-1's 44.7 and
-    39.1 dB. At interval 3 Taylor-1 is better on both, and the best `sigma` differs per model.
+    overshoot at long intervals, where Taylor-2 amplifies error; at short intervals Taylor-1 is
+    better, and the best `sigma` differs per model (measured: BENCHMARKS.md, "Forecasters and
+    probing policies").
 
     Args:
         order: Series order m in [1, 8]. Default 2 (the paper's FLUX setting is 1-2).

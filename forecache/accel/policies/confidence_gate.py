@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -16,24 +16,38 @@ from forecache.kernels import relative_l1
 if TYPE_CHECKING:
     from forecache.accel.state import ContextState
 
-__all__ = ["ConfidenceGate", "gate_error"]
+__all__ = ["ConfidenceGate", "gate_error", "judging_group"]
 
 PROBE_SITE = "probe"
 
 
-def gate_error(forecast: Tensor, actual: Tensor, reduce_across_ranks: bool) -> float:
+def judging_group(ctx: ContextState, reduce_across_ranks: bool) -> Any:
+    """Return the process group a judging policy reduces its error over, or None to judge alone.
+
+    The ranks that hold shards of one sequence under diffusers' context parallelism (the model's
+    context-parallel mesh, found by forecache itself); else, with `reduce_across_ranks` and an
+    initialised `torch.distributed`, every rank of the default group. Data-parallel replicas
+    (ranks each with a whole sequence of their own) are never reduced over: each decides alone.
+    """
+    if ctx.group is not None:
+        return ctx.group
+    if reduce_across_ranks and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.group.WORLD
+    return None
+
+
+def gate_error(forecast: Tensor, actual: Tensor, group: Any = None) -> float:
     """Return the largest per-sample relative L1 error ``sum|f - a| / sum|a|`` over the batch.
 
-    With `reduce_across_ranks` and an initialised `torch.distributed`, both sums are all-reduced
-    over the default group first (shards of one sequence), so all ranks get the same value. One
-    host read per call.
+    With a `group` (see `judging_group`), both sums are all-reduced over it first (shards of one
+    sequence), so all its ranks get the same value. One host read per call.
     """
-    if not (reduce_across_ranks and torch.distributed.is_available() and torch.distributed.is_initialized()):
+    if group is None:
         return float(relative_l1(forecast, actual, per_sample=True).max())
     sums = torch.stack(
         [(forecast - actual).abs().flatten(1).float().sum(1), actual.abs().flatten(1).float().sum(1)]
     )
-    torch.distributed.all_reduce(sums)
+    torch.distributed.all_reduce(sums, group=group)
     return float((sums[0] / sums[1]).max())
 
 
@@ -48,12 +62,10 @@ class ConfidenceGate:
     the remaining blocks are forecast, otherwise they run.
 
     Speed/quality: each probe block costs ``1 / blocks`` of the model at every step, forecast
-    steps included, and the cap forces a computed step after `max_consecutive` forecasts. Measured
-    on flux-digits (6 blocks, 50 steps, ``benchmarks/forecasters.py``): the probe error's median
-    is 0.05 (at most 0.26), so thresholds >= 0.2 accept every probe and the cap alone decides
-    (2.97-3.13x at ``max_consecutive=6``, 34.8-41.3 dB, where a fixed interval gives 45.6 dB at
-    3.31x). `Verify` sums the errors over a run instead of capping it, and can check the stack's
-    input at no block cost.
+    steps included, and the cap forces a computed step after `max_consecutive` forecasts. Where the
+    probe errors stay small, every threshold above them accepts every probe and the cap alone
+    decides (measured: BENCHMARKS.md, "Forecasters and probing policies"). `Verify` sums the
+    errors over a run instead of capping it, and can check the stack's input at no block cost.
 
     Args:
         threshold: Relative L1 error in (0, 10] under which the rest is forecast. Default 0.1.
@@ -63,10 +75,12 @@ class ConfidenceGate:
         cooldown: Trailing steps always computed (>= 1: the last step always runs). Default 1.
         probe_blocks: Blocks that always run and feed the gate (>= 1). Default 1. Each probe
             block costs its full compute at every step.
-        reduce_across_ranks: Under `torch.distributed` with context parallelism (one sequence
-            sharded across ranks), all-reduce the error's sums over the default process group so
-            every rank takes the same decision. Default False; when True every rank must call the
-            transformer in lockstep, and the gate costs one small all-reduce per probed step.
+        reduce_across_ranks: All-reduce the error's sums over the default `torch.distributed`
+            group, for a sequence sharded across all ranks by other means than diffusers. Under
+            diffusers' context parallelism (``enable_parallelism``) the error is reduced over the
+            context-parallel ranks by itself, whatever this says, and never over data-parallel
+            replicas. Default False. Reducing costs one small all-reduce per probed step, and every
+            rank of the group must call the transformer in lockstep.
 
     """
 
@@ -104,7 +118,7 @@ class ConfidenceGate:
         site = ctx.site(PROBE_SITE)
         if ctx.decision is Decision.PROBE:
             forecast = site.predict(ctx.x, guarded=False)  # a measurement, not an output
-            error = gate_error(forecast, probe.detach(), self.reduce_across_ranks)
+            error = gate_error(forecast, probe.detach(), judging_group(ctx, self.reduce_across_ranks))
             ctx.stats.gate_errors.append((ctx.step, error))
             ctx.decision = Decision.FORECAST if self.accept(error) else Decision.COMPUTE
         if ctx.decision is Decision.COMPUTE:

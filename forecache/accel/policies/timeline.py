@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -61,9 +62,16 @@ class Timeline:
         values = self.positions
         if not values or any(isinstance(p, bool) or not isinstance(p, (int, float)) for p in values):
             raise TypeError(f"Timeline: `positions` must be a non-empty tuple of floats, got {values!r}")
-        if values[0] != 0 or any(b <= a for a, b in itertools.pairwise(values)) or values[-1] > 1:
+        finite = all(math.isfinite(p) for p in values)
+        if (
+            not finite
+            or values[0] != 0
+            or any(b <= a for a, b in itertools.pairwise(values))
+            or values[-1] > 1
+        ):
             raise ValueError(
-                f"Timeline: `positions` must increase strictly from 0.0 to at most 1.0, got {values!r}"
+                f"Timeline: `positions` must increase strictly from 0.0 to at most 1.0 (finite numbers), "
+                f"got {values!r}"
             )
         object.__setattr__(self, "positions", tuple(float(p) for p in values))
 

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from forecache.accel._checks import check_float, check_instance, check_int
 from forecache.accel.policies.base import Decision, in_cooldown, register_policy
-from forecache.accel.policies.confidence_gate import PROBE_SITE, gate_error
+from forecache.accel.policies.confidence_gate import PROBE_SITE, gate_error, judging_group
 
 if TYPE_CHECKING:
     from forecache.accel.state import ContextState
@@ -40,11 +40,9 @@ class Verify:
     batch). With `accumulate` the errors of the current run are summed, so a run whose steps are
     each a little off stops, where `ConfidenceGate` judges each step alone and needs a cap.
 
-    Speed/quality (``benchmarks/forecasters.py``, 50 steps, paired PSNR, linear-FLOPs ratio, with
-    Taylor-1): with ``probe_blocks = 0`` on flux-digits it beats every fixed interval of every
-    forecaster at the same ratio (55.8 dB at 2.62x, 45.0 dB at 4.50x, 41.5 dB at 4.94x; best
-    fixed 50.0, 39.7, 39.4 dB); on dit-digits it beats Taylor-1's fixed intervals from 4.5x (41.3
-    dB at 4.51x against 36.7) but not the best fixed forecaster there (DMD 41.8 dB). A probe
+    Speed/quality: with ``probe_blocks = 0`` it places the computed steps where the forecast
+    drifts, at the cost of one forecast and one reduction of the stack's input per step (against
+    fixed intervals at the same ratio: BENCHMARKS.md, "Forecasters and probing policies"). A probe
     block costs ``1 / blocks`` of the model at every step (1/6 on the digit models, 1/57 on
     FLUX.1-dev), so with probes the ratio cannot pass ``blocks / probe_blocks``, and on shallow
     models a fixed schedule of the same cost computes more steps and wins. Lower `threshold` is
@@ -55,19 +53,22 @@ class Verify:
             each step's. Its scale depends on what is checked: 0.01-0.1 for the stack input
             (``probe_blocks = 0``), 0.1-0.5 for a probe block's output. Default 0.2.
         accumulate: Sum the errors over the current run of forecasts. Default True.
-        max_run: Cap on forecasts in a row; 0 for none. Default 0.
+        max_consecutive: Cap on forecasts in a row; 0 for none (the gate's cap, which is >= 1).
+            Default 0. Config files may still call it ``max_run``, its former name.
         warmup: Leading steps always computed (>= 1). Default 2.
         cooldown: Trailing steps always computed (>= 1: the last step always runs). Default 1.
         probe_blocks: Blocks that always run and are checked (>= 0; 0 checks the stack input).
             Default 1.
-        reduce_across_ranks: All-reduce the error's sums over `torch.distributed` ranks holding
-            shards of one sequence, so every rank decides alike. Default False.
+        reduce_across_ranks: All-reduce the error's sums over the default `torch.distributed`
+            group (a sequence sharded across all ranks by other means than diffusers). Under
+            diffusers' context parallelism the error is reduced over the context-parallel ranks by
+            itself. Default False.
 
     """
 
     threshold: float = 0.2
     accumulate: bool = True
-    max_run: int = 0
+    max_consecutive: int = 0
     warmup: int = 2
     cooldown: int = 1
     probe_blocks: int = 1
@@ -78,7 +79,7 @@ class Verify:
         check_instance("Verify", "reduce_across_ranks", self.reduce_across_ranks, (bool,))
         if self.threshold != 0:
             check_float("Verify", "threshold", self.threshold, 0.0, 10.0)
-        check_int("Verify", "max_run", self.max_run, 0)
+        check_int("Verify", "max_consecutive", self.max_consecutive, 0)
         check_int("Verify", "warmup", self.warmup, 1)
         check_int("Verify", "cooldown", self.cooldown, 1)
         check_int("Verify", "probe_blocks", self.probe_blocks, 0)
@@ -93,7 +94,7 @@ class Verify:
         forced = (
             step < self.warmup
             or in_cooldown(step, num_steps, self.cooldown)
-            or (self.max_run > 0 and run_length >= self.max_run)
+            or (self.max_consecutive > 0 and run_length >= self.max_consecutive)
             or self.threshold == 0
         )
         return Decision.COMPUTE if forced else Decision.PROBE
@@ -114,7 +115,7 @@ class Verify:
         site = ctx.site(PROBE_SITE)
         if ctx.decision is Decision.PROBE:
             forecast = site.predict(ctx.x, guarded=False)  # a measurement, not an output
-            error = gate_error(forecast, probe.detach(), self.reduce_across_ranks)
+            error = gate_error(forecast, probe.detach(), judging_group(ctx, self.reduce_across_ranks))
             total = run_error(ctx.stats.gate_errors, ctx.run_length, error) if self.accumulate else error
             ctx.stats.gate_errors.append((ctx.step, error))
             ctx.decision = Decision.FORECAST if self.accept(total) else Decision.COMPUTE

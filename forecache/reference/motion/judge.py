@@ -1,9 +1,8 @@
-"""The motion judge: reads every frame's objects by colour (shape, centre, radius), then adherence and motion.
+"""The motion judge: reads every frame's objects by colour (shape, centre, radius); adherence, motion.
 
-`MotionJudge` is the scenes judge's CNN body (`forecache.reference.scenes.judge.conv_body`) with one
-read-out per colour: whether an object of that colour is in the frame, its shape, its centre and
-radius in pixels; and the background's colour and texture. A clip's objects have distinct colours,
-so a colour names an object in every frame.
+`MotionJudge` is a CNN body with one read-out per colour: whether an object of that colour is in
+the frame, its shape, its centre and radius in pixels; and the background's colour and texture. A
+clip's objects have distinct colours, so a colour names an object in every frame.
 
 - `frame_adherence`: per frame, the fraction of the prompt's attributes found, as in the scenes
   judge: per object its presence, its shape, its size (radius within `SIZE_TOLERANCE` pixels of
@@ -28,7 +27,6 @@ from torch import nn
 
 from forecache.reference.motion.grammar import DIRECTIONS, MOTIONS, ClipSpec, MovingObject, path
 from forecache.reference.scenes.grammar import BACKGROUNDS, COLOURS, SHAPES, TEXTURES
-from forecache.reference.scenes.judge import FEATURES, conv_body
 
 __all__ = [
     "PLACE_TOLERANCE",
@@ -46,6 +44,9 @@ PLACE_TOLERANCE = 3.0
 
 SIZE_TOLERANCE = 1.0
 """Largest difference in pixels between a read radius and the path's for "its size"."""
+
+FEATURES = 256
+"""Width of the judge's feature vector (FID features)."""
 
 _COLOURS = tuple(COLOURS)
 _SCALE = torch.tensor([32.0, 32.0, 8.0])  # place read-out units: centre / 32, radius / 8
@@ -71,6 +72,26 @@ class FrameReading:
     place: torch.Tensor
     background: torch.Tensor
     texture: torch.Tensor
+
+
+def conv_body(width: int) -> nn.Sequential:
+    """Return the judge's CNN body: 32x32 RGB in [-1, 1] to `(batch, FEATURES)` features."""
+    w = width
+    return nn.Sequential(
+        nn.Conv2d(3, w, 3, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(w, w, 3, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),  # 16x16
+        nn.SiLU(),
+        nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),  # 8x8
+        nn.SiLU(),
+        nn.Flatten(),
+        nn.Linear(2 * w * 64, FEATURES),
+        nn.SiLU(),
+    )
 
 
 class MotionJudge(ModelMixin, ConfigMixin):

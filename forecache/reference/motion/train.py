@@ -49,8 +49,6 @@ from forecache.reference.training import (
 
 __all__ = ["RECIPE", "TextEncoder", "train_motion"]
 
-_SHIFT = 3.0
-_CHECKPOINT_EVERY = 100
 _CHECK_CLIPS = 128  # clips for the VAE's statistics and the closing checks
 _DROPOUT = 0.1
 _POOL_CLIPS = 16384
@@ -65,21 +63,6 @@ RECIPE: dict[str, StagePlan] = {
 }
 """The shipped model's recipe (about two hours on one thread of a shared 2-core CPU); judge batches
 are clips (all their frames are read)."""
-
-
-def _run_stage(
-    name: str,
-    module: nn.Module,
-    plan: StagePlan,
-    loss_fn: Callable[[int, Any, torch.Generator], torch.Tensor],
-    work: Path,
-    seed: int,
-    log: Callable[[str], None],
-) -> Any:
-    """Run a stage (`forecache.reference.training.run_stage`) with this module's randomness, checkpoints."""
-    return run_stage(
-        name, module, plan, loss_fn, work, seed, log, randomness=step_randomness, every=_CHECKPOINT_EVERY
-    )
 
 
 def _clips(rng: Any, batch: int, exclude: frozenset[tuple[str, str]] | None = None) -> list[ClipSpec]:
@@ -97,11 +80,13 @@ def _render(clips: list[ClipSpec], rng: Any) -> tuple[torch.Tensor, list[Any], t
     return videos.contiguous(), [d.tracks for d in drawn], cover
 
 
-def _sigmas(gen: torch.Generator, batch: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
-    """Draw flow-matching noise levels as the sampler's shifted grid spreads them, within [low, high)."""
-    u_low, u_high = (s / (_SHIFT - (_SHIFT - 1) * s) for s in (low, high))  # the shift's inverse
+def _sigmas(
+    gen: torch.Generator, batch: int, shift: float, low: float = 0.0, high: float = 1.0
+) -> torch.Tensor:
+    """Draw flow-matching noise levels as a sampler with this shift spreads them, within [low, high)."""
+    u_low, u_high = (s / (shift - (shift - 1) * s) for s in (low, high))  # the shift's inverse
     u = u_low + (u_high - u_low) * torch.rand(batch, generator=gen)
-    return _SHIFT * u / (1 + (_SHIFT - 1) * u)
+    return shift * u / (1 + (shift - 1) * u)
 
 
 class TextEncoder(nn.Module):
@@ -171,7 +156,7 @@ def _train_vae(work: Path, plan: StagePlan, seed: int, log: Callable[[str], None
         weight = 1.0 + _OBJECT_WEIGHT * cover  # the objects are a few % of the pixels: weigh them up
         return ((error.abs() + error**2) * weight).mean() / weight.mean() + 1e-4 * kl
 
-    vae = _run_stage("vae", vae, plan, loss_fn, work, seed, log)
+    vae = run_stage("vae", vae, plan, loss_fn, work, seed, log)
     rng, _ = step_randomness(seed, "vae-stats", 0)
     videos = _render(_clips(rng, _CHECK_CLIPS, frozenset()), rng)[0]
     with torch.no_grad():
@@ -223,7 +208,7 @@ def _train_judge(work: Path, plan: StagePlan, vae: Any, seed: int, log: Callable
             + F.cross_entropy(out["texture"], want["texture"])
         )
 
-    judge = _run_stage("judge", judge, plan, loss_fn, work, seed, log)
+    judge = run_stage("judge", judge, plan, loss_fn, work, seed, log)
     rng, _ = step_randomness(seed, "judge-test", 0)
     clips = _clips(rng, _CHECK_CLIPS, frozenset())
     videos = _render(clips, rng)[0]
@@ -275,6 +260,7 @@ def _flow_loss(
     batch: int,
     rng: Any,
     gen: torch.Generator,
+    shift: float,
     sigma_range: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """Rectified flow on a batch of training clips: predict noise - x0 at a shifted noise level."""
@@ -282,7 +268,7 @@ def _flow_loss(
     prompts = ["" if rng.random() < _DROPOUT else words for words in captions]
     states = text(prompts)
     noise = torch.randn(x0.shape, generator=gen)
-    sigma = _sigmas(gen, batch, *sigma_range)
+    sigma = _sigmas(gen, batch, shift, *sigma_range)
     s = sigma.view(-1, 1, 1, 1, 1)
     pred = transformer(
         hidden_states=(1 - s) * x0 + s * noise,
@@ -302,9 +288,9 @@ def _train_t2v(
     models = nn.ModuleDict({"transformer": transformer, "text": text})
 
     def loss_fn(batch: int, rng: Any, gen: torch.Generator) -> torch.Tensor:
-        return _flow_loss(transformer, text, pool, batch, rng, gen)
+        return _flow_loss(transformer, text, pool, batch, rng, gen, plan.shift)
 
-    kept = _run_stage("t2v", models, plan, loss_fn, work, seed, log)
+    kept = run_stage("t2v", models, plan, loss_fn, work, seed, log)
     return kept["transformer"], kept["text"]
 
 
@@ -323,9 +309,9 @@ def _train_expert(
     sigma_range = (BOUNDARY_RATIO, 1.0) if name == "high" else (0.0, BOUNDARY_RATIO)
 
     def loss_fn(batch: int, rng: Any, gen: torch.Generator) -> torch.Tensor:
-        return _flow_loss(expert, text, pool, batch, rng, gen, sigma_range)
+        return _flow_loss(expert, text, pool, batch, rng, gen, plan.shift, sigma_range)
 
-    return _run_stage(name, expert, plan, loss_fn, work, seed, log)
+    return run_stage(name, expert, plan, loss_fn, work, seed, log)
 
 
 def train_motion(

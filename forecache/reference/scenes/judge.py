@@ -10,7 +10,6 @@ Its 256-wide penultimate features (`SceneFeatureExtractor`) give FID.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -19,22 +18,17 @@ from torch import nn
 
 from forecache.reference.scenes.grammar import BACKGROUNDS, COLOURS, SHAPES, SIZES, TEXTURES, SceneSpec
 
-__all__ = [
-    "FEATURES",
-    "FeatureReader",
-    "SceneFeatureExtractor",
-    "SceneJudge",
-    "SceneReading",
-    "adherence",
-    "conv_body",
-    "targets",
-]
+__all__ = ["FEATURES", "SceneFeatureExtractor", "SceneJudge", "SceneReading", "adherence", "targets"]
 
-FEATURES = 256
-"""Width of the judge's feature vector (FID features)."""
+FEATURES = 320
+"""Width of the judge's feature vector (FID features): 32 per cell and 32 for the background."""
 
 _CELLS = 9
 _SHAPE_CLASSES = 1 + len(SHAPES)  # class 0: no object
+_WINDOW = 16  # pixels of the window read around each cell's centre (a cell is 32 / 3 wide)
+_PAD = 4
+# Top-left corner of each cell's window in the padded image (row-major cells).
+_STARTS = [round((k + 0.5) * 32 / 3 - _WINDOW / 2) + _PAD for k in range(3)]
 
 
 @dataclass(frozen=True)
@@ -57,59 +51,73 @@ class SceneReading:
     texture: torch.Tensor
 
 
-def conv_body(width: int) -> nn.Sequential:
-    """Return the judges' CNN body: 32x32 RGB in [-1, 1] to `(batch, FEATURES)` features.
-
-    Five 3x3 convolutions (two of stride 2: 32 -> 16 -> 8 pixels) with `width`, then twice `width`
-    channels, SiLU after each, flattened into one linear layer of `FEATURES` outputs.
-
-    Args:
-        width (`int`): Channels of the first convolution.
-
-    """
-    w = width
-    return nn.Sequential(
-        nn.Conv2d(3, w, 3, padding=1),
-        nn.SiLU(),
-        nn.Conv2d(w, w, 3, padding=1),
-        nn.SiLU(),
-        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),  # 16x16
-        nn.SiLU(),
-        nn.Conv2d(2 * w, 2 * w, 3, padding=1),
-        nn.SiLU(),
-        nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),  # 8x8
-        nn.SiLU(),
-        nn.Flatten(),
-        nn.Linear(2 * w * 64, FEATURES),
-        nn.SiLU(),
-    )
+def _conv(inputs: int, outputs: int, stride: int = 1) -> list[nn.Module]:
+    """Return a 3x3 convolution, group norm and SiLU (the norm is what lets shapes train in minutes)."""
+    return [nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1), nn.GroupNorm(8, outputs), nn.SiLU()]
 
 
 class SceneJudge(ModelMixin, ConfigMixin):
-    """Read scenes back from 32x32 RGB images (a CNN with one linear read-out per attribute).
+    """Read scenes back from 32x32 RGB images.
+
+    One small CNN, shared by the nine cells, reads a 16x16 window around each cell's centre (an
+    object jitters by a pixel and a neighbour may show at the window's edge) into 32 features and
+    then its shape (or none), colour and size; a second CNN reads the background's colour and
+    texture from the whole image. Sharing the cell reader gives it nine examples per image, which is
+    with group norm after each convolution, what makes shapes of 6 pixels learnable in minutes on a
+    CPU (without the norm, 300 steps read 65% of the shapes; with it, 99%).
 
     Args:
-        width (`int`, defaults to 32): Channels of the first convolution (doubled twice).
+        width (`int`, defaults to 32): Channels of the readers' first convolution (doubled once).
 
     """
 
     @register_to_config
     def __init__(self, width: int = 32) -> None:
         super().__init__()
-        self.body = conv_body(width)
+        w = width
+        self.cell = nn.Sequential(
+            *_conv(3, w),
+            *_conv(w, w),
+            *_conv(w, 2 * w, stride=2),  # 8x8
+            *_conv(2 * w, 2 * w),
+            nn.Flatten(),
+            nn.Linear(2 * w * 64, 128),
+            nn.SiLU(),
+            nn.Linear(128, 32),
+            nn.SiLU(),
+        )
+        self.scene = nn.Sequential(
+            *_conv(3, w, stride=2),  # 16x16
+            *_conv(w, w),
+            *_conv(w, w, stride=2),  # 8x8
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(w, 32),
+            nn.SiLU(),
+        )
         self.heads = nn.ModuleDict(
             {
-                "shape": nn.Linear(FEATURES, _CELLS * _SHAPE_CLASSES),
-                "colour": nn.Linear(FEATURES, _CELLS * len(COLOURS)),
-                "size": nn.Linear(FEATURES, _CELLS * len(SIZES)),
-                "background": nn.Linear(FEATURES, len(BACKGROUNDS)),
-                "texture": nn.Linear(FEATURES, len(TEXTURES)),
+                "shape": nn.Linear(32, _SHAPE_CLASSES),
+                "colour": nn.Linear(32, len(COLOURS)),
+                "size": nn.Linear(32, len(SIZES)),
+                "background": nn.Linear(32, len(BACKGROUNDS)),
+                "texture": nn.Linear(32, len(TEXTURES)),
             }
         )
 
+    def _parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return per-cell features `(batch, 9, 32)` and background features `(batch, 32)`."""
+        padded = nn.functional.pad(images, (_PAD,) * 4, value=0.0)
+        windows = [
+            padded[:, :, top : top + _WINDOW, left : left + _WINDOW] for top in _STARTS for left in _STARTS
+        ]
+        cells = self.cell(torch.stack(windows, 1).flatten(0, 1)).view(images.shape[0], _CELLS, -1)
+        return cells, self.scene(images)
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Return the `(batch, FEATURES)` features of images of shape `(batch, 3, 32, 32)` in [-1, 1]."""
-        return self.body(images)
+        cells, scene = self._parts(images)
+        return torch.cat([cells.flatten(1), scene], dim=1)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return the logits per attribute.
@@ -122,12 +130,14 @@ class SceneJudge(ModelMixin, ConfigMixin):
             "background" `(batch, 3)`, "texture" `(batch, 2)`.
 
         """
-        feats = self.features(images)
-        batch = images.shape[0]
-        out = {name: head(feats) for name, head in self.heads.items()}
-        for name in ("shape", "colour", "size"):
-            out[name] = out[name].view(batch, _CELLS, -1)
-        return out
+        cells, scene = self._parts(images)
+        return {
+            "shape": self.heads["shape"](cells),
+            "colour": self.heads["colour"](cells),
+            "size": self.heads["size"](cells),
+            "background": self.heads["background"](scene),
+            "texture": self.heads["texture"](scene),
+        }
 
     @torch.no_grad()
     def read(self, images: torch.Tensor, batch_size: int = 256) -> SceneReading:
@@ -148,36 +158,18 @@ class SceneJudge(ModelMixin, ConfigMixin):
         return SceneReading(**{name: torch.cat(values) for name, values in parts.items()})
 
 
-class FeatureReader(Protocol):
-    """A judge built on `conv_body`: `features` of `(batch, 3, 32, 32)` images in [-1, 1] (scenes, motion)."""
-
-    @property
-    def device(self) -> torch.device:
-        """Where its weights are."""
-        ...
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Return `(batch, FEATURES)` features."""
-        ...
-
-    def eval(self) -> Any:
-        """Put it in eval mode and return it."""
-        ...
-
-
 class SceneFeatureExtractor(nn.Module):
-    """A judge as torchmetrics' custom FID feature extractor (`FrechetInceptionDistance(feature=...)`).
+    """The judge as torchmetrics' custom FID feature extractor (`FrechetInceptionDistance(feature=...)`).
 
     Takes what torchmetrics passes on unchanged: uint8 in [0, 255] (``normalize=False``) or float in
     [0, 1] (``normalize=True``), shape `(batch, 3, 32, 32)`.
 
     Args:
-        judge (`FeatureReader`): The trained judge (`SceneJudge`, or the motion model's
-            `MotionJudge` on frames); it is put in eval mode.
+        judge (`SceneJudge`): The trained judge; it is put in eval mode.
 
     """
 
-    def __init__(self, judge: FeatureReader) -> None:
+    def __init__(self, judge: SceneJudge) -> None:
         super().__init__()
         self.judge = judge.eval()
         self.num_features = FEATURES

@@ -1,12 +1,16 @@
-"""Reproducible, resumable training of the scenes model and its judge, on one CPU thread, in four stages.
+"""Reproducible, resumable training of the scenes model and its judge, on one CPU thread, in five stages.
 
 1. ``vae``: the `AutoencoderKL` on rendered scenes (L1 + L2 reconstruction, a light KL term); its
    latents' mean and spread become the VAE's ``shift_factor`` and ``scaling_factor``.
 2. ``judge``: `SceneJudge` on scenes of every colour-shape pair (held-out ones included: it is the
    examiner, not the student), half of them passed through the VAE so it reads decoded images.
 3. ``t2i``: the FLUX transformer with its CLIP and T5 encoders by rectified flow on scenes without
-   the held-out pairs, 10% of the prompts emptied; guidance input fixed at 1.
-4. ``distill``: FLUX.1-dev's guidance distillation: the transformer learns, from the frozen stage-3
+   the held-out pairs, 10% of the prompts emptied; guidance input fixed at 1. Noise levels are drawn
+   as a shift-3 sampler spaces them (mostly high noise: layout and colour first).
+4. ``detail``: the same, continued from stage 3's average with noise levels drawn uniformly (shift
+   1): as many low-noise samples as high, where shapes form (after stage 3 the judge read 14-27 %
+   of the shapes right, the objects drawn as blobs; colour and place were learnt).
+5. ``distill``: FLUX.1-dev's guidance distillation: the transformer learns, from the frozen stage-4
    model, to give in one call what classifier-free guidance at scale g gives in two, for g in [1, 5].
 
 Every step draws its scenes and noise from (seed, stage, step) alone and checkpoints are written
@@ -16,9 +20,10 @@ weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +45,6 @@ from forecache.reference.training import StagePlan, run_stage, step_randomness
 
 __all__ = ["RECIPE", "StagePlan", "train_scenes"]
 
-_SHIFT = 3.0
-_CHECKPOINT_EVERY = 100
 _CHECK_SCENES = 512  # scenes for the VAE's statistics and the stages' closing checks
 
 
@@ -49,30 +52,16 @@ RECIPE: dict[str, StagePlan] = {
     "vae": StagePlan(steps=1500, batch=32, lr=1e-3, warmup=100, ema=0.0),
     "judge": StagePlan(steps=1500, batch=64, lr=1e-3, warmup=100, ema=0.0),
     "t2i": StagePlan(steps=4500, batch=32, lr=5e-4, warmup=200, ema=0.999),
-    "distill": StagePlan(steps=1000, batch=32, lr=1e-4, warmup=50, ema=0.995),
+    "detail": StagePlan(steps=3000, batch=32, lr=3e-4, warmup=100, ema=0.999, shift=1.0),
+    "distill": StagePlan(steps=1000, batch=32, lr=1e-4, warmup=50, ema=0.995, shift=1.0),
 }
 """The shipped model's recipe (about two hours on one thread of a shared 2-core CPU)."""
 
 
-def _run_stage(
-    name: str,
-    module: nn.Module,
-    plan: StagePlan,
-    loss_fn: Callable[[int, Any, torch.Generator], torch.Tensor],
-    work: Path,
-    seed: int,
-    log: Callable[[str], None],
-) -> Any:
-    """Run a stage (`forecache.reference.training.run_stage`) with this module's randomness, checkpoints."""
-    return run_stage(
-        name, module, plan, loss_fn, work, seed, log, randomness=step_randomness, every=_CHECKPOINT_EVERY
-    )
-
-
-def _sigmas(batch: int, gen: torch.Generator) -> torch.Tensor:
-    """Draw flow-matching noise levels as the sampler's shifted grid spreads them."""
+def _sigmas(batch: int, gen: torch.Generator, shift: float) -> torch.Tensor:
+    """Draw flow-matching noise levels as a sampler with this shift spreads them."""
     u = torch.rand(batch, generator=gen)
-    return _SHIFT * u / (1 + (_SHIFT - 1) * u)
+    return shift * u / (1 + (shift - 1) * u)
 
 
 class _Latents:
@@ -128,7 +117,7 @@ def _train_vae(work: Path, plan: StagePlan, seed: int, log: Callable[[str], None
         kl = posterior.kl().mean() / images[0].numel()
         return F.l1_loss(recon, images) + F.mse_loss(recon, images) + 1e-4 * kl
 
-    vae = _run_stage("vae", vae, plan, loss_fn, work, seed, log)
+    vae = run_stage("vae", vae, plan, loss_fn, work, seed, log)
     rng, _ = step_randomness(seed, "vae-stats", 0)
     images = render_batch(_scenes(rng, _CHECK_SCENES, frozenset()), rng)
     with torch.no_grad():
@@ -171,7 +160,7 @@ def _train_judge(work: Path, plan: StagePlan, vae: Any, seed: int, log: Callable
             torch.zeros(()),
         )
 
-    judge = _run_stage("judge", judge, plan, loss_fn, work, seed, log)
+    judge = run_stage("judge", judge, plan, loss_fn, work, seed, log)
     rng, _ = step_randomness(seed, "judge-test", 0)
     scenes = _scenes(rng, _CHECK_SCENES, frozenset())
     images = render_batch(scenes, rng)
@@ -186,13 +175,25 @@ def _train_judge(work: Path, plan: StagePlan, vae: Any, seed: int, log: Callable
 
 
 def _train_t2i(
-    work: Path, plan: StagePlan, latents: _Latents, seed: int, log: Callable[[str], None]
-) -> tuple[nn.Module, _TextEncoders]:
-    """Stage 3: the transformer and both text encoders by rectified flow, 10% of prompts emptied."""
-    torch.manual_seed(seed)
-    models = nn.ModuleDict(
-        {"transformer": build_transformer(), "text": _TextEncoders(build_clip(), build_t5())}
-    )
+    work: Path,
+    plan: StagePlan,
+    latents: _Latents,
+    seed: int,
+    log: Callable[[str], None],
+    name: str = "t2i",
+    start: nn.ModuleDict | None = None,
+) -> nn.ModuleDict:
+    """Stages 3 and 4: the transformer and both text encoders by rectified flow, 10% of prompts emptied.
+
+    Starts from new weights, or from a copy of `start` (stage 4 from stage 3's average).
+    """
+    if start is None:
+        torch.manual_seed(seed)
+        models = nn.ModuleDict(
+            {"transformer": build_transformer(), "text": _TextEncoders(build_clip(), build_t5())}
+        )
+    else:
+        models = copy.deepcopy(start).train().requires_grad_(True)
 
     def loss_fn(batch: int, rng: Any, gen: torch.Generator) -> torch.Tensor:
         scenes = _scenes(rng, batch)
@@ -200,7 +201,7 @@ def _train_t2i(
         x0 = latents(render_batch(scenes, rng))
         pooled, tokens = models["text"](prompts)
         noise = torch.randn(x0.shape, generator=gen)
-        sigma = _sigmas(batch, gen)
+        sigma = _sigmas(batch, gen, plan.shift)
         s = sigma.view(-1, 1, 1)
         pred = models["transformer"](
             hidden_states=(1 - s) * x0 + s * noise,
@@ -214,8 +215,7 @@ def _train_t2i(
         )[0]
         return F.mse_loss(pred, noise - x0)
 
-    kept = _run_stage("t2i", models, plan, loss_fn, work, seed, log)
-    return kept["transformer"], kept["text"]
+    return run_stage(name, models, plan, loss_fn, work, seed, log)
 
 
 def _distill(
@@ -227,9 +227,7 @@ def _distill(
     seed: int,
     log: Callable[[str], None],
 ) -> nn.Module:
-    """Stage 4: guidance distillation of the transformer (text encoders frozen), g uniform in [1, 5]."""
-    import copy
-
+    """Stage 5: guidance distillation of the transformer (text encoders frozen), g uniform in [1, 5]."""
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     with torch.no_grad():
         null_pooled, null_tokens = text([""])
@@ -238,7 +236,7 @@ def _distill(
         scenes = _scenes(rng, batch)
         x0 = latents(render_batch(scenes, rng))
         noise = torch.randn(x0.shape, generator=gen)
-        sigma = _sigmas(batch, gen)
+        sigma = _sigmas(batch, gen, plan.shift)
         scale = 1.0 + 4.0 * torch.rand(batch, generator=gen)
         s = sigma.view(-1, 1, 1)
         x_t = (1 - s) * x0 + s * noise
@@ -268,7 +266,7 @@ def _distill(
         )[0]
         return F.mse_loss(pred, target)
 
-    return _run_stage("distill", student, plan, loss_fn, work, seed, log)
+    return run_stage("distill", student, plan, loss_fn, work, seed, log)
 
 
 def train_scenes(
@@ -302,7 +300,9 @@ def train_scenes(
     vae = _train_vae(folder, recipe["vae"], seed, log)
     judge = _train_judge(folder, recipe["judge"], vae, seed, log)
     latents = _Latents(vae)
-    teacher, text = _train_t2i(folder, recipe["t2i"], latents, seed, log)
+    base = _train_t2i(folder, recipe["t2i"], latents, seed, log)
+    tuned = _train_t2i(folder, recipe["detail"], latents, seed, log, name="detail", start=base)
+    teacher, text = tuned["transformer"], cast(_TextEncoders, tuned["text"])
     student = _distill(folder, recipe["distill"], teacher, text, latents, seed, log)
     pipe = build_pipeline(transformer=student, vae=vae, text_encoder=text.clip, text_encoder_2=text.t5)
     return pipe, judge

@@ -1,0 +1,271 @@
+"""`forecache.tune`: fit the schedule and the forecaster to one model, on the user's own prompts.
+
+1. Record: full-compute generations of the calibration calls, keeping each context's block-stack
+   residual at every step (`forecache.calibrate.record`) and the outputs.
+2. Search offline: for each two-point forecaster and error weighting, a dynamic programme finds the
+   cheapest set of computed steps for the wanted count (`forecache.calibrate.offline`); every candidate
+   forecaster is then scored exactly on those schedules.
+3. Verify: the best few are run for real on the calibration calls, cached, against the recorded
+   full-compute outputs (paired PSNR over all values), and the best verified one is kept.
+4. Write: a `CacheConfig` whose `Timeline` policy holds the schedule on the normalised timeline,
+   so it transfers to other step counts; a config file for `apply`, ``bench --config`` and the
+   notebook; a report of everything tried and a plot of the schedule over the per-step error.
+
+Speed/quality: the schedule is what matters most (sparse where features change slowly, dense
+where they do not, per model and scheduler); the tuner costs one recording generation per
+calibration call plus ``trials`` cached generations per searched step count.
+
+A pipeline with two denoising experts (Wan 2.2's `transformer` and `transformer_2`) has each expert
+searched and verified with the other at full compute, then both verified together
+(`forecache.calibrate.search`). Video outputs can be scored frame by frame
+(`forecache.calibrate.frames`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from forecache.accel.config import CacheConfig
+from forecache.accel.forecasters import AdamsBashforth, Forecaster, Hermite, Reuse, Taylor
+from forecache.accel.policies import Interval
+from forecache.calibrate.flops import ComputeCount, count_flops
+from forecache.calibrate.frames import Frames, check_frames, frame_psnr
+from forecache.calibrate.offline import Trajectory, check_linear
+from forecache.calibrate.result import Candidate, TuneResult
+from forecache.calibrate.search import Expert, Search, combine, output
+
+__all__ = ["DEFAULT_FORECASTERS", "Candidate", "TuneResult", "tune"]
+
+#: Forecasters the tuner tries by default (any registered linear forecaster can be added).
+DEFAULT_FORECASTERS: tuple[Forecaster, ...] = (
+    Reuse(),
+    Taylor(order=1),
+    Taylor(order=2),
+    AdamsBashforth(order=2),  # Taylor 1 on the timestep coordinate
+    AdamsBashforth(order=3),  # Taylor 2 on the timestep coordinate
+    Hermite(order=1, sigma=0.5),  # damped slope: best at long intervals on dit-digits
+    Hermite(order=2, sigma=0.6),  # best at long intervals on flux-digits
+)
+"""FoCa is left out (its history steps through the forecast values, which the offline evaluation
+does not replay) and DMD too (nonlinear in the features); both can still be applied directly."""
+
+
+def _accepts(pipe: Any, name: str) -> bool:
+    try:
+        parameters = inspect.signature(pipe.__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
+def _calls(
+    pipe: Any, call_kwargs: Mapping[str, Any] | Sequence[Mapping[str, Any]], seed: int = 0
+) -> list[Callable[[], Any]]:
+    """One function per calibration call that runs it with a fresh generator of its own seed."""
+    if isinstance(call_kwargs, Mapping):
+        call_kwargs = [call_kwargs]
+    if not call_kwargs or not all(isinstance(kw, Mapping) for kw in call_kwargs):
+        raise TypeError(
+            f"`call_kwargs` must be a dict of pipeline arguments or a list of them, got {call_kwargs!r}"
+        )
+    calls: list[Callable[[], Any]] = []
+    for position, kwargs in enumerate(call_kwargs):
+        kwargs = dict(kwargs)
+        if "output_type" not in kwargs and _accepts(pipe, "output_type"):
+            kwargs["output_type"] = "np"
+        if "generator" in kwargs:
+            raise ValueError(
+                "`call_kwargs`: leave out `generator` (each call is seeded by its position): a generator "
+                "object is consumed by its first run, so the calibration runs would not repeat"
+            )
+        seeded = _accepts(pipe, "generator")
+
+        def call(kwargs: dict[str, Any] = kwargs, seed: int = seed + position, seeded: bool = seeded) -> Any:
+            extra = {"generator": torch.Generator().manual_seed(seed)} if seeded else {}
+            return pipe(**kwargs, **extra)
+
+        calls.append(call)
+    return calls
+
+
+def _experts(pipe: Any) -> list[str]:
+    """Return the pipeline's transformer components, in denoising order (Wan 2.2: both experts)."""
+    from forecache.api import TRANSFORMER_COMPONENTS
+
+    return [name for name in TRANSFORMER_COMPONENTS if isinstance(getattr(pipe, name, None), torch.nn.Module)]
+
+
+def _record_all(
+    pipe: Any, calls: list[Callable[[], Any]], progress: Any
+) -> tuple[list[Expert], list[torch.Tensor]]:
+    """Run the calls at full compute: per transformer that ran its recording, and the outputs."""
+    from forecache.accel.attach import session_of
+    from forecache.api import apply, remove  # imports diffusers: on first use, as `forecache` does
+    from forecache.calibrate.record import RecordingTarget  # registers the "record" target
+
+    recorder = CacheConfig(policy=Interval(every=1, warmup=1, cooldown=0), target="record")
+    components = _experts(pipe)
+    outputs: list[torch.Tensor] = []
+    flops: dict[str, ComputeCount] = {}
+    apply(pipe, recorder)
+    try:
+        sessions = {name: session_of(getattr(pipe, name)) for name in components}
+        for session in sessions.values():
+            assert session is not None and isinstance(session.target, RecordingTarget)
+        for index, call in enumerate(calls):
+            if index == 0:
+                with contextlib.ExitStack() as stack:
+                    for name, session in sessions.items():
+                        flops[name] = stack.enter_context(
+                            count_flops(getattr(pipe, name), session.target.blocks)  # type: ignore[union-attr]
+                        )
+                    outputs.append(output(call()))
+            else:
+                outputs.append(output(call()))
+            progress.update(1)
+        records = {name: list(session.target.records) for name, session in sessions.items()}  # type: ignore[union-attr]
+    finally:
+        remove(pipe)
+    experts: list[Expert] = []
+    for name in components:
+        if not records[name] or not flops[name].per_call:
+            continue  # an expert the calls never reached
+        for record in records[name]:
+            record.finish()
+        lengths = [len(r.steps) for r in records[name]]
+        n = max(set(lengths), key=lengths.count)
+        features = [
+            r.streams[0]
+            for r in records[name]
+            if len(r.steps) == n and r.streams and r.streams[0] is not None
+        ]
+        timesteps = next(r.timesteps for r in records[name] if len(r.steps) == n)
+        count = flops[name]
+        full = float(np.mean(count.per_call))
+        skip = float(
+            np.mean([total - inside for total, inside in zip(count.per_call, count.inside, strict=True)])
+        )
+        experts.append(Expert(name, Trajectory.from_features(features, timesteps), full, skip, n))
+    # a later expert joins the loop where the earlier ones stop: its calls see the steps left from there,
+    # the first one the pipeline's whole count
+    total = sum(e.trajectory.length for e in experts)
+    for position, expert in enumerate(experts):
+        if len(experts) > 1:
+            expert.timeline_steps = total - sum(e.trajectory.length for e in experts[:position])
+    return experts, outputs
+
+
+def _record(
+    pipe: Any, calls: list[Callable[[], Any]], progress: Any
+) -> tuple[Trajectory, list[torch.Tensor], float, float]:
+    """Run the calls at full compute: the first transformer's trajectory, the outputs, its FLOPs per call."""
+    experts, outputs = _record_all(pipe, calls, progress)
+    first = experts[0]
+    return first.trajectory, outputs, first.full, first.skip
+
+
+def tune(
+    pipe: Any,
+    call_kwargs: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    *,
+    ratio: float | None = None,
+    budget_db: float | None = None,
+    forecasters: Sequence[Forecaster] = DEFAULT_FORECASTERS,
+    target: str = "blocks",
+    trials: int = 8,
+    max_gap: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    frames: Frames = "pooled",
+) -> TuneResult:
+    """Find the schedule and forecaster for this model, for a compute ratio or a quality budget.
+
+    The best quality at a compute ratio, or the highest ratio within an error budget.
+
+    Args:
+        pipe: A diffusers pipeline with a `transformer` forecache can lay out.
+        call_kwargs: The calibration call(s): a dict of pipeline arguments (prompts or labels,
+            ``num_inference_steps``, ...) or a list of them; each runs with its own seed (its
+            position in the list); leave out ``generator``. More calls: a steadier choice,
+            proportionally longer tuning.
+        ratio: Wanted compute ratio (linear-layer FLOPs of full compute over the cached run's,
+            > 1). Exactly one of `ratio` and `budget_db`.
+        budget_db: Lowest acceptable paired PSNR against full compute, in dB (> 0): the tuner
+            returns the highest ratio it verifies at or above it.
+        forecasters: Forecasters to consider; each must be linear in its features (all built-in
+            ones are). Default `DEFAULT_FORECASTERS`.
+        target: The target to tune for; only ``"blocks"`` (the stack residual the recording sees).
+        trials: Real cached runs per searched step count (>= 1), the candidates verified against
+            full compute (not the `Verify` policy). Default 8: every default
+            forecaster once on its best schedule, then the next best schedule. More is safer, slower.
+        max_gap: Most steps between two computed ones. Default: a third of the steps.
+        seed: Seed of the first calibration call (the others follow). Default 0.
+        progress: Show a progress bar. Default True.
+        frames: Videos: how the verification weighs the frames (`forecache.calibrate.frames`):
+            ``"pooled"`` (every value alike, the default), ``"worst"`` (a candidate scores its worst
+            frame's PSNR: safer against one spoiled frame, picks denser schedules) or one weight
+            per frame. Other outputs take ``"pooled"`` only.
+
+    Returns:
+        The `TuneResult`: its `config` is ready for `forecache.apply`; `save`, `report`, `plot`.
+
+    Raises:
+        ValueError: Bad goal, target or arguments (naming the field and the value).
+        TypeError: `call_kwargs` or a forecaster of the wrong type.
+
+    """
+    if (ratio is None) == (budget_db is None):
+        raise ValueError(
+            f"tune: pass exactly one of `ratio` and `budget_db`, got ratio={ratio!r}, budget_db={budget_db!r}"
+        )
+    if ratio is not None and (
+        isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 1
+    ):
+        raise ValueError(f"tune: `ratio` must be a float > 1, got {ratio!r}")
+    if budget_db is not None and (
+        isinstance(budget_db, bool) or not isinstance(budget_db, (int, float)) or not budget_db > 0
+    ):
+        raise ValueError(f"tune: `budget_db` must be a float > 0, got {budget_db!r}")
+    if target != "blocks":
+        raise ValueError(f"tune: `target` must be one of ['blocks'], got {target!r}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ValueError(f"tune: `trials` must be an int >= 1, got {trials!r}")
+    check_frames(frames)
+    from tqdm.auto import tqdm
+
+    calls = _calls(pipe, call_kwargs, seed)
+    with tqdm(total=len(calls), desc="forecache tune: recording", disable=not progress, unit="call") as bar:
+        experts, reference = _record_all(pipe, calls, bar)
+    frame_psnr(reference, reference, frames)  # refuses a frame weighting the outputs cannot take
+    for expert in experts:
+        coordinates = expert.trajectory.coordinate
+        n = expert.trajectory.length
+        for forecaster in forecasters:
+            if not check_linear(forecaster, [0.0, 1.0, 2.5], 4.0) or not check_linear(
+                forecaster, list(coordinates(forecaster)[:3]), float(coordinates(forecaster)[4 % n])
+            ):
+                raise TypeError(
+                    f"tune: `forecasters` must be linear in their features; {forecaster!r} is not"
+                )
+    search = Search(
+        calls,
+        reference,
+        forecasters,
+        target,
+        trials,
+        max_gap,
+        frames,
+        progress,
+        ratio=ratio,
+        budget_db=budget_db,
+    )
+    if len(experts) == 1:
+        return search.run(experts[0], pipe)
+    results = {expert.component: search.run(expert, getattr(pipe, expert.component)) for expert in experts}
+    return combine(pipe, search, experts, results)

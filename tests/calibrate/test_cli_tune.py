@@ -1,0 +1,57 @@
+"""`forecache tune` on the command line, and the tuner as a method of `forecache bench`."""
+
+import json
+
+import pytest
+
+from forecache import cli
+from forecache.configfile import load_config
+
+pytestmark = pytest.mark.eval
+
+
+def test_forecache_tune_writes_a_config_bench_reads(tmp_path, capsys):
+    out = tmp_path / "tuned"
+    code = cli.main(
+        ["tune", "--ratio", "3", "--steps", "12", "--calibration", "2", "--trials", "2", "--no-progress",
+         "--out", str(out)]
+    )  # fmt: skip
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert (
+        "forecache tune:" in printed.out and "dB against full compute on 2 calibration samples" in printed.out
+    )
+    config = load_config(out / "tuned.json")
+    assert type(config.policy).__name__ == "Timeline" and config.policy.steps == 12
+    assert (out / "tune-report.md").read_text().count("dB |") >= 2 and (
+        out / "schedule.png"
+    ).stat().st_size > 0
+    bench_out = tmp_path / "bench"
+    code = cli.main(
+        ["bench", "--config", str(out / "tuned.json"), "--steps", "12", "--seeds", "0-1", "--no-progress",
+         "--out", str(bench_out)]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    rows = json.loads((bench_out / "results.json").read_text())["methods"]
+    (row,) = [r for r in rows if r["method"] == "cache"]
+    assert row["status"] == "ok" and row["compute_ratio"] >= 3.0 * 0.9
+
+
+def test_tuned_method_in_bench_calibrates_apart_from_the_benchmark_seeds(tmp_path, capsys):
+    code = cli.main(
+        ["bench", "--methods", "tuned:ratio=3,calibration=2,trials=2", "--match", "none", "--steps", "12",
+         "--seeds", "0-1", "--no-progress", "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    rows = json.loads((tmp_path / "results.json").read_text())["methods"]
+    (row,) = [r for r in rows if r["method"] == "tuned"]
+    assert row["status"] == "ok", row["error"]
+    tuned = row["info"]["tuned"]
+    assert tuned["ratio"] >= 3.0 and tuned["candidates_verified"] == 2
+    assert row["compute_ratio"] >= 3.0 * 0.9
+
+
+def test_tune_needs_a_goal(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["tune", "--steps", "12"])
+    assert "one of the arguments --ratio --budget-db is required" in capsys.readouterr().err

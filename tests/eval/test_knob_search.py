@@ -1,0 +1,100 @@
+import math
+
+import pytest
+
+from forecache.eval.knob_search import MATCHED, UNREACHABLE, search
+from forecache.eval.methods import Knob, knob_for
+
+
+def interval_ratio(interval, steps=28, warmup=3, cooldown=1):
+    """Compute ratio of a fixed interval after a warm-up: what a TaylorSeer preset schedules."""
+    computed = warmup + cooldown + math.ceil((steps - warmup - cooldown) / interval)
+    return steps / computed
+
+
+class Counting:
+    def __init__(self, fn):
+        self.fn, self.calls = fn, []
+
+    def __call__(self, value):
+        self.calls.append(value)
+        return self.fn(value)
+
+
+def test_interval_knob_lands_within_tolerance_and_runs_each_setting_once():
+    evaluate = Counting(interval_ratio)
+    found = search(Knob("interval", values=tuple(range(1, 29))), evaluate, [2, 3, 4, 5])
+    assert len(evaluate.calls) == len(set(evaluate.calls)) <= 10
+    by_target = {c.target: c for c in found.choices}
+    # 28 steps, warm-up 3, cool-down 1: interval 2 gives 1.75x and 3 gives 2.33x, both > 10% from 2x
+    assert by_target[2].status == UNREACHABLE
+    assert by_target[2].reason == "the ratio jumps from 1.75x (interval=2) to 2.33x (interval=3)"
+    assert by_target[2].value == 2 and by_target[2].ratio == pytest.approx(1.75)
+    for target in (3, 4, 5):
+        choice = by_target[target]
+        assert choice.status == MATCHED and abs(choice.ratio / target - 1) <= 0.10, choice
+        assert choice.ratio == pytest.approx(interval_ratio(choice.value))
+    assert found.evaluated == {v: pytest.approx(interval_ratio(v)) for v in evaluate.calls}
+
+
+def test_continuous_knob_bisects_onto_each_target():
+    evaluate = Counting(lambda t: 1.0 + 8.0 * t**0.8)
+    found = search(Knob("threshold", low=0.002, high=4.0, start=0.05), evaluate, [1.5, 2.0, 3.0, 5.0])
+    assert all(c.status == MATCHED for c in found.choices), found.choices
+    assert all(abs(c.ratio / c.target - 1) <= 0.10 for c in found.choices)
+    assert evaluate.calls[0] == 0.05 and len(evaluate.calls) <= 12
+
+
+def test_a_capped_knob_is_marked_cannot_reach_with_the_highest_ratio():
+    evaluate = Counting(lambda t: min(1.0 + 10.0 * t, 1.27))
+    found = search(Knob("threshold", low=0.002, high=4.0, start=0.05), evaluate, [2.0, 3.0])
+    assert [c.status for c in found.choices] == [UNREACHABLE, UNREACHABLE]
+    assert found.choices[0].reason.startswith("at most 1.27x (threshold=")
+    assert found.choices[0].reason.endswith("; threshold in [0.002, 4])")
+    assert len(evaluate.calls) <= 5  # stops once the ratio no longer grows over 16x of the knob
+
+
+def test_a_jump_between_close_settings_is_cannot_reach():
+    def evaluate(t):
+        return 1.0 if t < 0.3 else 2.6
+
+    knob = Knob("threshold", low=0.002, high=4.0, start=0.05)
+    (choice,) = search(knob, evaluate, [2.0], max_evals=12).choices
+    assert choice.status == UNREACHABLE and choice.ratio == 2.6
+    assert (
+        choice.reason.startswith("the ratio jumps from 1.00x (threshold=0.2")
+        and "to 2.60x (threshold=0.3" in choice.reason
+    )
+    # with fewer runs the search says it gave up, and where the target lies
+    (choice,) = search(knob, evaluate, [2.0], max_evals=3).choices
+    assert choice.reason.startswith("not reached in the runs allowed per target; between 1.00x (threshold=")
+
+
+def test_choices_keep_the_given_target_order():
+    ratios = {"slow": 1.3, "medium": 1.6, "fast": 2.1}
+    found = search(Knob("mask", values=("slow", "medium", "fast")), ratios.get, [2.0, 1.5])
+    assert [c.target for c in found.choices] == [2.0, 1.5]
+    assert [c.value for c in found.choices] == ["fast", "medium"]
+
+
+def test_failures_propagate():
+    def evaluate(value):
+        raise RuntimeError("cannot attach")
+
+    with pytest.raises(RuntimeError, match="cannot attach"):
+        search(Knob("interval", values=(1, 2, 3)), evaluate, [2.0])
+
+
+def test_knobs_of_presets_and_peers():
+    import forecache
+
+    assert knob_for("taylorseer", forecache.TaylorSeerConfig(), 28).values == tuple(range(1, 29))
+    assert knob_for("cg", forecache.ConfidenceGateConfig(threshold=0.2), 28).start == 0.2
+    assert knob_for("diffusers.fbcache", None, 28).field == "threshold"
+    assert knob_for("cachedit.dbcache", None, 28).field == "residual_diff_threshold"
+    assert knob_for("diffusers.taylorseer", None, 10).values == tuple(range(1, 11))
+    mask = forecache.CacheConfig(policy=forecache.StepMask((True, False, True)))
+    with pytest.raises(ValueError, match="StepMask has no knob to match"):
+        knob_for("cache", mask, 3)
+    with pytest.raises(ValueError, match="`match`: method 'baseline' has no speed knob"):
+        knob_for("baseline", None, 28)
