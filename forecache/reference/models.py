@@ -166,10 +166,11 @@ class MotionJudgeAdapter:
         self.judge = MotionJudge.from_pretrained(WEIGHTS_DIR / "motion-judge").eval()
 
     def feature_extractor(self) -> nn.Module:
-        """Return the judge's features of single frames (`SceneFeatureExtractor` over `MotionJudge`)."""
-        from forecache.reference.scenes.judge import SceneFeatureExtractor
+        """Return the judge's features of single frames (`MotionJudge.features`)."""
+        from forecache.reference.motion.judge import FEATURES
+        from forecache.reference.readers import JudgeFeatureExtractor
 
-        return SceneFeatureExtractor(self.judge)
+        return JudgeFeatureExtractor(self.judge, FEATURES)
 
     def _read(self, videos: np.ndarray, conditions: Sequence[Any]) -> tuple[Any, list[Any], int]:
         from forecache.reference.motion.grammar import parse_caption

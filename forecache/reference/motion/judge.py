@@ -1,8 +1,10 @@
 """The motion judge: reads every frame's objects by colour (shape, centre, radius); adherence, motion.
 
-`MotionJudge` is a CNN body with one read-out per colour: whether an object of that colour is in
+`MotionJudge` reads every frame once per colour with one shared, group-normed reader (the scenes
+judge's building blocks, `forecache.reference.readers`): whether an object of that colour is in
 the frame, its shape, its centre and radius in pixels; and the background's colour and texture. A
-clip's objects have distinct colours, so a colour names an object in every frame.
+clip's objects have distinct colours, so a colour names an object in every frame. Its features
+(`FEATURES` wide, `forecache.reference.readers.JudgeFeatureExtractor`) give FID on frames.
 
 - `frame_adherence`: per frame, the fraction of the prompt's attributes found, as in the scenes
   judge: per object its presence, its shape, its size (radius within `SIZE_TOLERANCE` pixels of
@@ -26,9 +28,11 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from forecache.reference.motion.grammar import DIRECTIONS, MOTIONS, ClipSpec, MovingObject, path
+from forecache.reference.readers import READ_FEATURES, background_reader, object_reader
 from forecache.reference.scenes.grammar import BACKGROUNDS, COLOURS, SHAPES, TEXTURES
 
 __all__ = [
+    "FEATURES",
     "PLACE_TOLERANCE",
     "SIZE_TOLERANCE",
     "FrameReading",
@@ -45,13 +49,14 @@ PLACE_TOLERANCE = 3.0
 SIZE_TOLERANCE = 1.0
 """Largest difference in pixels between a read radius and the path's for "its size"."""
 
-FEATURES = 256
-"""Width of the judge's feature vector (FID features)."""
-
 _COLOURS = tuple(COLOURS)
+FEATURES = (len(_COLOURS) + 1) * READ_FEATURES
+"""Width of the judge's feature vector (FID features): 32 per colour and 32 for the background."""
+
 _SCALE = torch.tensor([32.0, 32.0, 8.0])  # place read-out units: centre / 32, radius / 8
 _STILL = "still"
 _RADIUS_WEIGHT = 4.0  # a growing object's radius changes 3.5 px, a mover travels 21 px
+_QUERY = 7  # reader input channels: the frame (3), the colour asked for (3), the distance to it (1)
 
 
 @dataclass(frozen=True)
@@ -74,52 +79,54 @@ class FrameReading:
     texture: torch.Tensor
 
 
-def conv_body(width: int) -> nn.Sequential:
-    """Return the judge's CNN body: 32x32 RGB in [-1, 1] to `(batch, FEATURES)` features."""
-    w = width
-    return nn.Sequential(
-        nn.Conv2d(3, w, 3, padding=1),
-        nn.SiLU(),
-        nn.Conv2d(w, w, 3, padding=1),
-        nn.SiLU(),
-        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),  # 16x16
-        nn.SiLU(),
-        nn.Conv2d(2 * w, 2 * w, 3, padding=1),
-        nn.SiLU(),
-        nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),  # 8x8
-        nn.SiLU(),
-        nn.Flatten(),
-        nn.Linear(2 * w * 64, FEATURES),
-        nn.SiLU(),
-    )
-
-
 class MotionJudge(ModelMixin, ConfigMixin):
     """Read each frame's objects by colour from 32x32 RGB frames.
 
+    One reader (`forecache.reference.readers.object_reader`, group-normed), shared by the six
+    colours, reads the whole frame with the colour asked for stacked on it (its RGB value and each
+    pixel's squared distance to it) into 32 features, then whether an object of that colour is
+    there, its shape, centre and radius; a second reader (`background_reader`) reads the
+    background's colour and texture. A moving object can be anywhere, so the reader sees the whole
+    frame rather than a cell's window; sharing it over the colours gives it one example per colour
+    per frame, as the scenes judge's cell reader gets one per cell.
+
     Args:
-        width (`int`, defaults to 32): Channels of the body's first convolution (doubled twice).
+        width (`int`, defaults to 32): Channels of the readers' first convolution (doubled once).
 
     """
 
     @register_to_config
     def __init__(self, width: int = 32) -> None:
         super().__init__()
-        self.body = conv_body(width)
-        colours = len(_COLOURS)
+        self.object = object_reader(_QUERY, width, stride=2)  # a whole 32x32 frame
+        self.scene = background_reader(width)
+        rgb = torch.tensor([COLOURS[c] for c in _COLOURS], dtype=torch.float32) / 127.5 - 1.0
+        self.register_buffer("colours", rgb, persistent=False)  # (6, 3) in [-1, 1]
         self.heads = nn.ModuleDict(
             {
-                "present": nn.Linear(FEATURES, colours),
-                "shape": nn.Linear(FEATURES, colours * len(SHAPES)),
-                "place": nn.Linear(FEATURES, colours * 3),
-                "background": nn.Linear(FEATURES, len(BACKGROUNDS)),
-                "texture": nn.Linear(FEATURES, len(TEXTURES)),
+                "present": nn.Linear(READ_FEATURES, 1),
+                "shape": nn.Linear(READ_FEATURES, len(SHAPES)),
+                "place": nn.Linear(READ_FEATURES, 3),
+                "background": nn.Linear(READ_FEATURES, len(BACKGROUNDS)),
+                "texture": nn.Linear(READ_FEATURES, len(TEXTURES)),
             }
         )
 
+    def _parts(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return per-colour features `(batch, 6, 32)` and background features `(batch, 32)`."""
+        batch, _, height, width = frames.shape
+        colours = self.colours.to(frames.dtype)
+        asked = colours.view(1, -1, 3, 1, 1).expand(batch, -1, 3, height, width)
+        pixels = frames.unsqueeze(1).expand_as(asked)
+        distance = (pixels - asked).pow(2).sum(2, keepdim=True)
+        query = torch.cat([pixels, asked, distance], dim=2).flatten(0, 1)
+        objects = self.object(query).view(batch, len(_COLOURS), -1)
+        return objects, self.scene(frames)
+
     def features(self, frames: torch.Tensor) -> torch.Tensor:
         """Return the `(batch, FEATURES)` features of frames `(batch, 3, 32, 32)` in [-1, 1]."""
-        return self.body(frames)
+        objects, scene = self._parts(frames)
+        return torch.cat([objects.flatten(1), scene], dim=1)
 
     def forward(self, frames: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return the read-outs.
@@ -132,12 +139,14 @@ class MotionJudge(ModelMixin, ConfigMixin):
             `(batch, 6, 3)` (centre / 32, radius / 8), "background" `(batch, 3)`, "texture" `(batch, 2)`.
 
         """
-        feats = self.features(frames)
-        batch = frames.shape[0]
-        out = {name: head(feats) for name, head in self.heads.items()}
-        out["shape"] = out["shape"].view(batch, len(_COLOURS), len(SHAPES))
-        out["place"] = out["place"].view(batch, len(_COLOURS), 3)
-        return out
+        objects, scene = self._parts(frames)
+        return {
+            "present": self.heads["present"](objects).squeeze(-1),
+            "shape": self.heads["shape"](objects),
+            "place": self.heads["place"](objects),
+            "background": self.heads["background"](scene),
+            "texture": self.heads["texture"](scene),
+        }
 
     @torch.no_grad()
     def read(self, frames: torch.Tensor, batch_size: int = 256) -> FrameReading:
