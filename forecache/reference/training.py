@@ -19,6 +19,7 @@ from torch import nn
 __all__ = [
     "Ema",
     "StagePlan",
+    "checked_recipe",
     "load_checkpoint",
     "run_stage",
     "save_checkpoint",
@@ -121,6 +122,24 @@ class StagePlan:
     warmup: int
     ema: float
     shift: float = 3.0
+
+
+def checked_recipe(
+    recipe: dict[str, StagePlan] | None, default: dict[str, StagePlan]
+) -> dict[str, StagePlan]:
+    """Return `recipe` (`default` when None), refusing one that lacks a stage of `default`.
+
+    Raises:
+        ValueError: `recipe` lacks a stage (naming the stages and the missing ones).
+
+    """
+    recipe = default if recipe is None else recipe
+    missing = set(default) - set(recipe)
+    if missing:
+        raise ValueError(
+            f"`recipe` must have the stages {', '.join(default)}; missing {', '.join(sorted(missing))}"
+        )
+    return recipe
 
 
 def run_stage(

@@ -21,7 +21,7 @@ from forecache.reference.motion.grammar import (
     caption,
     random_clip,
 )
-from forecache.reference.scenes.prompts import read_prompt_file
+from forecache.reference.prompt_files import read_prompt_file, write_prompt_files
 
 __all__ = ["PROMPT_SETS", "prompt_set", "write_prompt_sets"]
 
@@ -72,15 +72,8 @@ def write_prompt_sets(folder: str | Path) -> None:
     Calibration first, then benchmark prompts that differ from every calibration prompt, then
     held-out prompts; no set repeats a prompt.
     """
-    taken: set[str] = set()
-    out = Path(folder)
-    for name, size in PROMPT_SETS.items():
-        rng = random.Random(_SEEDS[name])
-        chosen: list[str] = []
-        while len(chosen) < size:
-            clip = _heldout_clip(rng) if name == "heldout" else random_clip(rng)
-            text = caption(clip)
-            if text not in taken:
-                taken.add(text)
-                chosen.append(text)
-        (out / f"{name}.txt").write_text("\n".join(chosen) + "\n", encoding="utf-8")
+
+    def draw(name: str, rng: random.Random) -> str:
+        return caption(_heldout_clip(rng) if name == "heldout" else random_clip(rng))
+
+    write_prompt_files(folder, PROMPT_SETS, _SEEDS, draw)

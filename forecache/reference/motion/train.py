@@ -41,6 +41,7 @@ from forecache.reference.motion.model import (
 from forecache.reference.motion.render import render_clip
 from forecache.reference.training import (
     StagePlan,
+    checked_recipe,
     load_checkpoint,
     run_stage,
     save_checkpoint,
@@ -338,12 +339,7 @@ def train_motion(
         ValueError: `recipe` lacks a stage.
 
     """
-    recipe = RECIPE if recipe is None else recipe
-    missing = set(RECIPE) - set(recipe)
-    if missing:
-        raise ValueError(
-            f"`recipe` must have the stages {', '.join(RECIPE)}; missing {', '.join(sorted(missing))}"
-        )
+    recipe = checked_recipe(recipe, RECIPE)
     folder = Path(work)
     folder.mkdir(parents=True, exist_ok=True)
     vae = _train_vae(folder, recipe["vae"], seed, log)

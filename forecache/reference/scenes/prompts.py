@@ -13,10 +13,9 @@ the sets stay fixed whatever Python's random module does in later releases.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
-from importlib import resources
 from pathlib import Path
 
+from forecache.reference.prompt_files import read_prompt_file, write_prompt_files
 from forecache.reference.scenes.grammar import (
     HELD_OUT_PAIRS,
     SceneObject,
@@ -26,7 +25,7 @@ from forecache.reference.scenes.grammar import (
     random_scene,
 )
 
-__all__ = ["PROMPT_SETS", "prompt_set", "read_prompt_file", "write_prompt_sets"]
+__all__ = ["PROMPT_SETS", "prompt_set", "write_prompt_sets"]
 
 PROMPT_SETS: dict[str, int] = {"calibration": 16, "benchmark": 128, "heldout": 128}
 """The sets and their sizes."""
@@ -50,25 +49,6 @@ def prompt_set(name: str) -> list[str]:
     return read_prompt_file("forecache.reference.scenes", name, PROMPT_SETS)
 
 
-def read_prompt_file(package: str, name: str, sets: Iterable[str]) -> list[str]:
-    """Return the prompts of ``<package>/prompts/<name>.txt``, one per non-empty line.
-
-    Args:
-        package (`str`): The package holding the ``prompts`` folder.
-        name (`str`): The set's name; one of `sets`.
-        sets (`Iterable[str]`): The names the package ships.
-
-    Raises:
-        ValueError: `name` is not one of `sets`.
-
-    """
-    known = list(sets)
-    if name not in known:
-        raise ValueError(f"`prompts` must be one of {', '.join(known)}, got {name!r}")
-    text = resources.files(package).joinpath(f"prompts/{name}.txt").read_text("utf-8")
-    return [line for line in text.splitlines() if line]
-
-
 def _heldout_scene(rng: random.Random) -> SceneSpec:
     """Draw a scene and give one of its objects a held-out colour-shape pair."""
     scene = random_scene(rng)
@@ -86,18 +66,11 @@ def write_prompt_sets(folder: str | Path) -> None:
     Calibration first, then benchmark prompts that differ from every calibration prompt, then
     held-out prompts; each set has no repeated prompt.
     """
-    taken: set[str] = set()
-    out = Path(folder)
-    for name, size in PROMPT_SETS.items():
-        rng = random.Random(_SEEDS[name])
-        chosen: list[str] = []
-        while len(chosen) < size:
-            scene = _heldout_scene(rng) if name == "heldout" else random_scene(rng)
-            text = caption(scene)
-            if text not in taken:
-                taken.add(text)
-                chosen.append(text)
-        (out / f"{name}.txt").write_text("\n".join(chosen) + "\n", encoding="utf-8")
+
+    def draw(name: str, rng: random.Random) -> str:
+        return caption(_heldout_scene(rng) if name == "heldout" else random_scene(rng))
+
+    write_prompt_files(folder, PROMPT_SETS, _SEEDS, draw)
 
 
 def scene_of(prompt: str) -> SceneSpec:

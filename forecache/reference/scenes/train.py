@@ -41,7 +41,7 @@ from forecache.reference.scenes.model import (
     build_vae,
 )
 from forecache.reference.scenes.render import render_batch
-from forecache.reference.training import StagePlan, run_stage, step_randomness
+from forecache.reference.training import StagePlan, checked_recipe, run_stage, step_randomness
 
 __all__ = ["RECIPE", "StagePlan", "train_scenes"]
 
@@ -289,12 +289,7 @@ def train_scenes(
         encoders and VAE) and the `SceneJudge`, both in eval mode.
 
     """
-    recipe = RECIPE if recipe is None else recipe
-    missing = set(RECIPE) - set(recipe)
-    if missing:
-        raise ValueError(
-            f"`recipe` must have the stages {', '.join(RECIPE)}; missing {', '.join(sorted(missing))}"
-        )
+    recipe = checked_recipe(recipe, RECIPE)
     folder = Path(work)
     folder.mkdir(parents=True, exist_ok=True)
     vae = _train_vae(folder, recipe["vae"], seed, log)
