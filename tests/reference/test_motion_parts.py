@@ -110,6 +110,23 @@ def test_render_draws_each_frame_on_its_path_with_seeded_jitter():
     assert render_clips([clip, clip]).shape == (2, 3, FRAMES, 32, 32)
 
 
+def test_render_is_deterministic_to_the_pixel():
+    clip = ClipSpec(
+        (
+            MovingObject("square", "red", "large", "moving to the right", 1),
+            MovingObject("cross", "blue", None, "growing", 0),
+        ),
+        "black",
+        "striped",
+    )
+    drawn = render_clip(clip, random.Random(7))
+    # whole pixels the objects cover, frame by frame: the square's (about 8.5 px wide) plus the
+    # cross's, which grows from a radius of 2 to 5.5 px
+    assert (drawn.objects == 1.0).sum(axis=(1, 2)).tolist() == [69, 72, 73, 74, 77, 88, 109, 109, 118]
+    assert round(float(drawn.video.astype(np.float64).sum()), 3) == -20054.131
+    assert np.array_equal(render_clip(clip, random.Random(7)).video, drawn.video)
+
+
 def test_prompt_sets_are_fixed_disjoint_and_held_out_combines_unseen_pairs():
     sets = {name: prompt_set(name) for name in PROMPT_SETS}
     assert {name: len(p) for name, p in sets.items()} == PROMPT_SETS
@@ -164,6 +181,48 @@ def test_an_untrained_pipeline_makes_clips_of_the_advertised_shape(one_thread):
     assert frames.shape == (1, FRAMES, 32, 32, 3) and pipe.config.boundary_ratio == 0.875
 
 
+@pytest.mark.parametrize("experts", [1, 2])
+def test_the_untrained_model_runs_in_wan_pipeline_cached_and_uncached_bitwise(experts, one_thread):
+    import forecache
+
+    torch.manual_seed(0)
+    pipe = build_pipeline(transformer_2=build_pipeline().transformer if experts == 2 else None)
+    pipe.set_progress_bar_config(disable=True)
+
+    def generate():
+        return pipe(
+            prompt=prompt_set("calibration")[:2],
+            num_inference_steps=10,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+            **CALL_DEFAULTS,
+        ).frames
+
+    full = generate()
+    forecache.apply(pipe, forecache.TaylorSeerConfig(interval=3, warmup=2, cooldown=1))
+    try:
+        cached = generate()
+        stats = forecache.stats(pipe)
+    finally:
+        forecache.remove(pipe)
+    # guidance in two calls per step ("cond", "uncond"); two experts: the high-noise one takes the
+    # first 3 of 10 steps (timesteps >= 875 on the shift-3 grid), each expert its own contexts
+    expected = (
+        {"cond": "CCCFFCFFCC", "uncond": "CCCFFCFFCC"}
+        if experts == 1
+        else {
+            "cond": "CCC",
+            "uncond": "CCC",
+            "transformer_2/cond": "CCCFFCC",
+            "transformer_2/uncond": "CCCFFCC",
+        }
+    )
+    assert {key: "".join(ctx.decisions) for key, ctx in stats.contexts.items()} == expected
+    assert stats.compute_ratio == pytest.approx(20 / 12 if experts == 1 else 20 / 16)
+    assert np.isfinite(cached).all() and not np.array_equal(cached, full)
+    assert np.array_equal(generate(), full)  # removed: bitwise what it computed before
+
+
 def _reading(clips: list[ClipSpec], frames: int, jitter: float = 0.0) -> FrameReading:
     """The reading a perfect judge would make of undistorted clips (plus a constant offset)."""
     batch = len(clips) * frames
@@ -214,3 +273,20 @@ def test_adherence_counts_each_attribute_per_frame():
     assert scores.tolist() == [e / 6 for e in expected]
     with pytest.raises(ValueError, match="one clip per 9 frames read"):
         frame_adherence(reading, [clip, clip], FRAMES)
+
+
+def test_the_shipped_prompt_files_are_what_the_seeded_writers_write(tmp_path):
+    from importlib import resources
+
+    from forecache.reference.motion.prompts import write_prompt_sets as write_motion
+    from forecache.reference.scenes.prompts import write_prompt_sets as write_scenes
+
+    for family, write in (("motion", write_motion), ("scenes", write_scenes)):
+        folder = tmp_path / family
+        folder.mkdir()
+        write(folder)
+        shipped = resources.files(f"forecache.reference.{family}").joinpath("prompts")
+        for name in PROMPT_SETS:
+            assert (folder / f"{name}.txt").read_text("utf-8") == shipped.joinpath(f"{name}.txt").read_text(
+                "utf-8"
+            ), (family, name)
