@@ -11,6 +11,7 @@ pipeline with two experts (Wan 2.2) each expert is searched with the other at fu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -265,14 +266,8 @@ def combine(pipe: Any, search: Search, experts: list[Expert], results: dict[str,
     )
     first = next(iter(results.values()))
     notes = [f"{component}: {note}" for component, result in results.items() for note in result.notes]
-    return TuneResult(
-        config=first.config,
-        steps=first.steps,
-        chosen=first.chosen,
-        candidates=first.candidates,
-        step_errors=first.step_errors,
-        full_flops=first.full_flops,
-        skip_flops=first.skip_flops,
+    return dataclasses.replace(
+        first,
         calls=len(search.calls),
         goal=f"{first.goal}, each of {len(results)} experts",
         notes=notes,
