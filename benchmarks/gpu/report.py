@@ -248,7 +248,7 @@ def _kernel_section(rows: list[dict]) -> list[str]:
                     f"{k['speedup_vs_torch']:.2f}x",
                 ]
             )
-    return ["", "### Kernels (benchmarks/kernels.py)", "", *_table(header, lines)]
+    return ["", "### Kernels (benchmarks/kernel_bandwidth.py)", "", *_table(header, lines)]
 
 
 def render_markdown(doc: dict) -> str:

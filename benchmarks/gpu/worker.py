@@ -65,7 +65,7 @@ class _Events:
 
 
 def _kernel_entry(entry: dict, spec: dict) -> dict:
-    from benchmarks import kernels
+    from benchmarks import kernel_bandwidth
 
     argv = ["--device", spec["device"], "--sizes-mb", f"{entry['size_mb']}", "--dtype", entry["dtype"]]
     argv += [
@@ -78,7 +78,7 @@ def _kernel_entry(entry: dict, spec: dict) -> dict:
         "--repeats",
         str(spec["kernel_repeats"]),
     ]
-    return {"rows": kernels.main(argv)}
+    return {"rows": kernel_bandwidth.main(argv)}
 
 
 def _profile_session(part: dict, entries: list[dict], spec: dict) -> Any:
@@ -127,7 +127,7 @@ def run_part(spec: dict) -> None:
             session = _profile_session(part, entries, spec)
             info = {k: v for k, v in session.result.to_dict().items() if k != "rows"}
         else:
-            import benchmarks.kernels  # noqa: F401  (torch and the kernels: the part's set-up)
+            import benchmarks.kernel_bandwidth  # noqa: F401  (torch and the kernels: the part's set-up)
 
             info = {"device": spec["device"]}
     except Exception as err:  # the part cannot start: every entry gets the error

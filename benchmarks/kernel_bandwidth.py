@@ -2,7 +2,7 @@
 
 Example (GPU)::
 
-    python benchmarks/kernels.py --device cuda --sizes-mb 1 4 16 64 256 1024 --dtype bf16 --k 1 3 5
+    python benchmarks/kernel_bandwidth.py --device cuda --sizes-mb 1 4 16 64 256 1024 --dtype bf16 --k 1 3 5
 
 Size is per tensor (one history factor / feature). For each kernel, size and K, the table gives the
 median time, the achieved bandwidth (bytes from the ``*_bytes`` traffic counts), its fraction of the
