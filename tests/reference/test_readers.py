@@ -37,9 +37,13 @@ def test_the_motion_judge_reads_each_colour_with_the_scenes_cell_reader():
     scenes, motion = SceneJudge(), MotionJudge()
     # the same blocks in the same order; the motion reader takes 7 channels over a whole 32x32 frame
     assert [type(m) for m in motion.object] == [type(m) for m in scenes.cell]
-    assert [type(m) for m in motion.scene] == [type(m) for m in scenes.scene]
+    assert (
+        [type(m) for m in motion.scene]
+        == [type(m) for m in motion.texture]
+        == [type(m) for m in scenes.scene]
+    )
     assert motion.object[0].in_channels == 7 and motion.object[0].stride == (2, 2)
-    assert sum(isinstance(m, nn.GroupNorm) for m in motion.modules()) == 7
+    assert sum(isinstance(m, nn.GroupNorm) for m in motion.modules()) == 4 + 3 + 3
     # the colour table is derived, not stored: a saved judge holds weights only
     assert "colours" not in motion.state_dict() and motion.colours.shape == (len(COLOURS), 3)
     frames = torch.rand(5, 3, 32, 32) * 2 - 1
@@ -52,7 +56,7 @@ def test_the_motion_judge_reads_each_colour_with_the_scenes_cell_reader():
         "texture": (5, 2),
     }
     features = motion.features(frames)
-    assert features.shape == (5, MOTION_FEATURES) == (5, 7 * 32)
+    assert features.shape == (5, MOTION_FEATURES) == (5, 8 * 32)
     # each colour asked for reads the frame differently (the query is part of the reader's input)
     per_colour = features[:, :192].view(5, 6, 32)
     assert (per_colour[:, 0] - per_colour[:, 1]).abs().max() > 1e-3
