@@ -63,8 +63,8 @@ RECIPE: dict[str, StagePlan] = {
     "low": StagePlan(steps=400, batch=32, lr=1e-4, warmup=50, ema=0.99),
 }
 """The shipped model's recipe; judge batches are clips (all their frames are read). Measured on one
-thread of the shared 2-core machine (the other core training): vae 0.75 s a step, judge 0.50, t2v
-0.45, high and low 0.45, the pool 5 min: about 67 minutes in all."""
+thread of the shared 2-core machine, the other core training: vae 0.49 s a step, judge 0.34, t2v
+0.31, high and low 0.29, the pool 3.4 min: about 45 minutes in all (67 with tests running too)."""
 
 
 def _clips(rng: Any, batch: int, exclude: frozenset[tuple[str, str]] | None = None) -> list[ClipSpec]:
