@@ -40,10 +40,15 @@ def test_the_wheel_holds_every_module_of_the_package_and_nothing_else(wheel_file
 
 def test_the_wheel_ships_the_reference_weights_and_the_data(wheel_files):
     weights = "forecache/reference/weights"
-    for model in ("flux-digits", "flux-digits-deep", "dit-digits"):
+    for model in ("flux-digits", "flux-digits-deep", "dit-digits", "scenes"):
         assert f"{weights}/{model}/model_index.json" in wheel_files
         assert f"{weights}/{model}/transformer/diffusion_pytorch_model.safetensors" in wheel_files
+    for part in ("tokenizer/tokenizer.json", "tokenizer_2/tokenizer.json", "vae/diffusion_pytorch_model.safetensors"):
+        assert f"{weights}/scenes/{part}" in wheel_files
     assert f"{weights}/classifier/diffusion_pytorch_model.safetensors" in wheel_files
+    assert f"{weights}/scenes-judge/diffusion_pytorch_model.safetensors" in wheel_files
+    for name in ("calibration", "benchmark", "heldout"):
+        assert f"forecache/reference/scenes/prompts/{name}.txt" in wheel_files
     archs = {n for n in wheel_files if n.startswith("forecache/eval/archs/") and n.endswith(".json")}
     assert len(archs) == 5, sorted(archs)
     assert {"forecache/py.typed", "forecache/eval/data/drawbench200.txt"} <= wheel_files

@@ -348,5 +348,16 @@ REFERENCE_MODELS: dict[str, ReferenceModel] = {
         DigitJudge,
         pipeline_class="FluxDigitsPipeline",
     ),
+    "scenes": ReferenceModel(
+        "scenes",
+        "diffusers' FluxPipeline: 4 double + 8 single blocks, CLIP + T5, 32x32 RGB scenes from text, "
+        "guidance-distilled",
+        _load_scenes_pipeline,
+        _scene_conditions,
+        SceneJudgeAdapter,
+        call_defaults=_scenes_defaults(),
+        prompt_sets=("calibration", "benchmark", "heldout"),
+        calibration_set="calibration",
+    ),
 }
 """Every shipped reference model by name."""

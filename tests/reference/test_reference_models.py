@@ -8,7 +8,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from diffusers import EulerDiscreteScheduler
+from diffusers import EulerDiscreteScheduler, FluxPipeline
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 import forecache
@@ -25,7 +25,8 @@ from forecache.reference import (
 from forecache.reference.flux_digits import FLUX_DIGITS_SIZES, build_flux_digits
 from forecache.reference.train import train_flux
 
-ALL_MODELS = ["flux-digits", "dit-digits", "flux-digits-deep"]
+DIGIT_MODELS = ["flux-digits", "dit-digits", "flux-digits-deep"]
+ALL_MODELS = [*DIGIT_MODELS, "scenes"]
 FLUX_MODELS = list(FLUX_DIGITS_SIZES)
 # 40 samples (4 per class) at the default guidance scale, seed 0: >= 0.95 at 50 steps, >= 0.9 at 28
 # (FLUX.1-dev's default step count, the benchmark's default).
@@ -42,10 +43,11 @@ PIPELINE_CLASS = {
     "flux-digits": FluxDigitsPipeline,
     "dit-digits": DiTDigitsPipeline,
     "flux-digits-deep": FluxDigitsPipeline,
+    "scenes": FluxPipeline,
 }
 
 
-@pytest.fixture(scope="module", params=reference_models())
+@pytest.fixture(scope="module", params=DIGIT_MODELS)
 def named_pipe(request):
     pipe = load_reference(request.param)
     pipe.set_progress_bar_config(disable=True)
@@ -78,7 +80,7 @@ def _to_classifier_input(images: torch.Tensor) -> torch.Tensor:
 def test_reference_models_names_and_unknown_name():
     assert reference_models() == ALL_MODELS
     with pytest.raises(
-        ValueError, match=r"unknown reference model 'nope'; known: flux-digits, dit-digits, flux-digits-deep"
+        ValueError, match=r"unknown reference model 'nope'; known: flux-digits, dit-digits, flux-digits-deep, scenes"
     ):
         load_reference("nope")
 

@@ -1,0 +1,152 @@
+"""The shipped scenes model: diffusers' own FluxPipeline, its judge, and forecache on it (issue 19's floors).
+
+Reduced cost, same floors: 16 held-out prompts (colour-shape pairs training never showed) at 28
+steps, FLUX.1-dev's default; the full measurement (64 prompts, 28 and 50 steps) is
+`benchmarks/scenes_quality.py`, its figures in BENCHMARKS.md.
+
+The shipped model misses four of issue 19's floors; those tests stay at the issue's floor and are
+strict expected failures carrying the measured figure (a model that reaches the floor turns them
+into failures, to be unmarked): it draws shapes as blobs (the judge reads the asked shape on
+about a third of the objects), and its guidance-distilled trajectories change which blob appears
+when fewer than about 6 of 28 steps are computed.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FluxPipeline
+
+import forecache
+from forecache.calibrate.flops import count_flops
+from forecache.eval.metrics import psnr
+from forecache.reference import REFERENCE_MODELS, load_reference, reference_path
+from forecache.reference.scenes.checks import word_changes, word_test
+from forecache.reference.scenes.grammar import HELD_OUT_PAIRS, parse_caption, random_scene
+from forecache.reference.scenes.judge import adherence, targets
+from forecache.reference.scenes.prompts import prompt_set
+from forecache.reference.scenes.render import render_batch
+
+pytestmark = pytest.mark.eval
+
+STEPS = 28
+HELD_OUT = prompt_set("heldout")[:16]
+SEEDS = list(range(len(HELD_OUT)))
+DEFAULTS = dict(REFERENCE_MODELS["scenes"].call_defaults)
+MAX_WEIGHT_BYTES = 25 * 2**20
+
+
+@pytest.fixture(scope="module")
+def pipe(one_thread):
+    loaded = load_reference("scenes")
+    loaded.set_progress_bar_config(disable=True)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def judge():
+    return REFERENCE_MODELS["scenes"].judge()
+
+
+def generate(pipe, prompts, seeds, config=None):
+    """Images (N, 32, 32, 3) in [0, 1] and the linear-layer FLOPs run."""
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    kwargs = {"num_inference_steps": STEPS, "generator": generators, "output_type": "np", **DEFAULTS}
+    with count_flops(pipe.transformer) as flops:
+        if config is None:
+            images = pipe(list(prompts), **kwargs).images
+        else:
+            with forecache.cached(pipe, config):
+                images = pipe(list(prompts), **kwargs).images
+    return images, flops.total
+
+
+@pytest.fixture(scope="module")
+def full(pipe):
+    return generate(pipe, HELD_OUT, SEEDS)
+
+
+def test_loads_in_diffusers_own_flux_pipeline_within_the_size_budget():
+    folder = reference_path("scenes")
+    loaded = FluxPipeline.from_pretrained(folder)
+    assert type(loaded) is FluxPipeline
+    config = loaded.transformer.config
+    assert (config.num_layers, config.num_single_layers, config.guidance_embeds) == (4, 8, True)
+    files = [*folder.rglob("*.safetensors"), *(folder.parent / "scenes-judge").rglob("*.safetensors")]
+    total = sum(f.stat().st_size for f in files)
+    assert total <= MAX_WEIGHT_BYTES, f"{total / 2**20:.1f} MiB of weights"
+
+
+def test_the_judge_reads_drawn_scenes(judge):
+    rng = random.Random(12345)
+    scenes = [random_scene(rng, frozenset()) for _ in range(256)]
+    images = render_batch(scenes, rng)
+    score = adherence(judge.judge.read(images), scenes)
+    assert score.mean() >= 0.99, f"judge adherence on drawn scenes {score.mean():.4f}"
+
+
+MISSED = "issue 19's floor, not met by the shipped model: {} (BENCHMARKS.md, Scenes)"
+
+
+@pytest.mark.xfail(strict=True, reason=MISSED.format("adherence 0.816 on 64 held-out prompts"))
+def test_full_compute_follows_held_out_prompts(full, judge):
+    assert all(parse_caption(p).pairs() & HELD_OUT_PAIRS for p in HELD_OUT)
+    score = judge.adherence(full[0], HELD_OUT)
+    assert score.mean() >= 0.9, f"adherence {score.mean():.3f} at {STEPS} steps"
+
+
+@pytest.mark.xfail(strict=True, reason=MISSED.format("word test 0.906: colour 0.81, position 1.00"))
+def test_colour_and_position_words_change_the_image(pipe, judge):
+    changes = word_changes(HELD_OUT, 20)
+    images, _ = generate(pipe, [c.prompt for c in changes], [SEEDS[c.source] for c in changes])
+    hits = word_test(judge.judge, images, changes)
+    rate = np.mean(hits["colour"] + hits["position"])
+    assert rate >= 0.95, f"word test {rate:.3f} ({hits})"
+
+
+def test_full_compute_draws_objects_colours_and_backgrounds_asked(full, judge):
+    """What the model does follow: every object on its cell, the background; about half the colours."""
+    scenes = [parse_caption(p) for p in HELD_OUT]
+    pixels = torch.from_numpy(np.ascontiguousarray(full[0])).permute(0, 3, 1, 2)
+    reading, wanted = judge.judge.read(pixels * 2.0 - 1.0), targets(scenes)
+    on_cell = wanted["shape"] > 0
+    present = (reading.shape[on_cell] > 0).float().mean().item()
+    colours = (reading.colour[on_cell] == wanted["colour"][on_cell]).float().mean().item()
+    backgrounds = (reading.background == wanted["background"]).float().mean().item()
+    print(f"present {present:.3f}, colour {colours:.3f}, background {backgrounds:.3f}")
+    assert present >= 0.95 and backgrounds >= 0.95 and colours >= 0.4, (present, colours, backgrounds)
+
+
+@pytest.mark.xfail(strict=True, reason=MISSED.format("26.8 dB mean, 13.4 dB worst at 5.52x, 28 steps"))
+def test_timeline_config_untuned_keeps_40_db_at_5x(pipe, full):
+    images, flops = generate(pipe, HELD_OUT, SEEDS, forecache.TimelineConfig())
+    ratio = full[1] / flops
+    pooled, _ = psnr(full[0], images)
+    assert ratio >= 5.0 and pooled >= 40.0, f"{ratio:.2f}x at {pooled:.2f} dB"
+
+
+@pytest.mark.parametrize(
+    "goal",
+    [
+        pytest.param(
+            6.0,
+            marks=pytest.mark.xfail(
+                strict=True, reason=MISSED.format("27.1 dB mean, 12.3 dB worst at 6.88x, 28 steps")
+            ),
+        ),
+        3.5,  # measured: 3.96x at 46.1 dB mean, 42.6 dB worst (forecache bench, 16 held-out prompts)
+    ],
+)
+def test_tuned_on_four_calibration_prompts_holds_on_held_out_prompts(pipe, full, judge, goal):
+    call = {"prompt": prompt_set("calibration")[:4], "num_inference_steps": STEPS, **DEFAULTS}
+    result = forecache.tune(pipe, call, ratio=goal, trials=2, seed=100_000, progress=False)
+    images, flops = generate(pipe, HELD_OUT, SEEDS, result.config)
+    ratio = full[1] / flops
+    pooled, per_sample = psnr(full[0], images)
+    assert ratio >= 0.95 * goal, f"tuned ratio {ratio:.2f}x"
+    assert pooled >= 40.0 and min(per_sample) >= 35.0, f"{pooled:.2f} dB, worst {min(per_sample):.2f} dB"
+    drop = judge.adherence(full[0], HELD_OUT).mean() - judge.adherence(images, HELD_OUT).mean()
+    assert drop <= 0.01, f"adherence fell by {drop:.3f}"
