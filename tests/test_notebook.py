@@ -10,8 +10,8 @@ nbformat = pytest.importorskip("nbformat", reason="needs the dev extra (nbformat
 nbclient = pytest.importorskip("nbclient", reason="needs the dev extra (nbformat, nbclient, ipykernel)")
 pytest.importorskip("ipykernel", reason="needs the dev extra (nbformat, nbclient, ipykernel)")
 
-import forecache  # noqa: E402
 from forecache.cli import main  # noqa: E402
+from forecache.configfile import load_config  # noqa: E402
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "tune_schedule.ipynb"
 RATIO = 3.5  # the notebook's RATIO
@@ -40,7 +40,7 @@ def test_notebook_runs_and_its_config_holds_on_held_out_prompts(tmp_path, monkey
     for name in ("tuned.json", "my-pipeline.json", "schedule.png", "held_out.png"):
         assert name in written, f"the notebook wrote no {name}; {out_dir} holds {written}"
     for name in ("tuned.json", "my-pipeline.json"):
-        config = forecache.configfile.load_config(out_dir / name)
+        config = load_config(out_dir / name)
         assert type(config.policy).__name__ == "Timeline", (name, config)
 
     bench_out = tmp_path / "bench"

@@ -43,7 +43,12 @@ def test_the_wheel_ships_the_reference_weights_and_the_data(wheel_files):
     for model in ("flux-digits", "flux-digits-deep", "dit-digits", "scenes"):
         assert f"{weights}/{model}/model_index.json" in wheel_files
         assert f"{weights}/{model}/transformer/diffusion_pytorch_model.safetensors" in wheel_files
-    for part in ("tokenizer/tokenizer.json", "tokenizer_2/tokenizer.json", "vae/diffusion_pytorch_model.safetensors"):
+    scene_parts = (
+        "tokenizer/tokenizer.json",
+        "tokenizer_2/tokenizer.json",
+        "vae/diffusion_pytorch_model.safetensors",
+    )
+    for part in scene_parts:
         assert f"{weights}/scenes/{part}" in wheel_files
     assert f"{weights}/classifier/diffusion_pytorch_model.safetensors" in wheel_files
     assert f"{weights}/scenes-judge/diffusion_pytorch_model.safetensors" in wheel_files

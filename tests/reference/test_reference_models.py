@@ -80,7 +80,8 @@ def _to_classifier_input(images: torch.Tensor) -> torch.Tensor:
 def test_reference_models_names_and_unknown_name():
     assert reference_models() == ALL_MODELS
     with pytest.raises(
-        ValueError, match=r"unknown reference model 'nope'; known: flux-digits, dit-digits, flux-digits-deep, scenes"
+        ValueError,
+        match=r"unknown reference model 'nope'; known: flux-digits, dit-digits, flux-digits-deep, scenes",
     ):
         load_reference("nope")
 
