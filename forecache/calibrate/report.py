@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from forecache.calibrate.tuner import TuneResult
+    from forecache.calibrate.result import TuneResult
 
 __all__ = ["markdown_report", "schedule_plot"]
 
@@ -15,7 +15,25 @@ def _schedule_text(computed: list[int], steps: int) -> str:
 
 
 def markdown_report(result: TuneResult) -> str:
-    """Return the goal, the choice and every candidate tried, as markdown."""
+    """Return the goal, the choice and every candidate tried, as markdown (per expert for two)."""
+    if result.experts:
+        lines = [
+            "# forecache tune",
+            "",
+            f"Goal: {result.goal}; {result.calls} calibration call(s). Every expert tuned with the "
+            "others at full compute, then verified together: "
+            f"{result.ratio:.2f}x, {result.psnr_db:.2f} dB against full compute.",
+            "",
+            *[f"Note: {note}" for note in result.notes],
+        ]
+        for component, expert in result.experts.items():
+            body = _one(expert).split("\n", 2)[2]  # without its title
+            lines += ["", f"## {component}", "", body]
+        return "\n".join(lines) + "\n"
+    return _one(result)
+
+
+def _one(result: TuneResult) -> str:
     chosen = result.chosen
     lines = [
         "# forecache tune",
@@ -44,8 +62,16 @@ def markdown_report(result: TuneResult) -> str:
 
 
 def schedule_plot(result: TuneResult, width: int = 900, height: int = 300) -> Any:
-    """Return a PIL image: bars of the per-step offline error, computed steps marked below."""
+    """Return a PIL image: bars of the per-step offline error, computed steps marked below (each expert's)."""
     from PIL import Image, ImageDraw
+
+    if result.experts:
+        plots = [schedule_plot(expert, width, height) for expert in result.experts.values()]
+        stacked = Image.new("RGB", (width, height * len(plots)), "white")
+        for i, (component, plot) in enumerate(zip(result.experts, plots, strict=True)):
+            ImageDraw.Draw(plot).text((width - 200, 10), component, fill="black")
+            stacked.paste(plot, (0, i * height))
+        return stacked
 
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
