@@ -21,7 +21,9 @@ import torch
 
 import forecache
 from forecache.calibrate.flops import count_flops
-from forecache.calibrate.tuner import _calls, _output, _psnr
+from forecache.calibrate.frames import frame_psnr as _psnr
+from forecache.calibrate.search import output as _output
+from forecache.calibrate.tuner import _calls
 from forecache.reference import load_reference
 
 GOALS = {"flux-digits": 8.0, "flux-digits-deep": 8.0, "dit-digits": 6.0}

@@ -205,6 +205,12 @@ def _add_tune(sub: Any) -> None:
         default=8,
         help="real cached runs per searched step count (default 8; --verify: its former name)",
     )
+    tune.add_argument(
+        "--frame-score",
+        choices=["pooled", "worst"],
+        default="pooled",
+        help="videos: score candidates over all frames alike (default) or by their worst frame",
+    )
     tune.add_argument("--seed", type=int, default=0, help="seed of the calibration call (default 0)")
     tune.add_argument("--device", default="cpu", help="torch device (default cpu)")
     tune.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
@@ -248,17 +254,21 @@ def _tune(args: argparse.Namespace) -> int:
             trials=args.trials,
             seed=args.seed,
             progress=not args.no_progress,
+            frames=args.frame_score,
         )
     out = Path(args.out or str(Path("forecache-tune") / datetime.now().strftime("%Y%m%d-%H%M%S")))
     config_path = result.save(out / "tuned.json")
     atomic_write_text(out / "tune-report.md", f"Model: {source}\n\n" + result.report())
     atomic_write_image(out / "schedule.png", result.plot())
-    chosen = result.chosen
-    print(
-        f"forecache tune: {chosen.forecaster!r} on {len(chosen.computed)} of {result.steps} steps, "
-        f"{chosen.ratio:.2f}x, {chosen.psnr_db:.2f} dB against full compute on "
-        f"{args.calibration} calibration samples"
-    )
+    for component, part in (result.experts or {"": result}).items():
+        chosen = part.chosen
+        print(
+            f"forecache tune: {component + ': ' if component else ''}{chosen.forecaster!r} on "
+            f"{len(chosen.computed)} of {part.steps} steps, {chosen.ratio:.2f}x, {chosen.psnr_db:.2f} dB "
+            f"against full compute on {args.calibration} calibration samples"
+        )
+    if result.experts:
+        print(f"forecache tune: the experts together: {result.ratio:.2f}x, {result.psnr_db:.2f} dB")
     print(
         f"wrote {config_path} (forecache.apply(pipe, path), forecache bench --config), "
         "tune-report.md, schedule.png"

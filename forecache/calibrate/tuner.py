@@ -14,12 +14,17 @@
 Speed/quality: the schedule is what matters most (sparse where features change slowly, dense
 where they do not, per model and scheduler); the tuner costs one recording generation per
 calibration call plus ``trials`` cached generations per searched step count.
+
+A pipeline with two denoising experts (Wan 2.2's `transformer` and `transformer_2`) has each expert
+searched and verified with the other at full compute, then both verified together
+(`forecache.calibrate.search`). Video outputs can be scored frame by frame
+(`forecache.calibrate.frames`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,16 +35,10 @@ from forecache.accel.config import CacheConfig
 from forecache.accel.forecasters import AdamsBashforth, Forecaster, Hermite, Reuse, Taylor
 from forecache.accel.policies import Interval
 from forecache.calibrate.flops import ComputeCount, count_flops
-from forecache.calibrate.offline import (
-    Trajectory,
-    best_schedules,
-    check_linear,
-    error_table,
-    schedule_cost,
-    step_costs,
-    step_weights,
-)
+from forecache.calibrate.frames import Frames, check_frames, frame_psnr
+from forecache.calibrate.offline import Trajectory, check_linear
 from forecache.calibrate.result import Candidate, TuneResult
+from forecache.calibrate.search import Expert, Search, combine, output
 
 __all__ = ["DEFAULT_FORECASTERS", "Candidate", "TuneResult", "tune"]
 
@@ -55,9 +54,6 @@ DEFAULT_FORECASTERS: tuple[Forecaster, ...] = (
 )
 """FoCa is left out (its history steps through the forecast values, which the offline evaluation
 does not replay) and DMD too (nonlinear in the features); both can still be applied directly."""
-#: The two-point forecasters the dynamic programme searches schedules for.
-_SEARCHERS: tuple[Forecaster, ...] = (Reuse(), Taylor(order=1), AdamsBashforth(order=2))
-_WEIGHTINGS = ("sensitivity", "uniform", "dt", "late")
 
 
 def _accepts(pipe: Any, name: str) -> bool:
@@ -98,109 +94,80 @@ def _calls(
     return calls
 
 
-def _output(result: Any) -> torch.Tensor:
-    """Return the generated values of a pipeline output as a float64 tensor (images, frames or latents)."""
-    for name in ("images", "frames", "latents", "audios", "sample"):
-        value = getattr(result, name, None)
-        if value is not None:
-            break
-    else:
-        value = result[0] if isinstance(result, tuple) else result
-    if isinstance(value, list) and value and not isinstance(value[0], (torch.Tensor, np.ndarray)):
-        value = np.stack([np.asarray(v) for v in value])
-    if isinstance(value, list):
-        value = np.stack([np.asarray(v.cpu() if isinstance(v, torch.Tensor) else v) for v in value])
-    tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
-    return tensor.detach().to("cpu", torch.float64)
+def _experts(pipe: Any) -> list[str]:
+    """Return the pipeline's transformer components, in denoising order (Wan 2.2: both experts)."""
+    from forecache.api import TRANSFORMER_COMPONENTS
+
+    return [name for name in TRANSFORMER_COMPONENTS if isinstance(getattr(pipe, name, None), torch.nn.Module)]
 
 
-def _psnr(reference: list[torch.Tensor], outputs: list[torch.Tensor]) -> float:
-    """Return the paired PSNR over all values of all calls (peak 1 for images, else the largest value)."""
-    squared = sum(float(((a - b) ** 2).sum()) for a, b in zip(reference, outputs, strict=True))
-    count = sum(a.numel() for a in reference)
-    peak = max(float(a.abs().max()) for a in reference)
-    peak = 1.0 if peak <= 1.0 else peak
-    mse = squared / max(count, 1)
-    return float("inf") if mse == 0 else 10.0 * math.log10(peak**2 / mse)
-
-
-def _record(
+def _record_all(
     pipe: Any, calls: list[Callable[[], Any]], progress: Any
-) -> tuple[Trajectory, list[torch.Tensor], float, float]:
-    """Run the calls at full compute: the trajectory, the outputs, FLOPs of a full and a skipped call."""
+) -> tuple[list[Expert], list[torch.Tensor]]:
+    """Run the calls at full compute: per transformer that ran its recording, and the outputs."""
     from forecache.accel.session import session_of
     from forecache.api import apply, remove  # imports diffusers: on first use, as `forecache` does
     from forecache.calibrate.record import RecordingTarget  # registers the "record" target
 
     recorder = CacheConfig(policy=Interval(every=1, warmup=1, cooldown=0), target="record")
-    transformer = pipe.transformer
+    components = _experts(pipe)
     outputs: list[torch.Tensor] = []
-    flops = ComputeCount()
+    flops: dict[str, ComputeCount] = {}
     apply(pipe, recorder)
     try:
-        session = session_of(transformer)
-        assert session is not None and isinstance(session.target, RecordingTarget)
+        sessions = {name: session_of(getattr(pipe, name)) for name in components}
+        for session in sessions.values():
+            assert session is not None and isinstance(session.target, RecordingTarget)
         for index, call in enumerate(calls):
             if index == 0:
-                with count_flops(transformer, session.target.blocks) as flops:
-                    outputs.append(_output(call()))
+                with contextlib.ExitStack() as stack:
+                    for name, session in sessions.items():
+                        flops[name] = stack.enter_context(
+                            count_flops(getattr(pipe, name), session.target.blocks)  # type: ignore[union-attr]
+                        )
+                    outputs.append(output(call()))
             else:
-                outputs.append(_output(call()))
+                outputs.append(output(call()))
             progress.update(1)
-        records = list(session.target.records)
+        records = {name: list(session.target.records) for name, session in sessions.items()}  # type: ignore[union-attr]
     finally:
         remove(pipe)
-    for record in records:
-        record.finish()
-    lengths = [len(r.steps) for r in records]
-    n = max(set(lengths), key=lengths.count)
-    features = [r.streams[0] for r in records if len(r.steps) == n and r.streams and r.streams[0] is not None]
-    timesteps = next(r.timesteps for r in records if len(r.steps) == n)
-    full = float(np.mean(flops.per_call))
-    outside = [total - inside for total, inside in zip(flops.per_call, flops.inside, strict=True)]
-    skip = float(np.mean(outside))
-    return Trajectory.from_features(features, timesteps), outputs, full, skip
+    experts: list[Expert] = []
+    for name in components:
+        if not records[name] or not flops[name].per_call:
+            continue  # an expert the calls never reached
+        for record in records[name]:
+            record.finish()
+        lengths = [len(r.steps) for r in records[name]]
+        n = max(set(lengths), key=lengths.count)
+        features = [
+            r.streams[0]
+            for r in records[name]
+            if len(r.steps) == n and r.streams and r.streams[0] is not None
+        ]
+        timesteps = next(r.timesteps for r in records[name] if len(r.steps) == n)
+        count = flops[name]
+        full = float(np.mean(count.per_call))
+        skip = float(
+            np.mean([total - inside for total, inside in zip(count.per_call, count.inside, strict=True)])
+        )
+        experts.append(Expert(name, Trajectory.from_features(features, timesteps), full, skip, n))
+    # a later expert joins the loop where the earlier ones stop: its calls see the steps left from there,
+    # the first one the pipeline's whole count
+    total = sum(e.trajectory.length for e in experts)
+    for position, expert in enumerate(experts):
+        if len(experts) > 1:
+            expert.timeline_steps = total - sum(e.trajectory.length for e in experts[:position])
+    return experts, outputs
 
 
-def _ratio(n: int, computed: int, full: float, skip: float) -> float:
-    return n * full / (computed * full + (n - computed) * skip)
-
-
-def _count_for_ratio(n: int, ratio: float, full: float, skip: float) -> int:
-    """Return the most computed steps whose compute ratio is still at least `ratio`."""
-    for m in range(n, 0, -1):
-        if _ratio(n, m, full, skip) >= ratio:
-            return m
-    return 1
-
-
-def _to_try(ranked: list[Candidate], count: int) -> list[Candidate]:
-    """Return the candidates to run for real: each forecaster's best first, then new schedules.
-
-    The offline error ranks schedules well but forecasters less so (a higher-order forecaster's
-    errors can matter less in the image than its offline error says), so every forecaster gets a
-    real run on its best schedule before any gets a second. Forecasters that predict alike on this
-    trajectory (Taylor 1 and Adams-Bashforth 2 on a uniform grid) are run once.
-    """
-
-    def same(a: Candidate, b: Candidate) -> bool:
-        return a.computed == b.computed and math.isclose(a.offline_cost, b.offline_cost, rel_tol=1e-5)
-
-    best_each = []
-    for forecaster in dict.fromkeys(repr(c.forecaster) for c in ranked):
-        best_each.append(next(c for c in ranked if repr(c.forecaster) == forecaster))
-    picked: list[Candidate] = []
-    for candidate in sorted(best_each, key=lambda c: c.offline_cost):
-        if len(picked) < count and not any(same(candidate, p) for p in picked):
-            picked.append(candidate)
-    schedules = {tuple(c.computed) for c in picked}
-    for candidate in ranked:
-        if len(picked) >= count:
-            break
-        if tuple(candidate.computed) not in schedules:
-            picked.append(candidate)
-            schedules.add(tuple(candidate.computed))
-    return picked
+def _record(
+    pipe: Any, calls: list[Callable[[], Any]], progress: Any
+) -> tuple[Trajectory, list[torch.Tensor], float, float]:
+    """Run the calls at full compute: the first transformer's trajectory, the outputs, its FLOPs per call."""
+    experts, outputs = _record_all(pipe, calls, progress)
+    first = experts[0]
+    return first.trajectory, outputs, first.full, first.skip
 
 
 def tune(
@@ -215,6 +182,7 @@ def tune(
     max_gap: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    frames: Frames = "pooled",
 ) -> TuneResult:
     """Find the schedule and forecaster for this model, for a compute ratio or a quality budget.
 
@@ -239,6 +207,10 @@ def tune(
         max_gap: Most steps between two computed ones. Default: a third of the steps.
         seed: Seed of the first calibration call (the others follow). Default 0.
         progress: Show a progress bar. Default True.
+        frames: Videos: how the verification weighs the frames (`forecache.calibrate.frames`):
+            ``"pooled"`` (every value alike, the default), ``"worst"`` (a candidate scores its worst
+            frame's PSNR: safer against one spoiled frame, picks denser schedules) or one weight
+            per frame. Other outputs take ``"pooled"`` only.
 
     Returns:
         The `TuneResult`: its `config` is ready for `forecache.apply`; `save`, `report`, `plot`.
@@ -264,121 +236,36 @@ def tune(
         raise ValueError(f"tune: `target` must be one of ['blocks'], got {target!r}")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"tune: `trials` must be an int >= 1, got {trials!r}")
+    check_frames(frames)
     from tqdm.auto import tqdm
 
     calls = _calls(pipe, call_kwargs, seed)
     with tqdm(total=len(calls), desc="forecache tune: recording", disable=not progress, unit="call") as bar:
-        trajectory, reference, full, skip = _record(pipe, calls, bar)
-    n = trajectory.length
-    gap = max_gap or max(2, n // 3)
-    for forecaster in forecasters:
-        if not check_linear(forecaster, [0.0, 1.0, 2.5], 4.0) or not check_linear(
-            forecaster,
-            list(trajectory.coordinate(forecaster)[:3]),
-            float(trajectory.coordinate(forecaster)[4 % n]),
-        ):
-            raise TypeError(f"tune: `forecasters` must be linear in their features; {forecaster!r} is not")
-    tables: dict[tuple[str, int], np.ndarray] = {}
-    ranking = step_weights(trajectory, "sensitivity")
-
-    def candidates_at(count: int) -> list[Candidate]:
-        # a gap wide enough for `count` computed steps to cover the trajectory
-        widest = max(gap, math.ceil(n / count) + 1)
-        found: dict[tuple[tuple[int, ...], str], Candidate] = {}
-        for searcher in _SEARCHERS:
-            table_key = (str(searcher), widest)
-            if table_key not in tables:
-                tables[table_key] = error_table(trajectory, searcher, widest)
-            table = tables[table_key]
-            for weighting in _WEIGHTINGS:
-                schedules = best_schedules(table, step_weights(trajectory, weighting), [count], widest)
-                if count not in schedules:
-                    continue
-                computed = [int(step) for step in schedules[count][1]]
-                for forecaster in forecasters:
-                    key = (tuple(computed), repr(forecaster))
-                    if key in found:
-                        continue
-                    cost = schedule_cost(trajectory, forecaster, computed, ranking)
-                    source = f"dp:{type(searcher).__name__}/{weighting}"
-                    found[key] = Candidate(
-                        list(computed), forecaster, source, cost, _ratio(n, count, full, skip)
-                    )
-        return sorted(found.values(), key=lambda c: c.offline_cost)
-
-    verified: list[Candidate] = []
-
-    def run(candidate: Candidate, bar: Any) -> float:
-        from forecache.api import cached
-
-        outputs = []
-        with cached(pipe, candidate.config(n, target)):
-            for call in calls:
-                outputs.append(_output(call()))
-                bar.update(1)
-        candidate.psnr_db = _psnr(reference, outputs)
-        verified.append(candidate)
-        return candidate.psnr_db
-
-    def best_verified(count: int, bar: Any) -> tuple[Candidate | None, list[Candidate]]:
-        ranked = candidates_at(count)
-        chosen = None
-        for candidate in _to_try(ranked, trials):
-            run(candidate, bar)
-            if chosen is None or (candidate.psnr_db or -1) > (chosen.psnr_db or -1):
-                chosen = candidate
-        return chosen, ranked
-
-    notes: list[str] = []
-    if ratio is not None:
-        count = _count_for_ratio(n, float(ratio), full, skip)
-        with tqdm(
-            total=trials * len(calls), desc="forecache tune: verifying", disable=not progress, unit="call"
-        ) as bar:
-            chosen, ranked = best_verified(count, bar)
-        goal = f"compute ratio >= {ratio:g}x"
-        if _ratio(n, count, full, skip) < float(ratio):
-            reached = _ratio(n, count, full, skip)
-            notes.append(f"{ratio:g}x needs fewer computed steps than 1 of {n}; tuned at {reached:.2f}x")
-    else:
-        budget = float(budget_db or 0.0)
-        goal = f"PSNR >= {budget:g} dB"
-        low, high = 1, n  # the fewest computed steps (highest ratio) meeting the budget, by bisection
-        best: tuple[Candidate, list[Candidate]] | None = None
-        rounds = math.ceil(math.log2(n)) + 1
-        with tqdm(
-            total=rounds * trials * len(calls),
-            desc="forecache tune: verifying",
-            disable=not progress,
-            unit="call",
-        ) as bar:
-            while low <= high:
-                count = (low + high) // 2
-                chosen, ranked = best_verified(count, bar)
-                if chosen is not None and (chosen.psnr_db or 0.0) >= budget:
-                    best, high = (chosen, ranked), count - 1
-                else:
-                    low = count + 1
-        if best is None:
-            notes.append(f"no schedule reached {budget_db:g} dB: full compute returned")
-            full_steps = list(range(n))
-            candidate = Candidate(full_steps, Reuse(), "full compute", 0.0, 1.0, float("inf"))
-            chosen, ranked = candidate, [candidate]
-        else:
-            chosen, ranked = best
-    assert chosen is not None
-    errors = [float(e) for e in step_costs(trajectory, chosen.forecaster, chosen.computed)]
-    seen = {id(c) for c in ranked}
-    everything = ranked + [c for c in verified if id(c) not in seen]
-    return TuneResult(
-        config=chosen.config(n, target),
-        steps=n,
-        chosen=chosen,
-        candidates=everything,
-        step_errors=errors,
-        full_flops=full,
-        skip_flops=skip,
-        calls=len(calls),
-        goal=goal,
-        notes=notes,
+        experts, reference = _record_all(pipe, calls, bar)
+    frame_psnr(reference, reference, frames)  # refuses a frame weighting the outputs cannot take
+    for expert in experts:
+        coordinates = expert.trajectory.coordinate
+        n = expert.trajectory.length
+        for forecaster in forecasters:
+            if not check_linear(forecaster, [0.0, 1.0, 2.5], 4.0) or not check_linear(
+                forecaster, list(coordinates(forecaster)[:3]), float(coordinates(forecaster)[4 % n])
+            ):
+                raise TypeError(
+                    f"tune: `forecasters` must be linear in their features; {forecaster!r} is not"
+                )
+    search = Search(
+        calls,
+        reference,
+        forecasters,
+        target,
+        trials,
+        max_gap,
+        frames,
+        progress,
+        ratio=ratio,
+        budget_db=budget_db,
     )
+    if len(experts) == 1:
+        return search.run(experts[0], pipe)
+    results = {expert.component: search.run(expert, getattr(pipe, expert.component)) for expert in experts}
+    return combine(pipe, search, experts, results)

@@ -20,6 +20,7 @@ __all__ = [
     "raise_recompile_limit",
     "reset_stateful_cache",
     "snapshot_forwards",
+    "taylorseer_attention_patterns",
 ]
 
 
@@ -67,6 +68,18 @@ def keep_in_fp32_modules(model: torch.nn.Module) -> set[str]:
     a model built from its config gets the same treatment from `forecache.eval.arch`.
     """
     return set(getattr(model, "_keep_in_fp32_modules", None) or ())
+
+
+def taylorseer_attention_patterns() -> tuple[str, ...]:
+    """Return the patterns diffusers' TaylorSeerCache matches attention modules with by default.
+
+    ``diffusers.hooks.taylorseer_cache._TRANSFORMER_BLOCK_IDENTIFIERS`` (checked on diffusers
+    0.42.1): regular expressions such as ``^blocks.*attn``, matched against whole module names,
+    which hook nothing on models whose attention modules are numbered (Wan's ``attn1``/``attn2``).
+    """
+    from diffusers.hooks import taylorseer_cache
+
+    return tuple(taylorseer_cache._TRANSFORMER_BLOCK_IDENTIFIERS)
 
 
 _PATCHED = ("forward", "_is_patched")

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import forecache
+import forecache.eval.temporal as temporal
 from forecache.eval.config import DEFAULT_METHODS, DEFAULT_TARGETS, BenchConfig, RunConfig
 from forecache.eval.matched import run_matched
 from forecache.eval.methods import MethodSpec
@@ -197,6 +198,8 @@ def _notes(harness: Harness, config: RunConfig) -> dict[str, str]:
         )
     if harness.repeats == 0:
         notes["speed"] = "not timed (repeats 0): set repeats (--repeats N) to time each row N times"
+    if harness.workload.kind == "frames":
+        notes.update(temporal.notes(harness.scorer.judge))
     if harness.workload.kind == "latent":
         notes["quality"] = "not measured: latent outputs (output='latent'), a speed and compute run"
     return notes

@@ -14,6 +14,7 @@ from forecache.eval.plots import difference_maps, image_grid
 from forecache.eval.report import decisions_text, markdown_report, shown_rows
 from forecache.eval.schema import BenchResult, MethodResult
 from forecache.eval.store import RunFolder
+from forecache.eval.temporal import worst_clip
 
 __all__ = ["grid_rows", "write_outputs"]
 
@@ -41,17 +42,25 @@ def write_outputs(result: BenchResult, folder: RunFolder | Path | str) -> dict[s
     pictures = [(r.label, images, r.kind) for r, images in loaded if images is not None]
     if pictures and result.workload.get("output") != "latent":
         seeds = result.workload["seeds"]
-        grid = image_grid([(label, images) for label, images, _ in pictures], seeds)
-        files["grid"] = atomic_write_image(out / "grid.png", grid)
-        figures["Outputs (baseline first; same seed per column; last column: 1:1 crop)"] = "grid.png"
         base = pictures[0][1] if pictures[0][2] == "baseline" else None
         others = [
             (label, images)
             for label, images, kind in pictures[1:]
             if base is not None and images.shape == base.shape
         ]
+        clip = worst_clip(others, base) if base is not None and base.ndim == 5 else 0
+        grid = image_grid([(label, images) for label, images, _ in pictures], seeds, clip=clip)
+        files["grid"] = atomic_write_image(out / "grid.png", grid)
+        title = "Outputs (baseline first; same seed per column; last column: 1:1 crop)"
+        if pictures[0][1].ndim == 5:
+            title = (
+                f"Frames of the worst clip (seed {seeds[clip]}: the lowest PSNR of any row; "
+                "last column: 1:1 crop)"
+            )
+        figures[title] = "grid.png"
         if base is not None and others:
-            files["heatmaps"] = atomic_write_image(out / "heatmaps.png", difference_maps(base, others, seeds))
+            maps = difference_maps(base, others, seeds, clip=clip)
+            files["heatmaps"] = atomic_write_image(out / "heatmaps.png", maps)
             figures["Difference from the baseline (same scale for every row)"] = "heatmaps.png"
     try:
         from forecache.eval.figures import pareto_figure, timeline_figure

@@ -4,7 +4,8 @@ Images keep their own aspect ratio. Large outputs are downscaled with a Lanczos 
 readable height; small ones (the 16x16 reference digits) are enlarged by a whole factor with
 nearest-neighbour, so every pixel stays a crisp square. A last column shows a crop of the first
 sample at full resolution (1:1 pixels), where a downscaled thumbnail would hide the artefacts a
-cache leaves. Videos show a strip of frames of the first sample instead of one image per seed.
+cache leaves. Videos show a strip of frames of one clip (the report picks the worst) instead of one
+image per seed.
 """
 
 from __future__ import annotations
@@ -60,10 +61,10 @@ def _crop(image: np.ndarray, side: int) -> Image.Image:
     return pil.crop((left, top, left + w, top + h))
 
 
-def _columns(images: np.ndarray, max_columns: int) -> tuple[list[np.ndarray], np.ndarray]:
+def _columns(images: np.ndarray, max_columns: int, clip: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
     """Return the pictures of one row and the full-resolution source of its crop."""
-    if images.ndim == 5:  # (batch, frames, H, W, C): a strip of frames of the first sample
-        frames = images[0]
+    if images.ndim == 5:  # (batch, frames, H, W, C): a strip of frames of one clip
+        frames = images[clip]
         picks = np.unique(np.linspace(0, len(frames) - 1, min(max_columns, len(frames))).round().astype(int))
         return [frames[i] for i in picks], frames[len(frames) // 2]
     return [images[i] for i in range(min(max_columns, len(images)))], images[0]
@@ -74,6 +75,7 @@ def image_grid(
     seeds: Sequence[int],
     max_columns: int = 8,
     crop: int = 128,
+    clip: int = 0,
 ) -> Image.Image:
     """One row per method (the baseline first), one column per seed (same seed, same column).
 
@@ -84,14 +86,16 @@ def image_grid(
         max_columns: Samples (or video frames) shown per row. Default 8.
         crop: Side of the full-resolution crop of the first sample (the middle frame of a video),
             shown last in each row. Default 128 pixels.
+        clip: Videos: the clip whose frames every row shows (the report passes the worst one,
+            `forecache.eval.temporal.worst_clip`). Default 0.
 
     """
     if not rows:
         return Image.new("RGB", (320, 40), _WHITE)
     font = _font()
     video = rows[0][1].ndim == 5
-    columns = min(len(_columns(images, max_columns)[0]) for _, images in rows)
-    sample = _thumbnail(_columns(rows[0][1], max_columns)[0][0])
+    columns = min(len(_columns(images, max_columns, clip)[0]) for _, images in rows)
+    sample = _thumbnail(_columns(rows[0][1], max_columns, clip)[0][0])
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     crop_w = max(min(crop, rows[0][1].shape[-2]), int(measure.textlength("1:1 crop", font=font)) + _PAD)
     crop_h = min(crop, rows[0][1].shape[-3])
@@ -103,7 +107,9 @@ def image_grid(
     if video:
         count = rows[0][1].shape[1]
         picks = np.unique(np.linspace(0, count - 1, min(max_columns, count)).round().astype(int))
-        titles = [f"frame {i}" for i in picks[:columns]]
+        titles = [
+            f"seed {seeds[clip]}, frame {i}" if i == picks[0] else f"frame {i}" for i in picks[:columns]
+        ]
     else:
         titles = [f"seed {seeds[c]}" for c in range(columns)]
     for c, title in enumerate(titles):
@@ -112,7 +118,7 @@ def image_grid(
     for r, (label, images) in enumerate(rows):
         top = _HEADER + r * cell_h
         draw.text((_PAD, top + sample.height // 2 - 7), label, fill=_BLACK, font=font)
-        pictures, source = _columns(images, max_columns)
+        pictures, source = _columns(images, max_columns, clip)
         for c, picture in enumerate(pictures[:columns]):
             canvas.paste(_thumbnail(picture), (label_w + c * (sample.width + _PAD), top))
         canvas.paste(_crop(source, crop), (label_w + columns * (sample.width + _PAD) + _PAD, top))
@@ -142,20 +148,28 @@ def _log_scale(diff: np.ndarray) -> np.ndarray:
 
 
 def difference_maps(
-    baseline: np.ndarray, rows: Sequence[tuple[str, np.ndarray]], seeds: Sequence[int], max_columns: int = 8
+    baseline: np.ndarray,
+    rows: Sequence[tuple[str, np.ndarray]],
+    seeds: Sequence[int],
+    max_columns: int = 8,
+    clip: int = 0,
 ) -> Image.Image:
     """Heat maps of |method - baseline| per pixel (mean over channels), one row per method.
 
     All rows share one logarithmic colour scale (black: a difference under a quarter of an 8-bit
     level; bright yellow: the full range), so small differences stay visible next to large ones and
-    a brighter map is a worse method.
+    a brighter map is a worse method. Videos: the frames of clip `clip`.
     """
     diffs = []
     for label, images in rows:
         diff = np.abs(images.astype(np.float64) - baseline.astype(np.float64)).mean(axis=-1, keepdims=True)
         diffs.append((label, diff))
     coloured = [(label, _heat(_log_scale(d[..., 0])).astype(np.float32) / 255.0) for label, d in diffs]
-    grid = image_grid(coloured, seeds, max_columns) if coloured else Image.new("RGB", (320, 40), _WHITE)
+    grid = (
+        image_grid(coloured, seeds, max_columns, clip=clip)
+        if coloured
+        else Image.new("RGB", (320, 40), _WHITE)
+    )
     canvas = Image.new("RGB", (grid.width, grid.height + _HEADER), _WHITE)
     canvas.paste(grid, (0, _HEADER))
     ImageDraw.Draw(canvas).text(

@@ -79,7 +79,9 @@ def detail_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
     frames = _frames(rows)
     header = ["row", "setting", "FLOPs ratio", "exec ratio", "PSNR dB", "worst sample dB"]
     header += ["worst frame dB"] if frames else []
-    header += ["SSIM", "adherence", "FID", "LPIPS", "speedup loop", "peak MiB", "cache MiB"]
+    header += ["SSIM", "adherence"]
+    header += ["motion", "flicker", "worst flicker"] if frames else []
+    header += ["FID", "LPIPS", "speedup loop", "peak MiB", "cache MiB"]
     lines = []
     for r in rows:
         if not r.ok:
@@ -95,9 +97,15 @@ def detail_rows(result: BenchResult) -> tuple[list[str], list[list[str]]]:
         ]
         if frames:
             cells.append(_num(min(r.psnr_db_per_frame), ".2f") if r.psnr_db_per_frame else "n/a")
+        cells += [_num(r.ssim, ".4f"), _num(r.adherence, ".3f", "unavailable")]
+        if frames:
+            worst = max(r.flicker_per_sample) if r.flicker_per_sample else None
+            cells += [
+                _num(r.motion_accuracy, ".3f", "unavailable"),
+                _num(r.flicker, ".4f"),
+                _num(worst, ".4f"),
+            ]
         cells += [
-            _num(r.ssim, ".4f"),
-            _num(r.adherence, ".3f", "unavailable"),
             _num(r.fid, ".2f", "not shown"),
             _num(r.lpips, ".4f", "unavailable"),
             _speed(r.speedup_loop),
@@ -260,7 +268,14 @@ def markdown_report(result: BenchResult, images: dict[str, str] | None = None) -
         "## Rows",
         "FLOPs ratio: linear-layer FLOPs of the baseline over the row's (every row). Exec ratio: "
         "forecache's cached units without the cache over those that ran (forecache rows). "
-        "PSNR/SSIM/LPIPS: against the baseline output of the same seed.",
+        "PSNR/SSIM/LPIPS: against the baseline output of the same seed."
+        + (
+            " Videos: motion (the judge reads each object moving as asked), flicker (how much the "
+            "frame-to-frame change differs from the baseline's, over the baseline's change; the worst clip "
+            "beside the mean)."
+            if _frames(shown_rows(result))
+            else ""
+        ),
         _md_table(*detail_rows(result)),
     ]
     if _errors(result):

@@ -24,6 +24,7 @@ import torch
 
 import forecache
 import forecache.eval.metrics as metrics
+import forecache.eval.temporal as temporal
 from forecache.calibrate.flops import count_flops
 from forecache.eval.methods import MethodRun, MethodSpec, attached
 from forecache.eval.probes import loop_clock, memory_probe
@@ -300,6 +301,11 @@ class Harness:
         for key, value in scores.items():
             setattr(result, key, value)
         if self.workload.kind == "frames":
+            scorer = self.scorer
+            for key, value in temporal.video_scores(
+                base.images, result.images, scorer.judge, scorer.conditions
+            ).items():
+                setattr(result, key, value)
             return
         result.lpips = self.scorer.lpips(base.images, result.images).value
         result.fid = self.scorer.fid(result.images).value

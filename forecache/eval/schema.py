@@ -47,6 +47,14 @@
       adherence          reference models only: mean fraction of what each sample's condition asks
                          for that the model's judge finds (the requested digit; a scene prompt's
                          attributes); see notes["adherence"]
+                         for videos the mean over frames of the judge's per-frame reading
+      adherence_per_frame videos with a video judge: each frame's adherence, mean over the samples
+      motion_accuracy    videos with a video judge: per clip the fraction of its objects the judge
+                         reads moving as the prompt says, mean over clips
+      flicker            videos: how much the row's frame-to-frame change differs from the
+                         baseline's, over the baseline's change (forecache.eval.temporal), mean over
+                         clips; 0 for the baseline
+      flicker_per_sample videos: per clip
       clip_score         CLIP score against the prompts (text models with local CLIP weights only)
       peak_memory_bytes  see notes["memory"]
       cache_bytes        peak bytes of forecache's histories (forecache.stats), null for peers
@@ -145,6 +153,10 @@ class MethodResult:
     lpips: float | None = None
     fid: float | None = None
     adherence: float | None = None
+    adherence_per_frame: list[float] = field(default_factory=list)
+    motion_accuracy: float | None = None
+    flicker: float | None = None
+    flicker_per_sample: list[float] = field(default_factory=list)
     clip_score: float | None = None
     peak_memory_bytes: int | None = None
     cache_bytes: int | None = None

@@ -12,13 +12,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["REFERENCE_MODELS", "WEIGHTS_DIR", "DigitJudge", "Judge", "ReferenceModel", "SceneJudgeAdapter"]
+__all__ = [
+    "REFERENCE_MODELS",
+    "WEIGHTS_DIR",
+    "DigitJudge",
+    "Judge",
+    "MotionJudgeAdapter",
+    "ReferenceModel",
+    "SceneJudgeAdapter",
+    "VideoJudge",
+]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 """Folder holding one `save_pretrained` directory per shipped model and judge."""
@@ -44,6 +53,22 @@ class Judge(Protocol):
 
     def real_images(self, conditions: Sequence[Any]) -> tuple[np.ndarray, str]:
         """Return FID's reference images `(N, H, W, C)` in [0, 1] for the requested conditions, and a note."""
+        ...
+
+
+@runtime_checkable
+class VideoJudge(Judge, Protocol):
+    """A judge of videos `(batch, frames, H, W, C)` in [0, 1]: frame by frame, and the motion.
+
+    Its `adherence` takes videos too (the mean over frames of `frame_adherence`).
+    """
+
+    def frame_adherence(self, videos: np.ndarray, conditions: Sequence[Any]) -> np.ndarray:
+        """Return `(batch, frames)` adherence in [0, 1] of each frame to its clip's condition."""
+        ...
+
+    def motion_accuracy(self, videos: np.ndarray, conditions: Sequence[Any]) -> np.ndarray:
+        """Return `(batch,)` the fraction of each clip's objects seen moving as its condition says."""
         ...
 
 
@@ -126,6 +151,69 @@ class SceneJudgeAdapter:
         )
 
 
+class MotionJudgeAdapter:
+    """The motion judge: per-frame adherence to each prompt's objects on their paths, and motion accuracy."""
+
+    note = (
+        "per frame, the fraction of each prompt's attributes the motion judge finds (per object: "
+        "present, shape, size and place on its path at that frame; the background's colour and "
+        "texture), mean over frames and clips"
+    )
+
+    def __init__(self) -> None:
+        from forecache.reference.motion.judge import MotionJudge
+
+        self.judge = MotionJudge.from_pretrained(WEIGHTS_DIR / "motion-judge").eval()
+
+    def feature_extractor(self) -> nn.Module:
+        """Return the judge's features of single frames (`MotionJudge.features`)."""
+        from forecache.reference.motion.judge import FEATURES
+        from forecache.reference.readers import JudgeFeatureExtractor
+
+        return JudgeFeatureExtractor(self.judge, FEATURES)
+
+    def _read(self, videos: np.ndarray, conditions: Sequence[Any]) -> tuple[Any, list[Any], int]:
+        from forecache.reference.motion.grammar import parse_caption
+
+        if videos.ndim != 5:
+            raise ValueError(f"`videos` must be (batch, frames, H, W, C), got shape {videos.shape}")
+        batch, frames = videos.shape[:2]
+        pixels = torch.from_numpy(np.ascontiguousarray(videos, dtype=np.float32)).reshape(
+            batch * frames, *videos.shape[2:]
+        )
+        reading = self.judge.read(pixels.permute(0, 3, 1, 2) * 2.0 - 1.0)
+        return reading, [parse_caption(str(c)) for c in conditions[:batch]], frames
+
+    def frame_adherence(self, videos: np.ndarray, conditions: Sequence[Any]) -> np.ndarray:
+        """Return `(batch, frames)` per-frame adherence (`motion.judge.frame_adherence`)."""
+        from forecache.reference.motion.judge import frame_adherence
+
+        return frame_adherence(*self._read(videos, conditions))
+
+    def motion_accuracy(self, videos: np.ndarray, conditions: Sequence[Any]) -> np.ndarray:
+        """Return `(batch,)` the fraction of each clip's objects read moving as asked (`motion.judge`)."""
+        from forecache.reference.motion.judge import motion_accuracy
+
+        return motion_accuracy(*self._read(videos, conditions))
+
+    def adherence(self, images: np.ndarray, conditions: Sequence[Any]) -> np.ndarray:
+        """Return `(batch,)` each clip's per-frame adherence averaged over its frames (videos only)."""
+        return self.frame_adherence(images, conditions).mean(axis=1)
+
+    def real_images(self, conditions: Sequence[Any]) -> tuple[np.ndarray, str]:
+        """Return the frames of the generator's own clips of the requested prompts (seeded jitter)."""
+        import random
+
+        from forecache.reference.motion.grammar import parse_caption
+        from forecache.reference.motion.render import render_clips
+
+        clips = render_clips([parse_caption(str(c)) for c in conditions], random.Random(0))
+        frames = clips.permute(0, 2, 3, 4, 1).reshape(-1, *clips.shape[3:], 3)
+        return ((frames + 1.0) / 2.0).numpy(), (
+            f"the frames of the clip generator's drawings of the {len(conditions)} requested prompts"
+        )
+
+
 _SCENES_DEFAULT_SET = "heldout"
 
 
@@ -137,16 +225,36 @@ def _digit_conditions(prompts: str | None, count: int) -> tuple[list[Any], str]:
     return [i % 10 for i in range(count)], "class labels i % 10"
 
 
-def _scene_conditions(prompts: str | None, count: int) -> tuple[list[Any], str]:
-    from forecache.reference.scenes.prompts import PROMPT_SETS, prompt_set
+def _prompt_conditions(family: str) -> Callable[[str | None, int], tuple[list[Any], str]]:
+    """Return the conditions of a prompted family ("scenes", "motion"): its prompt sets, held-out first."""
 
-    name = prompts or _SCENES_DEFAULT_SET
-    if name not in PROMPT_SETS:
-        raise ValueError(
-            f"`prompts` must be one of {', '.join(PROMPT_SETS)} for the scenes model, got {name!r}"
-        )
-    texts = prompt_set(name)
-    return [texts[i % len(texts)] for i in range(count)], f"the scenes model's {name} prompts"
+    def conditions(prompts: str | None, count: int) -> tuple[list[Any], str]:
+        import importlib
+
+        module = importlib.import_module(f"forecache.reference.{family}.prompts")
+        name = prompts or _SCENES_DEFAULT_SET
+        if name not in module.PROMPT_SETS:
+            known = ", ".join(module.PROMPT_SETS)
+            raise ValueError(f"`prompts` must be one of {known} for the {family} model, got {name!r}")
+        texts = module.prompt_set(name)
+        return [texts[i % len(texts)] for i in range(count)], f"the {family} model's {name} prompts"
+
+    return conditions
+
+
+_scene_conditions = _prompt_conditions("scenes")
+
+
+def _load_motion_pipeline(path: Path) -> Any:
+    from diffusers import WanPipeline
+
+    return WanPipeline.from_pretrained(path)
+
+
+def _motion_defaults() -> dict[str, Any]:
+    from forecache.reference.motion.model import CALL_DEFAULTS
+
+    return dict(CALL_DEFAULTS)
 
 
 def _load_scenes_pipeline(path: Path) -> Any:

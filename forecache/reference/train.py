@@ -7,10 +7,12 @@ Usage::
     python -m forecache.reference.train --model dit-digits --out DIR --steps N
     python -m forecache.reference.train --model classifier --out DIR --steps N
     python -m forecache.reference.train --model scenes --out DIR [--work DIR] [--judge-out DIR]
+    python -m forecache.reference.train --model motion --out DIR [--work DIR] [--judge-out DIR]
 
 The shipped weights were made with the commands in `forecache/reference/__init__.py`. The scenes
-model trains in four resumable stages (`forecache.reference.scenes.train`); rerunning the same
-command with the same ``--work`` folder resumes where it stopped.
+model trains in five resumable stages (`forecache.reference.scenes.train`), the motion model in
+five (`forecache.reference.motion.train`; its two-expert variant goes to OUT-experts); rerunning
+the same command with the same ``--work`` folder resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -218,27 +220,44 @@ def _train_scenes(out: Path, work: str | None, judge_out: str | None, seed: int)
     _save_whole(judge.save_pretrained, Path(judge_out) if judge_out else out.with_name(out.name + "-judge"))
 
 
+def _train_motion(out: Path, work: str | None, judge_out: str | None, seed: int) -> None:
+    """Train the motion pipeline, its two-expert variant and its judge, then save all three whole."""
+    from forecache.reference.motion.train import train_motion
+
+    pipe, experts, judge = train_motion(work or out.with_name(out.name + ".work"), seed=seed)
+    _save_whole(pipe.save_pretrained, out)
+    _save_whole(experts.save_pretrained, out.with_name(out.name + "-experts"))
+    _save_whole(judge.save_pretrained, Path(judge_out) if judge_out else out.with_name(out.name + "-judge"))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: trains one model and saves it with `save_pretrained`."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument(
-        "--model", required=True, choices=[*FLUX_DIGITS_SIZES, "dit-digits", "classifier", "scenes"]
+        "--model",
+        required=True,
+        choices=[*FLUX_DIGITS_SIZES, "dit-digits", "classifier", "scenes", "motion"],
     )
     parser.add_argument("--out", required=True, help="directory to save_pretrained into")
     parser.add_argument(
         "--steps", type=int, default=None, help="optimizer steps (digits models; required there)"
     )
-    parser.add_argument("--work", default=None, help="scenes: checkpoint folder (default: OUT.work); resumes")
-    parser.add_argument("--judge-out", default=None, help="scenes: where the judge goes (default: OUT-judge)")
+    parser.add_argument(
+        "--work", default=None, help="scenes, motion: checkpoint folder (default: OUT.work); resumes"
+    )
+    parser.add_argument(
+        "--judge-out", default=None, help="scenes, motion: where the judge goes (default: OUT-judge)"
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="default: 64 (models), 128 (classifier)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    if args.model == "scenes":
-        _train_scenes(Path(args.out), args.work, args.judge_out, args.seed)
-        print(f"saved scenes to {args.out}; wall time {time.perf_counter() - start:.1f}s", flush=True)
+    if args.model in ("scenes", "motion"):
+        train = _train_scenes if args.model == "scenes" else _train_motion
+        train(Path(args.out), args.work, args.judge_out, args.seed)
+        print(f"saved {args.model} to {args.out}; wall time {time.perf_counter() - start:.1f}s", flush=True)
         return
     if args.steps is None:
         parser.error(f"--steps is required for --model {args.model}")

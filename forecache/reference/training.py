@@ -1,4 +1,4 @@
-"""What the reference trainings share: an EMA of the weights, a warm-up/cosine schedule, checkpoints."""
+"""What the reference trainings share: resumable stages, an EMA of the weights, a warm-up/cosine schedule."""
 
 from __future__ import annotations
 
@@ -6,14 +6,28 @@ import copy
 import math
 import os
 import random
+import time
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["Ema", "load_checkpoint", "save_checkpoint", "step_randomness", "warmup_cosine"]
+__all__ = [
+    "Ema",
+    "StagePlan",
+    "checked_recipe",
+    "load_checkpoint",
+    "run_stage",
+    "save_checkpoint",
+    "step_randomness",
+    "warmup_cosine",
+]
+
+_CHECKPOINT_EVERY = 100
 
 
 class Ema:
@@ -85,3 +99,124 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage's optimisation settings.
+
+    Args:
+        steps (`int`): Optimizer steps.
+        batch (`int`): Samples (scenes, clips) per step.
+        lr (`float`): Peak AdamW learning rate (linear warm-up, cosine decay to a tenth).
+        warmup (`int`): Warm-up steps.
+        ema (`float`): EMA decay of the weights kept (0 keeps the trained weights themselves).
+        shift (`float`, defaults to 3.0): Flow-matching stages: noise levels are ``shift * u / (1 +
+            (shift - 1) * u)`` for uniform u (1.0: uniform; 3.0: mostly high noise).
+
+    """
+
+    steps: int
+    batch: int
+    lr: float
+    warmup: int
+    ema: float
+    shift: float = 3.0
+
+
+def checked_recipe(
+    recipe: dict[str, StagePlan] | None, default: dict[str, StagePlan]
+) -> dict[str, StagePlan]:
+    """Return `recipe` (`default` when None), refusing one that lacks a stage of `default`.
+
+    Raises:
+        ValueError: `recipe` lacks a stage (naming the stages and the missing ones).
+
+    """
+    recipe = default if recipe is None else recipe
+    missing = set(default) - set(recipe)
+    if missing:
+        raise ValueError(
+            f"`recipe` must have the stages {', '.join(default)}; missing {', '.join(sorted(missing))}"
+        )
+    return recipe
+
+
+def run_stage(
+    name: str,
+    module: nn.Module,
+    plan: StagePlan,
+    loss_fn: Callable[[int, Any, torch.Generator], torch.Tensor],
+    work: Path,
+    seed: int,
+    log: Callable[[str], None],
+) -> Any:
+    """Train `module` by AdamW on `loss_fn(batch, rng, generator)`, resuming from `work/<name>.pt`.
+
+    Args:
+        name (`str`): The stage's name (its checkpoint file and its randomness key).
+        module (`nn.Module`): What is trained (its parameters that require gradients).
+        plan (`StagePlan`): Steps, batch, learning rate, warm-up, EMA decay.
+        loss_fn (`Callable`): `loss_fn(batch, rng, generator)` returns the step's scalar loss.
+        work (`Path`): Folder of the checkpoint.
+        seed (`int`): The training's seed.
+        log (`Callable[[str], None]`): Where progress lines go (every 50 steps).
+
+    Every step draws from `step_randomness(seed, name, step)`; checkpoints are written every 100
+    steps and at the last, so a resumed stage ends with the weights of an uninterrupted one.
+
+    Returns:
+        The EMA of the weights (or the weights, if `plan.ema` is 0), in eval mode, frozen.
+
+    """
+    path = work / f"{name}.pt"
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=plan.lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(plan.warmup, plan.steps))
+    ema = Ema(module, plan.ema) if plan.ema > 0 else None
+    start = 0
+    state = load_checkpoint(path)
+    if state is not None:
+        module.load_state_dict(state["module"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        start = int(state["step"])
+        log(f"[{name}] resumed at step {start}/{plan.steps}")
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(
+            path,
+            {
+                "module": module.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "step": step,
+            },
+        )
+
+    module.train()
+    clock, running = time.perf_counter(), 0.0
+    for step in range(start, plan.steps):
+        rng, gen = step_randomness(seed, name, step)
+        loss = loss_fn(plan.batch, rng, gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        if ema is not None:
+            ema.update()
+        running += loss.item()
+        done = step + 1
+        if done % 50 == 0 or done == plan.steps:
+            count = 50 if done % 50 == 0 else done % 50
+            elapsed = time.perf_counter() - clock
+            log(f"[{name}] step {done}/{plan.steps}  loss {running / count:.4f}  {elapsed:.0f}s")
+            running = 0.0
+        if done % _CHECKPOINT_EVERY == 0 or done == plan.steps:
+            checkpoint(done)
+    kept = ema.shadow if ema is not None else module
+    return kept.eval().requires_grad_(False)

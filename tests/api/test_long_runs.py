@@ -20,7 +20,7 @@ def rss_mb():
     raise RuntimeError("no VmRSS")
 
 
-def test_200_calls_keep_memory_flat_and_stats_consistent():
+def test_200_calls_keep_memory_flat_and_stats_consistent(one_thread):
     pipe = load_reference("flux-digits")
     pipe.set_progress_bar_config(disable=True)
     forecache.apply(pipe, forecache.ConfidenceGateConfig(threshold=0.1))

@@ -8,8 +8,10 @@ import torch
 from PIL import Image
 
 import forecache
+from forecache.calibrate.frames import frame_psnr as _psnr
 from forecache.calibrate.offline import schedule_cost, step_weights
-from forecache.calibrate.tuner import _calls, _output, _psnr, _record
+from forecache.calibrate.search import output as _output
+from forecache.calibrate.tuner import _calls, _record
 from forecache.configfile import load_config
 from forecache.reference import load_reference
 

@@ -102,3 +102,21 @@ def test_device_and_dtype_errors_are_one_line(argv, pieces, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert all(piece in err for piece in pieces), err
+
+
+def test_diffusers_taylorseer_hooks_the_numbered_attention_of_wan(one_thread):
+    from forecache.eval.methods import METHODS, MethodRun, MethodSpec
+    from tests.fixtures.saved_pipelines import tiny_wan
+
+    pipe = tiny_wan()
+    run = MethodRun(num_inference_steps=8, run_once=lambda: None)
+    spec = MethodSpec("diffusers.taylorseer", {"cache_interval": 3})
+    detach = METHODS["diffusers.taylorseer"].attach(spec, pipe, pipe, run, pipe.scheduler)
+    try:
+        hooked = [n for n, m in pipe.transformer.named_modules() if getattr(m, "_diffusers_hook", None)]
+        hooked = [n for n in hooked if pipe.transformer.get_submodule(n)._diffusers_hook.hooks]
+    finally:
+        detach()
+    layers = pipe.transformer.config.num_layers
+    assert hooked == [f"blocks.{i}.attn{k}" for i in range(layers) for k in (1, 2)]
+    assert "numbered attention modules" in run.info["cache_identifiers"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from forecache.reference import training
 from forecache.reference.scenes import train as scenes_train
 from forecache.reference.scenes.train import RECIPE, StagePlan, train_scenes
 
@@ -25,8 +26,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch,
     monkeypatch.setattr(scenes_train, "_CHECK_SCENES", 8)
     whole = _weights(*train_scenes(tmp_path / "whole", recipe=TINY, log=lambda _: None))
 
-    monkeypatch.setattr(scenes_train, "_CHECKPOINT_EVERY", 2)
-    real = scenes_train.step_randomness
+    monkeypatch.setattr(training, "_CHECKPOINT_EVERY", 2)  # the stages share run_stage
+    real = training.step_randomness
     calls = {"t2i": 0}
 
     def interrupt_once(seed, stage, step):
@@ -35,7 +36,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch,
             raise KeyboardInterrupt
         return real(seed, stage, step)
 
-    monkeypatch.setattr(scenes_train, "step_randomness", interrupt_once)
+    monkeypatch.setattr(training, "step_randomness", interrupt_once)
     lines: list[str] = []
     with pytest.raises(KeyboardInterrupt):
         train_scenes(tmp_path / "cut", recipe=TINY, log=lines.append)

@@ -65,6 +65,37 @@ def _enable(pipe: Any, config_name: str, params: dict[str, Any], run: MethodRun)
     return transformer.disable_cache
 
 
+def _taylorseer(pipe: Any, config_name: str, params: dict[str, Any], run: MethodRun) -> Detach:
+    """Enable diffusers' TaylorSeer, its own attention patterns made to match numbered attention modules.
+
+    On models whose attention modules are numbered (Wan's ``attn1``/``attn2``) diffusers' default
+    patterns (``^blocks.*attn``, matched whole) hook nothing; the same patterns followed by the
+    number are given then, unless the run sets its own.
+    """
+    import re
+
+    from diffusers.hooks import TaylorSeerCacheConfig
+
+    from forecache.eval._private import taylorseer_attention_patterns
+
+    transformer = _transformer(pipe)
+    own = ("cache_identifiers", "skip_predict_identifiers", "use_lite_mode")
+    names = [name for name, _ in transformer.named_modules()]
+    defaults = taylorseer_attention_patterns()
+    if not any(params.get(key) for key in own) and not any(
+        re.fullmatch(pattern, name) for pattern in defaults for name in names
+    ):
+        numbered = [rf"{pattern}\d+" for pattern in defaults]
+        if any(re.fullmatch(pattern, name) for pattern in numbered for name in names):
+            params = {**params, "cache_identifiers": numbered}
+            run.info["cache_identifiers"] = (
+                f"{numbered}: diffusers' default attention patterns match no module of "
+                f"{type(transformer).__name__} (numbered attention modules)"
+            )
+    transformer.enable_cache(TaylorSeerCacheConfig(**params))
+    return transformer.disable_cache
+
+
 def _magcache(pipe: Any, config_name: str, params: dict[str, Any], run: MethodRun) -> Detach:
     from diffusers.hooks import MagCacheConfig
 
@@ -132,6 +163,7 @@ for _method in (
         Style("#a63603", "o"),
         lambda config, steps: Knob("cache_interval", values=tuple(range(1, steps + 1))),
         config_name="TaylorSeerCacheConfig",
+        enable=_taylorseer,
     ),
     DiffusersCache(
         "diffusers.fbcache",

@@ -4,7 +4,7 @@ Like GenEval reads a generated image with a detector, `SceneJudge` reads a scene
 the 3x3 cells, whether it holds an object and which shape, colour and size, and the background's
 colour and texture. `adherence` is the fraction of a prompt's attributes found in the image: per
 object its presence on its cell, its shape, colour and size; the background's colour and texture.
-Its 256-wide penultimate features (`SceneFeatureExtractor`) give FID.
+Its 320-wide penultimate features (`SceneFeatureExtractor`) give FID.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from forecache.reference.readers import JudgeFeatureExtractor, background_reader, object_reader
 from forecache.reference.scenes.grammar import BACKGROUNDS, COLOURS, SHAPES, SIZES, TEXTURES, SceneSpec
 
 __all__ = ["FEATURES", "SceneFeatureExtractor", "SceneJudge", "SceneReading", "adherence", "targets"]
@@ -51,11 +52,6 @@ class SceneReading:
     texture: torch.Tensor
 
 
-def _conv(inputs: int, outputs: int, stride: int = 1) -> list[nn.Module]:
-    """Return a 3x3 convolution, group norm and SiLU (the norm is what lets shapes train in minutes)."""
-    return [nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1), nn.GroupNorm(8, outputs), nn.SiLU()]
-
-
 class SceneJudge(ModelMixin, ConfigMixin):
     """Read scenes back from 32x32 RGB images.
 
@@ -74,27 +70,8 @@ class SceneJudge(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, width: int = 32) -> None:
         super().__init__()
-        w = width
-        self.cell = nn.Sequential(
-            *_conv(3, w),
-            *_conv(w, w),
-            *_conv(w, 2 * w, stride=2),  # 8x8
-            *_conv(2 * w, 2 * w),
-            nn.Flatten(),
-            nn.Linear(2 * w * 64, 128),
-            nn.SiLU(),
-            nn.Linear(128, 32),
-            nn.SiLU(),
-        )
-        self.scene = nn.Sequential(
-            *_conv(3, w, stride=2),  # 16x16
-            *_conv(w, w),
-            *_conv(w, w, stride=2),  # 8x8
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(w, 32),
-            nn.SiLU(),
-        )
+        self.cell = object_reader(3, width)  # a 16x16 window
+        self.scene = background_reader(width)
         self.heads = nn.ModuleDict(
             {
                 "shape": nn.Linear(32, _SHAPE_CLASSES),
@@ -158,7 +135,7 @@ class SceneJudge(ModelMixin, ConfigMixin):
         return SceneReading(**{name: torch.cat(values) for name, values in parts.items()})
 
 
-class SceneFeatureExtractor(nn.Module):
+class SceneFeatureExtractor(JudgeFeatureExtractor):
     """The judge as torchmetrics' custom FID feature extractor (`FrechetInceptionDistance(feature=...)`).
 
     Takes what torchmetrics passes on unchanged: uint8 in [0, 255] (``normalize=False``) or float in
@@ -170,17 +147,7 @@ class SceneFeatureExtractor(nn.Module):
     """
 
     def __init__(self, judge: SceneJudge) -> None:
-        super().__init__()
-        self.judge = judge.eval()
-        self.num_features = FEATURES
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Return `(batch, FEATURES)` float32 features of uint8 or [0, 1] float images."""
-        x = images.to(self.judge.device, torch.float32)
-        if images.dtype == torch.uint8:
-            x = x / 255.0
-        with torch.no_grad():
-            return self.judge.features(x * 2.0 - 1.0)
+        super().__init__(judge, FEATURES)
 
 
 def targets(scenes: list[SceneSpec]) -> dict[str, torch.Tensor]:

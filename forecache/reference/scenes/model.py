@@ -16,6 +16,7 @@ Everything is built from configurations (nothing downloaded) and assembled into 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from forecache.reference.scenes.grammar import WORDS
@@ -57,16 +58,22 @@ def vocab_size() -> int:
     return len(SPECIAL_TOKENS) + len(WORDS)
 
 
-def build_tokenizer() -> Any:
+def build_tokenizer(words: Sequence[str] = WORDS, max_tokens: int = MAX_TOKENS) -> Any:
     """Build the word-level tokenizer (a `PreTrainedTokenizerFast`, saved and loaded by `save_pretrained`).
 
     Words outside the grammar become ``<unk>``; punctuation is split off; an end-of-text token closes
     every prompt.
+
+    Args:
+        words (`Sequence[str]`, defaults to the scenes grammar's `WORDS`): The vocabulary after the
+            special tokens (ids 3 onwards, in this order).
+        max_tokens (`int`, defaults to `MAX_TOKENS`): The tokenizer's ``model_max_length``.
+
     """
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {word: i for i, word in enumerate([*SPECIAL_TOKENS, *WORDS])}
+    vocab = {word: i for i, word in enumerate([*SPECIAL_TOKENS, *words])}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -76,7 +83,7 @@ def build_tokenizer() -> Any:
         pad_token="<pad>",
         eos_token="</s>",
         unk_token="<unk>",
-        model_max_length=MAX_TOKENS,
+        model_max_length=max_tokens,
     )
 
 

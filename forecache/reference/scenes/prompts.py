@@ -13,9 +13,9 @@ the sets stay fixed whatever Python's random module does in later releases.
 from __future__ import annotations
 
 import random
-from importlib import resources
 from pathlib import Path
 
+from forecache.reference.prompt_files import read_prompt_file, write_prompt_files
 from forecache.reference.scenes.grammar import (
     HELD_OUT_PAIRS,
     SceneObject,
@@ -46,10 +46,7 @@ def prompt_set(name: str) -> list[str]:
         ValueError: `name` is not a set.
 
     """
-    if name not in PROMPT_SETS:
-        raise ValueError(f"`prompts` must be one of {', '.join(PROMPT_SETS)}, got {name!r}")
-    text = resources.files("forecache.reference.scenes").joinpath(f"prompts/{name}.txt").read_text("utf-8")
-    return [line for line in text.splitlines() if line]
+    return read_prompt_file("forecache.reference.scenes", name, PROMPT_SETS)
 
 
 def _heldout_scene(rng: random.Random) -> SceneSpec:
@@ -69,18 +66,11 @@ def write_prompt_sets(folder: str | Path) -> None:
     Calibration first, then benchmark prompts that differ from every calibration prompt, then
     held-out prompts; each set has no repeated prompt.
     """
-    taken: set[str] = set()
-    out = Path(folder)
-    for name, size in PROMPT_SETS.items():
-        rng = random.Random(_SEEDS[name])
-        chosen: list[str] = []
-        while len(chosen) < size:
-            scene = _heldout_scene(rng) if name == "heldout" else random_scene(rng)
-            text = caption(scene)
-            if text not in taken:
-                taken.add(text)
-                chosen.append(text)
-        (out / f"{name}.txt").write_text("\n".join(chosen) + "\n", encoding="utf-8")
+
+    def draw(name: str, rng: random.Random) -> str:
+        return caption(_heldout_scene(rng) if name == "heldout" else random_scene(rng))
+
+    write_prompt_files(folder, PROMPT_SETS, _SEEDS, draw)
 
 
 def scene_of(prompt: str) -> SceneSpec:

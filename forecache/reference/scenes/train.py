@@ -21,9 +21,7 @@ weights as an uninterrupted one.
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -43,35 +41,11 @@ from forecache.reference.scenes.model import (
     build_vae,
 )
 from forecache.reference.scenes.render import render_batch
-from forecache.reference.training import Ema, load_checkpoint, save_checkpoint, step_randomness, warmup_cosine
+from forecache.reference.training import StagePlan, checked_recipe, run_stage, step_randomness
 
 __all__ = ["RECIPE", "StagePlan", "train_scenes"]
 
-_CHECKPOINT_EVERY = 100
 _CHECK_SCENES = 512  # scenes for the VAE's statistics and the stages' closing checks
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """One stage's optimisation settings.
-
-    Args:
-        steps (`int`): Optimizer steps.
-        batch (`int`): Scenes per step.
-        lr (`float`): Peak AdamW learning rate (linear warm-up, cosine decay to a tenth).
-        warmup (`int`): Warm-up steps.
-        ema (`float`): EMA decay of the weights kept (0 keeps the trained weights themselves).
-        shift (`float`, defaults to 3.0): Flow-matching stages: noise levels are ``shift * u / (1 +
-            (shift - 1) * u)`` for uniform u (1.0: uniform; 3.0: mostly high noise).
-
-    """
-
-    steps: int
-    batch: int
-    lr: float
-    warmup: int
-    ema: float
-    shift: float = 3.0
 
 
 RECIPE: dict[str, StagePlan] = {
@@ -82,72 +56,6 @@ RECIPE: dict[str, StagePlan] = {
     "distill": StagePlan(steps=1000, batch=32, lr=1e-4, warmup=50, ema=0.995, shift=1.0),
 }
 """The shipped model's recipe (about two hours on one thread of a shared 2-core CPU)."""
-
-
-def _run_stage(
-    name: str,
-    module: nn.Module,
-    plan: StagePlan,
-    loss_fn: Callable[[int, Any, torch.Generator], torch.Tensor],
-    work: Path,
-    seed: int,
-    log: Callable[[str], None],
-) -> Any:
-    """Train `module` by AdamW on `loss_fn(batch, rng, generator)`, resuming from `work/<name>.pt`.
-
-    Returns the EMA of the weights (or the weights, if `plan.ema` is 0), in eval mode.
-    """
-    path = work / f"{name}.pt"
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=plan.lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(plan.warmup, plan.steps))
-    ema = Ema(module, plan.ema) if plan.ema > 0 else None
-    start = 0
-    state = load_checkpoint(path)
-    if state is not None:
-        module.load_state_dict(state["module"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        start = int(state["step"])
-        log(f"[{name}] resumed at step {start}/{plan.steps}")
-
-    def checkpoint(step: int) -> None:
-        save_checkpoint(
-            path,
-            {
-                "module": module.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "step": step,
-            },
-        )
-
-    module.train()
-    clock, running = time.perf_counter(), 0.0
-    for step in range(start, plan.steps):
-        rng, gen = step_randomness(seed, name, step)
-        loss = loss_fn(plan.batch, rng, gen)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        if ema is not None:
-            ema.update()
-        running += loss.item()
-        done = step + 1
-        if done % 50 == 0 or done == plan.steps:
-            count = 50 if done % 50 == 0 else done % 50
-            elapsed = time.perf_counter() - clock
-            log(f"[{name}] step {done}/{plan.steps}  loss {running / count:.4f}  {elapsed:.0f}s")
-            running = 0.0
-        if done % _CHECKPOINT_EVERY == 0 or done == plan.steps:
-            checkpoint(done)
-    kept = ema.shadow if ema is not None else module
-    return kept.eval().requires_grad_(False)
 
 
 def _sigmas(batch: int, gen: torch.Generator, shift: float) -> torch.Tensor:
@@ -209,7 +117,7 @@ def _train_vae(work: Path, plan: StagePlan, seed: int, log: Callable[[str], None
         kl = posterior.kl().mean() / images[0].numel()
         return F.l1_loss(recon, images) + F.mse_loss(recon, images) + 1e-4 * kl
 
-    vae = _run_stage("vae", vae, plan, loss_fn, work, seed, log)
+    vae = run_stage("vae", vae, plan, loss_fn, work, seed, log)
     rng, _ = step_randomness(seed, "vae-stats", 0)
     images = render_batch(_scenes(rng, _CHECK_SCENES, frozenset()), rng)
     with torch.no_grad():
@@ -252,7 +160,7 @@ def _train_judge(work: Path, plan: StagePlan, vae: Any, seed: int, log: Callable
             torch.zeros(()),
         )
 
-    judge = _run_stage("judge", judge, plan, loss_fn, work, seed, log)
+    judge = run_stage("judge", judge, plan, loss_fn, work, seed, log)
     rng, _ = step_randomness(seed, "judge-test", 0)
     scenes = _scenes(rng, _CHECK_SCENES, frozenset())
     images = render_batch(scenes, rng)
@@ -307,7 +215,7 @@ def _train_t2i(
         )[0]
         return F.mse_loss(pred, noise - x0)
 
-    return _run_stage(name, models, plan, loss_fn, work, seed, log)
+    return run_stage(name, models, plan, loss_fn, work, seed, log)
 
 
 def _distill(
@@ -358,7 +266,7 @@ def _distill(
         )[0]
         return F.mse_loss(pred, target)
 
-    return _run_stage("distill", student, plan, loss_fn, work, seed, log)
+    return run_stage("distill", student, plan, loss_fn, work, seed, log)
 
 
 def train_scenes(
@@ -381,12 +289,7 @@ def train_scenes(
         encoders and VAE) and the `SceneJudge`, both in eval mode.
 
     """
-    recipe = RECIPE if recipe is None else recipe
-    missing = set(RECIPE) - set(recipe)
-    if missing:
-        raise ValueError(
-            f"`recipe` must have the stages {', '.join(RECIPE)}; missing {', '.join(sorted(missing))}"
-        )
+    recipe = checked_recipe(recipe, RECIPE)
     folder = Path(work)
     folder.mkdir(parents=True, exist_ok=True)
     vae = _train_vae(folder, recipe["vae"], seed, log)

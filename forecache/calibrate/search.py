@@ -1,0 +1,277 @@
+"""The search of one transformer's schedule and its verification; two experts' results combined.
+
+`Search.run` takes one transformer's recording (`Expert`): for the step count the goal asks for (a
+compute ratio) or for each count of a bisection (a PSNR budget), the dynamic programme of
+`forecache.calibrate.offline` proposes schedules, every forecaster is scored on them exactly offline, and
+the best few run for real on the calibration calls, cached, against full compute's outputs. For a
+pipeline with two experts (Wan 2.2) each expert is searched with the other at full compute, then
+`combine` verifies both tuned schedules at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from forecache.accel.forecasters import AdamsBashforth, Forecaster, Reuse, Taylor
+from forecache.calibrate.frames import Frames, frame_psnr
+from forecache.calibrate.offline import (
+    Trajectory,
+    best_schedules,
+    error_table,
+    schedule_cost,
+    step_costs,
+    step_weights,
+)
+from forecache.calibrate.result import Candidate, TuneResult
+
+__all__ = ["Expert", "Search", "combine", "count_for_ratio", "output"]
+
+#: The two-point forecasters the dynamic programme searches schedules for.
+_SEARCHERS: tuple[Forecaster, ...] = (Reuse(), Taylor(order=1), AdamsBashforth(order=2))
+_WEIGHTINGS = ("sensitivity", "uniform", "dt", "late")
+
+
+def output(result: Any) -> torch.Tensor:
+    """Return the generated values of a pipeline output as a float64 tensor (images, frames or latents)."""
+    for name in ("images", "frames", "latents", "audios", "sample"):
+        value = getattr(result, name, None)
+        if value is not None:
+            break
+    else:
+        value = result[0] if isinstance(result, tuple) else result
+    if isinstance(value, list) and value and not isinstance(value[0], (torch.Tensor, np.ndarray)):
+        value = np.stack([np.asarray(v) for v in value])
+    if isinstance(value, list):
+        value = np.stack([np.asarray(v.cpu() if isinstance(v, torch.Tensor) else v) for v in value])
+    tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
+    return tensor.detach().to("cpu", torch.float64)
+
+
+@dataclass
+class Expert:
+    """One transformer's recording: its trajectory and FLOPs, and the step count its calls see."""
+
+    component: str
+    trajectory: Trajectory
+    full: float
+    skip: float
+    timeline_steps: int
+
+
+def _ratio(n: int, computed: int, full: float, skip: float) -> float:
+    return n * full / (computed * full + (n - computed) * skip)
+
+
+def count_for_ratio(n: int, ratio: float, full: float, skip: float) -> int:
+    """Return the most computed steps whose compute ratio is still at least `ratio`."""
+    for m in range(n, 0, -1):
+        if _ratio(n, m, full, skip) >= ratio:
+            return m
+    return 1
+
+
+def _to_try(ranked: list[Candidate], count: int) -> list[Candidate]:
+    """Return the candidates to run for real: each forecaster's best first, then new schedules.
+
+    The offline error ranks schedules well but forecasters less so (a higher-order forecaster's
+    errors can matter less in the image than its offline error says), so every forecaster gets a
+    real run on its best schedule before any gets a second. Forecasters that predict alike on this
+    trajectory (Taylor 1 and Adams-Bashforth 2 on a uniform grid) are run once.
+    """
+
+    def same(a: Candidate, b: Candidate) -> bool:
+        return a.computed == b.computed and math.isclose(a.offline_cost, b.offline_cost, rel_tol=1e-5)
+
+    best_each = []
+    for forecaster in dict.fromkeys(repr(c.forecaster) for c in ranked):
+        best_each.append(next(c for c in ranked if repr(c.forecaster) == forecaster))
+    picked: list[Candidate] = []
+    for candidate in sorted(best_each, key=lambda c: c.offline_cost):
+        if len(picked) < count and not any(same(candidate, p) for p in picked):
+            picked.append(candidate)
+    schedules = {tuple(c.computed) for c in picked}
+    for candidate in ranked:
+        if len(picked) >= count:
+            break
+        if tuple(candidate.computed) not in schedules:
+            picked.append(candidate)
+            schedules.add(tuple(candidate.computed))
+    return picked
+
+
+@dataclass
+class Search:
+    """The search and verification of one transformer's schedule (see `tune`)."""
+
+    calls: list[Callable[[], Any]]
+    reference: list[torch.Tensor]
+    forecasters: Sequence[Forecaster]
+    target: str
+    trials: int
+    max_gap: int | None
+    frames: Frames
+    progress: bool
+    ratio: float | None = None
+    budget_db: float | None = None
+
+    @property
+    def scored(self) -> str:
+        """What the goal says about frame scoring (nothing when pooled)."""
+        pooled = isinstance(self.frames, str) and self.frames == "pooled"
+        return "" if pooled else f" (frames scored: {self.frames!r})"
+
+    def run(self, expert: Expert, applied: Any) -> TuneResult:
+        """Search `expert`'s schedules and verify them with real cached runs of `applied`.
+
+        Args:
+            expert: The recording of the transformer being tuned.
+            applied: What the candidates are applied to: the pipeline (one transformer), or the
+                expert's transformer (the other expert then runs at full compute).
+
+        """
+        from tqdm.auto import tqdm
+
+        trajectory, full, skip = expert.trajectory, expert.full, expert.skip
+        n, steps, target, calls = trajectory.length, expert.timeline_steps, self.target, self.calls
+        gap = self.max_gap or max(2, n // 3)
+        tables: dict[tuple[str, int], np.ndarray] = {}
+        ranking = step_weights(trajectory, "sensitivity")
+        name = (
+            "" if applied is not None and not isinstance(applied, torch.nn.Module) else f" {expert.component}"
+        )
+
+        def candidates_at(count: int) -> list[Candidate]:
+            # a gap wide enough for `count` computed steps to cover the trajectory
+            widest = max(gap, math.ceil(n / count) + 1)
+            found: dict[tuple[tuple[int, ...], str], Candidate] = {}
+            for searcher in _SEARCHERS:
+                table_key = (str(searcher), widest)
+                if table_key not in tables:
+                    tables[table_key] = error_table(trajectory, searcher, widest)
+                table = tables[table_key]
+                for weighting in _WEIGHTINGS:
+                    schedules = best_schedules(table, step_weights(trajectory, weighting), [count], widest)
+                    if count not in schedules:
+                        continue
+                    computed = [int(step) for step in schedules[count][1]]
+                    for forecaster in self.forecasters:
+                        key = (tuple(computed), repr(forecaster))
+                        if key in found:
+                            continue
+                        cost = schedule_cost(trajectory, forecaster, computed, ranking)
+                        source = f"dp:{type(searcher).__name__}/{weighting}"
+                        found[key] = Candidate(
+                            list(computed), forecaster, source, cost, _ratio(n, count, full, skip)
+                        )
+            return sorted(found.values(), key=lambda c: c.offline_cost)
+
+        verified: list[Candidate] = []
+
+        def run(candidate: Candidate, bar: Any) -> float:
+            from forecache.api import cached
+
+            outputs = []
+            with cached(applied, candidate.config(steps, target)):
+                for call in calls:
+                    outputs.append(output(call()))
+                    bar.update(1)
+            candidate.psnr_db = frame_psnr(self.reference, outputs, self.frames)
+            verified.append(candidate)
+            return candidate.psnr_db
+
+        def best_verified(count: int, bar: Any) -> tuple[Candidate | None, list[Candidate]]:
+            ranked = candidates_at(count)
+            chosen = None
+            for candidate in _to_try(ranked, self.trials):
+                run(candidate, bar)
+                if chosen is None or (candidate.psnr_db or -1) > (chosen.psnr_db or -1):
+                    chosen = candidate
+            return chosen, ranked
+
+        notes: list[str] = []
+        desc = f"forecache tune:{name} verifying"
+        if self.ratio is not None:
+            ratio = float(self.ratio)
+            count = count_for_ratio(n, ratio, full, skip)
+            with tqdm(
+                total=self.trials * len(calls), desc=desc, disable=not self.progress, unit="call"
+            ) as bar:
+                chosen, ranked = best_verified(count, bar)
+            goal = f"compute ratio >= {ratio:g}x" + self.scored
+            if _ratio(n, count, full, skip) < ratio:
+                reached = _ratio(n, count, full, skip)
+                notes.append(f"{ratio:g}x needs fewer computed steps than 1 of {n}; tuned at {reached:.2f}x")
+        else:
+            budget = float(self.budget_db or 0.0)
+            goal = f"PSNR >= {budget:g} dB" + self.scored
+            low, high = 1, n  # the fewest computed steps (highest ratio) meeting the budget, by bisection
+            best: tuple[Candidate, list[Candidate]] | None = None
+            rounds = math.ceil(math.log2(n)) + 1
+            total = rounds * self.trials * len(calls)
+            with tqdm(total=total, desc=desc, disable=not self.progress, unit="call") as bar:
+                while low <= high:
+                    count = (low + high) // 2
+                    chosen, ranked = best_verified(count, bar)
+                    if chosen is not None and (chosen.psnr_db or 0.0) >= budget:
+                        best, high = (chosen, ranked), count - 1
+                    else:
+                        low = count + 1
+            if best is None:
+                notes.append(f"no schedule reached {budget:g} dB: full compute returned")
+                full_steps = list(range(n))
+                candidate = Candidate(full_steps, Reuse(), "full compute", 0.0, 1.0, float("inf"))
+                chosen, ranked = candidate, [candidate]
+            else:
+                chosen, ranked = best
+        assert chosen is not None
+        errors = [float(e) for e in step_costs(trajectory, chosen.forecaster, chosen.computed)]
+        seen = {id(c) for c in ranked}
+        everything = ranked + [c for c in verified if id(c) not in seen]
+        return TuneResult(
+            config=chosen.config(steps, target),
+            steps=n,
+            chosen=chosen,
+            candidates=everything,
+            step_errors=errors,
+            full_flops=full,
+            skip_flops=skip,
+            calls=len(calls),
+            goal=goal,
+            notes=notes,
+        )
+
+
+def combine(pipe: Any, search: Search, experts: list[Expert], results: dict[str, TuneResult]) -> TuneResult:
+    """Verify every expert's tuned schedule at once; the pipeline's result, with each expert's inside."""
+    from forecache.api import cached
+
+    outputs = []
+    with contextlib.ExitStack() as stack:
+        for component, result in results.items():
+            stack.enter_context(cached(getattr(pipe, component), result.config))
+        for call in search.calls:
+            outputs.append(output(call()))
+    full = sum(e.trajectory.length * e.full for e in experts)
+    spent = sum(
+        len(r.chosen.computed) * e.full + (e.trajectory.length - len(r.chosen.computed)) * e.skip
+        for e, r in zip(experts, results.values(), strict=True)
+    )
+    first = next(iter(results.values()))
+    notes = [f"{component}: {note}" for component, result in results.items() for note in result.notes]
+    return dataclasses.replace(
+        first,
+        calls=len(search.calls),
+        goal=f"{first.goal}, each of {len(results)} experts",
+        notes=notes,
+        experts=results,
+        psnr_db=frame_psnr(search.reference, outputs, search.frames),
+        ratio=full / spent,
+    )

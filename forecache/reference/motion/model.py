@@ -1,0 +1,175 @@
+"""The motion model's parts: a word-level tokenizer, a tiny UMT5 encoder, a Wan VAE and Wan transformers.
+
+Everything is built from configurations (nothing downloaded) and assembled into diffusers' own
+`WanPipeline`, which runs it unmodified. Sizes:
+
+- tokenizer: word-level over the motion grammar's vocabulary (`forecache.reference.motion.grammar.WORDS`),
+  pad 0, end of text 1, unknown 2; 32 tokens (call the pipeline with ``max_sequence_length=32``);
+- `UMT5EncoderModel`: 2 layers, width 64, 0.14 M parameters;
+- `AutoencoderKLWan`: 9 frames of 32x32 RGB <-> 3 latent frames of 8x8x16 (spatial compression 4,
+  temporal 4: the first frame alone, then two chunks of four, as Wan's causal VAE encodes), 0.66 M;
+- `WanTransformer3DModel`: 8 blocks of width 128 (4 heads of 32), feed-forward 256, patches of
+  1x2x2 latents: 3 x 4 x 4 = 48 tokens per clip, 1.77 M parameters;
+- `FlowMatchEulerDiscreteScheduler` with a fixed shift of 3;
+- the two-expert variant (Wan 2.2 A14B's split): `transformer` for timesteps >= 875
+  (``boundary_ratio`` 0.875, the high-noise steps), `transformer_2` below, each fine-tuned on its
+  own noise range from the one-expert model.
+
+Guidance is classifier-free in two transformer calls per step (``cache_context`` "cond" and
+"uncond"), the empty negative prompt being what 10% of the training prompts were replaced by.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forecache.reference.motion.grammar import FRAMES, WORDS
+from forecache.reference.scenes.model import SPECIAL_TOKENS
+from forecache.reference.scenes.model import build_tokenizer as build_word_tokenizer
+
+__all__ = [
+    "BOUNDARY_RATIO",
+    "CALL_DEFAULTS",
+    "MAX_TOKENS",
+    "build_pipeline",
+    "build_scheduler",
+    "build_text_encoder",
+    "build_tokenizer",
+    "build_transformer",
+    "build_vae",
+    "vocab_size",
+]
+
+MAX_TOKENS = 32
+"""Tokens per prompt (the pipeline's ``max_sequence_length``)."""
+
+BOUNDARY_RATIO = 0.875
+"""The two-expert variant's switch: `transformer` at timesteps >= 875 of 1000, `transformer_2` below."""
+
+CALL_DEFAULTS: dict[str, Any] = {
+    "height": 32,
+    "width": 32,
+    "num_frames": FRAMES,
+    "max_sequence_length": MAX_TOKENS,
+    "guidance_scale": 4.0,
+}
+"""Keyword arguments every call of the motion pipeline needs beside the prompt (WanPipeline's own
+defaults are Wan 2.1's: 480x832 pixels, 81 frames, 512 text tokens)."""
+
+_WIDTH_TEXT = 64
+_LATENT_CHANNELS = 16
+
+
+def vocab_size() -> int:
+    """Return the number of token ids (the special tokens, then the grammar's words)."""
+    return len(SPECIAL_TOKENS) + len(WORDS)
+
+
+def build_tokenizer() -> Any:
+    """Build the word-level tokenizer over the motion grammar (`build_word_tokenizer` of the scenes model)."""
+    return build_word_tokenizer(WORDS, MAX_TOKENS)
+
+
+def build_text_encoder() -> Any:
+    """Build the tiny `UMT5EncoderModel` (its token states are the transformer's cross-attention input)."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    return UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=vocab_size(),
+            d_model=_WIDTH_TEXT,
+            d_kv=16,
+            d_ff=4 * _WIDTH_TEXT,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=16,
+            relative_attention_max_distance=MAX_TOKENS,
+            dropout_rate=0.0,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+        )
+    )
+
+
+def build_vae() -> Any:
+    """Build the `AutoencoderKLWan`: spatial compression 4, temporal 4, 16 latent channels, 0.66 M parameters.
+
+    Its ``latents_mean`` and ``latents_std`` start at 0 and 1; training sets them from the latents.
+    """
+    from diffusers import AutoencoderKLWan
+
+    return AutoencoderKLWan(
+        base_dim=16,
+        z_dim=_LATENT_CHANNELS,
+        dim_mult=[1, 2, 2],
+        num_res_blocks=1,
+        attn_scales=[],
+        temperal_downsample=[True, True],
+        latents_mean=[0.0] * _LATENT_CHANNELS,
+        latents_std=[1.0] * _LATENT_CHANNELS,
+        scale_factor_temporal=4,
+        scale_factor_spatial=4,
+    )
+
+
+def build_transformer() -> Any:
+    """Build the `WanTransformer3DModel`: 8 blocks of width 128 (4 heads of 32), 48 tokens, 1.77 M weights."""
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=4,
+        attention_head_dim=32,
+        in_channels=_LATENT_CHANNELS,
+        out_channels=_LATENT_CHANNELS,
+        text_dim=_WIDTH_TEXT,
+        freq_dim=256,
+        ffn_dim=256,
+        num_layers=8,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+    )
+
+
+def build_scheduler() -> Any:
+    """Build the sampler: flow-matching Euler with a fixed shift of 3."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False)
+
+
+def build_pipeline(
+    transformer: Any | None = None,
+    vae: Any | None = None,
+    text_encoder: Any | None = None,
+    transformer_2: Any | None = None,
+) -> Any:
+    """Assemble a diffusers `WanPipeline` from the given components, building the missing ones.
+
+    Args:
+        transformer (`WanTransformer3DModel`, *optional*): Default `build_transformer()`; with
+            `transformer_2`, the high-noise expert.
+        vae (`AutoencoderKLWan`, *optional*): Default `build_vae()`.
+        text_encoder (`UMT5EncoderModel`, *optional*): Default `build_text_encoder()`.
+        transformer_2 (`WanTransformer3DModel`, *optional*): The low-noise expert; given, the pipeline
+            switches at `BOUNDARY_RATIO` (Wan 2.2's two experts). Default None: one transformer.
+
+    Returns:
+        A `WanPipeline` (call it with a prompt and `CALL_DEFAULTS`).
+
+    """
+    from diffusers import WanPipeline
+
+    extra: dict[str, Any] = {}
+    if transformer_2 is not None:
+        extra = {"transformer_2": transformer_2, "boundary_ratio": BOUNDARY_RATIO}
+    return WanPipeline(
+        tokenizer=build_tokenizer(),
+        text_encoder=text_encoder if text_encoder is not None else build_text_encoder(),
+        vae=vae if vae is not None else build_vae(),
+        scheduler=build_scheduler(),
+        transformer=transformer if transformer is not None else build_transformer(),
+        **extra,
+    )
