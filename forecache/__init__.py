@@ -17,14 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from forecache.accel.config import (
-    AdamsBashforthConfig,
-    CacheConfig,
-    ConfidenceGateConfig,
-    TaylorSeerConfig,
-    TimelineConfig,
-    register_config,
-)
+from forecache.accel.config import CacheConfig
 from forecache.accel.forecasters import DMD, AdamsBashforth, FoCa, Hermite, Reuse, Taylor, register_forecaster
 from forecache.accel.policies import (
     ConfidenceGate,
@@ -35,17 +28,25 @@ from forecache.accel.policies import (
     Verify,
     register_policy,
 )
+from forecache.accel.presets import (
+    AdamsBashforthConfig,
+    ConfidenceGateConfig,
+    TaylorSeerConfig,
+    TimelineConfig,
+    register_preset,
+)
 from forecache.accel.stats import CacheStats, ContextStats
 from forecache.accel.targets import register_target
 from forecache.calibrate import TuneResult, tune
 
 if TYPE_CHECKING:
-    from forecache.api import apply, cached, remove, stats
+    from forecache.api import Cache, apply, cached, remove, stats
     from forecache.layouts.registry import UnsupportedModelError, register_layout, supported_models
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Cache": "forecache.api",
     "apply": "forecache.api",
     "cached": "forecache.api",
     "remove": "forecache.api",
@@ -75,6 +76,7 @@ __all__ = [
     "DMD",
     "AdamsBashforth",
     "AdamsBashforthConfig",
+    "Cache",
     "CacheConfig",
     "CacheStats",
     "ConfidenceGate",
@@ -96,10 +98,10 @@ __all__ = [
     "__version__",
     "apply",
     "cached",
-    "register_config",
     "register_forecaster",
     "register_layout",
     "register_policy",
+    "register_preset",
     "register_target",
     "remove",
     "stats",

@@ -1,10 +1,13 @@
-"""The public entry points: apply, remove, cached and stats, on a pipeline or a bare transformer."""
+"""The public entry points: apply, remove, cached and stats, on a pipeline or a bare transformer.
+
+`apply` returns a `Cache`: the config it applied, the transformers it hooks, their `stats` and
+`remove`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,16 +18,14 @@ from diffusers.utils.torch_utils import unwrap_module
 
 from forecache._caller import calling_scheduler
 from forecache.accel._checks import check_int
-from forecache.accel.attach import attach, detach, session_of
-from forecache.accel.config import resolve_config
-from forecache.accel.runs import SharedSchedule
-from forecache.accel.state import CacheSession
+from forecache.accel.config import CacheConfig
+from forecache.accel.session import CacheSession, Experts, session_of
 from forecache.accel.stats import CacheStats
-from forecache.configfile import load_config
+from forecache.configfile import resolve_config
 from forecache.layouts.first_call import arm_first_call_check, disarm
 from forecache.layouts.registry import UnsupportedModelError, resolve_layout
 
-__all__ = ["apply", "cached", "remove", "stats"]
+__all__ = ["Cache", "apply", "cached", "remove", "stats"]
 
 #: Pipeline components that hold a denoising transformer. Wan 2.2 has two experts: `transformer`
 #: for the high-noise steps and `transformer_2` for the low-noise ones; each gets its own cache.
@@ -92,9 +93,80 @@ def _refuse_stacking(name: str, module: torch.nn.Module) -> None:
         )
 
 
+def _scheduler_source(target: Any, module: torch.nn.Module, scheduler: Any) -> Callable[[], Any] | None:
+    """Where each call finds its scheduler: the one given, else the calling pipeline's, else none."""
+    if scheduler is not None:
+        return lambda: scheduler
+    if isinstance(target, DiffusionPipeline):
+        return calling_scheduler(target, module, TRANSFORMER_COMPONENTS)
+    return None
+
+
+def _merged_stats(hooked: list[tuple[str, torch.nn.Module, CacheSession]]) -> CacheStats:
+    """Merge the statistics of several transformers' sessions (a second expert's contexts named after it)."""
+    unit, contexts = "", {}
+    for name, _, session in hooked:
+        part = session.stats()
+        prefix = "" if name == "transformer" else f"{name}/"
+        unit = part.unit
+        for key, ctx in part.contexts.items():
+            contexts[prefix + key] = dataclasses.replace(ctx, name=prefix + ctx.name) if prefix else ctx
+    return CacheStats(unit, contexts)
+
+
+def _detach(module: torch.nn.Module, session: CacheSession) -> None:
+    disarm(module)
+    session.close()
+
+
+class Cache:
+    """What `apply` returns: the applied config, the transformers it hooks, their statistics and removal.
+
+    Attributes:
+        config: The `CacheConfig` applied (a preset's name or a config file resolved).
+        components: The hooked transformers' component names (``("transformer",)``, or
+            ``("transformer", "transformer_2")`` for Wan 2.2's two experts).
+
+    """
+
+    def __init__(self, config: CacheConfig, hooked: list[tuple[str, torch.nn.Module, CacheSession]]) -> None:
+        self.config = config
+        self.components = tuple(name for name, _, _ in hooked)
+        self._hooked = hooked
+
+    def _still(self) -> list[tuple[str, torch.nn.Module, CacheSession]]:
+        return [entry for entry in self._hooked if session_of(entry[1]) is entry[2]]
+
+    @property
+    def active(self) -> bool:
+        """Whether any of its transformers is still hooked (not removed since)."""
+        return bool(self._still())
+
+    def stats(self) -> CacheStats:
+        """Return the statistics of the current or last generation, as `forecache.stats` does."""
+        return _merged_stats(self._hooked)
+
+    def remove(self) -> None:
+        """Remove forecache from the transformers it was applied to (those not removed since).
+
+        Raises:
+            ValueError: If none of them is hooked any more.
+
+        """
+        still = self._still()
+        if not still:
+            raise ValueError(f"forecache is no longer applied to {list(self.components)}; nothing to remove")
+        for _, module, session in still:
+            _detach(module, session)
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "removed"
+        return f"Cache({self.config!r}, components={self.components}, {state})"
+
+
 def apply(
     target: Any, config: Any, *, num_inference_steps: int | None = None, scheduler: Any = None
-) -> CacheSession:
+) -> Cache:
     """Make a diffusers pipeline or transformer forecast its features at most denoising steps.
 
     Hooks are attached to this instance only (never to its class, and the pipeline keeps its own
@@ -111,9 +183,11 @@ def apply(
     Args:
         target: A `DiffusionPipeline` with a `transformer`, or a diffusers transformer
             (``torch.compile``-wrapped ones are unwrapped).
-        config: `TaylorSeerConfig`, `AdamsBashforthConfig`, `ConfidenceGateConfig` or a general
-            `CacheConfig` (never mutated), or the path of a config file (what `forecache.tune`
-            and ``forecache sweep`` write; see `forecache.configfile`).
+        config: A `CacheConfig` (never mutated), as the presets return it (`TaylorSeerConfig(...)`,
+            `AdamsBashforthConfig`, `ConfidenceGateConfig`, `TimelineConfig`), the name of a preset
+            (``"taylorseer"``, or one registered with `forecache.register_preset`: its defaults),
+            or the path of a config file (what `forecache.tune` and ``forecache sweep`` write; see
+            `forecache.configfile`).
         num_inference_steps: Steps per generation, for bare transformers (a pipeline knows them
             from its scheduler). Without it (or `scheduler`) the cool-down steps cannot be placed.
         scheduler: For a bare transformer driven by your own loop: the diffusers scheduler of that
@@ -122,7 +196,7 @@ def apply(
             number of steps. None (default) uses a pipeline's own scheduler.
 
     Returns:
-        The cache session of the (first) transformer; `forecache.stats` reports all of them.
+        A `Cache`: the config applied, its `stats()` and `remove()`.
 
     A transformer class forecache has no registered layout for is laid out from the model itself
     (`forecache.layouts.infer`: its block lists, their order, streams, cached sub-modules and time
@@ -144,14 +218,14 @@ def apply(
         >>> import forecache
         >>> from forecache.reference import load_reference
         >>> pipe = load_reference("dit-digits")
-        >>> session = forecache.apply(pipe.transformer, forecache.TaylorSeerConfig(interval=2))
-        >>> forecache.remove(pipe.transformer)
+        >>> cache = forecache.apply(pipe.transformer, forecache.TaylorSeerConfig(interval=2))
+        >>> cache.components
+        ('transformer',)
+        >>> cache.remove()
 
     """
     if num_inference_steps is not None:
         check_int("apply", "num_inference_steps", num_inference_steps, 1)
-    if isinstance(config, (str, os.PathLike)):
-        config = load_config(config)
     cache_config = resolve_config(config)
     if scheduler is not None and not isinstance(scheduler, SchedulerMixin):
         raise TypeError(f"`scheduler` must be a diffusers scheduler or None, got {type(scheduler).__name__}")
@@ -165,28 +239,23 @@ def apply(
         _refuse_stacking(name, module)
     # refuse before hooking anything: registered layouts, else inferred ones (with the reason)
     layouts = {name: resolve_layout(module, cache_config.target) for name, module in transformers.items()}
-    sessions: list[CacheSession] = []
+    experts = Experts()
+    hooked: list[tuple[str, torch.nn.Module, CacheSession]] = []
     try:
         for name, module in transformers.items():
             resolution = layouts[name]
-            session = attach(module, cache_config, resolution.layout, num_inference_steps)
-            sessions.append(session)
+            source = _scheduler_source(target, module, scheduler)
+            session = CacheSession(
+                module, cache_config, resolution.layout, num_inference_steps, source, experts
+            )
+            hooked.append((name, module, session))
             if resolution.source == "inferred":
                 arm_first_call_check(module, resolution.layout, resolution.chained, _hint(resolution.chained))
-            if scheduler is not None:
-                session.scheduler_source = lambda: scheduler
-            elif isinstance(target, DiffusionPipeline):
-                session.scheduler_source = calling_scheduler(target, module, TRANSFORMER_COMPONENTS)
     except BaseException:
-        for module in list(transformers.values())[: len(sessions)]:
-            disarm(module)
-            detach(module)
+        for _, module, session in hooked:
+            _detach(module, session)
         raise
-    shared = SharedSchedule()
-    for session in sessions:
-        session.siblings = [other for other in sessions if other is not session]
-        session.siblings_schedule = shared
-    return sessions[0]
+    return Cache(cache_config, hooked)
 
 
 def remove(target: Any) -> None:
@@ -214,29 +283,27 @@ def remove(target: Any) -> None:
 
     """
     for _, module, session in _hooked(target):
-        disarm(module)
-        detach(module)
-        for sibling in session.siblings:
-            sibling.siblings = [s for s in sibling.siblings if s is not session]
+        _detach(module, session)
 
 
 @contextmanager
 def cached(
     target: Any, config: Any, *, num_inference_steps: int | None = None, scheduler: Any = None
-) -> Iterator[CacheSession]:
+) -> Iterator[Cache]:
     """Apply forecache for the duration of a ``with`` block, removing it on exit (even on error).
 
     Example:
         >>> import forecache
         >>> from forecache.reference import load_reference
         >>> pipe = load_reference("flux-digits")
-        >>> with forecache.cached(pipe, forecache.ConfidenceGateConfig()) as session:
-        ...     pass
+        >>> with forecache.cached(pipe, forecache.ConfidenceGateConfig()) as cache:
+        ...     cache.components
+        ('transformer',)
 
     """
-    session = apply(target, config, num_inference_steps=num_inference_steps, scheduler=scheduler)
+    cache = apply(target, config, num_inference_steps=num_inference_steps, scheduler=scheduler)
     try:
-        yield session
+        yield cache
     finally:
         remove(target)
 
@@ -265,11 +332,4 @@ def stats(target: Any) -> CacheStats:
         ValueError: If forecache is not applied to `target`.
 
     """
-    unit, contexts = "", {}
-    for name, _, session in _hooked(target):
-        part = session.stats()
-        prefix = "" if name == "transformer" else f"{name}/"
-        unit = part.unit
-        for key, ctx in part.contexts.items():
-            contexts[prefix + key] = dataclasses.replace(ctx, name=prefix + ctx.name) if prefix else ctx
-    return CacheStats(unit, contexts)
+    return _merged_stats(_hooked(target))

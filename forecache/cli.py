@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--preset",
         default="taylorseer",
-        help="the method swept: taylorseer, ab, cg, cache or a peer (default taylorseer)",
+        help="the method swept: a preset (taylorseer, ab, cg, timeline, cache or one registered with "
+        "forecache.register_preset) or a peer (default taylorseer)",
     )
     sweep.add_argument(
         "--grid", nargs="+", default=["interval=2:6"], help="axes: field=a:b (inclusive), a:b:step or v1,v2"

@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 
 import forecache
 from forecache import configfile
-from forecache.accel.attach import session_of
+from forecache.accel import presets
 from forecache.accel.forecasters import FORECASTERS
 from forecache.accel.layout import BlockListLayout, ModelLayout
 from forecache.accel.policies import POLICIES
+from forecache.accel.session import session_of
 from forecache.layouts import registry
 
 EXAMPLES = {"files": 2500, "configs": 2000, "apply": 600}
@@ -69,8 +70,8 @@ plausible = st.one_of(
     st.lists(st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, float("nan"), float("inf")]), max_size=5),
 )
 PRESET_NAMES = [
-    *configfile.PRESETS,
-    *configfile.ALIASES,
+    *presets.PRESETS,
+    *(alias for preset in presets.PRESETS.values() for alias in preset.aliases),
     "TaylorSeer",
     "tuned",
     "baseline",
@@ -79,24 +80,27 @@ PRESET_NAMES = [
 
 
 def fields_of(cls):
-    return [f.name for f in dataclasses.fields(cls)]
+    """The fields of a policy or forecaster class, or of a preset (its function's parameters)."""
+    if isinstance(cls, presets.Preset):  # the free-form `cache` preset: CacheConfig's own fields
+        parameters = cls.parameters.items()
+        return {name: p.default is p.empty for name, p in parameters} or fields_of(forecache.CacheConfig)
+    return {
+        f.name: f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        for f in dataclasses.fields(cls)
+    }
 
 
 def params_for(cls, unknown=True):
     """Field values of `cls`; with `unknown`, misspelt and missing fields too (a file's, not a call's)."""
+    fields = fields_of(cls)
     if unknown:
         return st.dictionaries(
-            st.one_of(st.sampled_from(fields_of(cls)), st.text(max_size=5)), plausible, max_size=5
+            st.one_of(st.sampled_from(list(fields) or ["x"]), st.text(max_size=5)), plausible, max_size=5
         )
-    fields = dataclasses.fields(cls)
-    required = [
-        f.name
-        for f in fields
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
+    required = [name for name, needed in fields.items() if needed]
     return st.fixed_dictionaries(
         dict.fromkeys(required, plausible),
-        optional={f.name: plausible for f in fields if f.name not in required},
+        optional={name: plausible for name in fields if name not in required},
     )
 
 
@@ -111,7 +115,7 @@ def axis(registry_, default_names):
 @st.composite
 def entries(draw):
     method = draw(st.one_of(st.sampled_from(PRESET_NAMES), junk))
-    canonical = configfile.canonical_name(method) if isinstance(method, str) else None
+    canonical = presets.canonical_name(method) if isinstance(method, str) else None
     if canonical == "cache":
         params = draw(
             st.one_of(
@@ -133,8 +137,8 @@ def entries(draw):
                 junk,
             )
         )
-    elif canonical in configfile.PRESETS:
-        params = draw(st.one_of(params_for(configfile.PRESETS[canonical]), junk))
+    elif canonical in presets.PRESETS:
+        params = draw(st.one_of(params_for(presets.PRESETS[canonical]), junk))
     else:
         params = draw(st.one_of(st.dictionaries(st.text(max_size=5), plausible, max_size=3), junk))
     entry = {"method": method}
@@ -177,11 +181,11 @@ def write(doc, counter=[0]):  # noqa: B006 (a per-process file counter)
 def test_config_files_load_or_fail_naming_the_field(doc):
     path = write(doc)
     try:
-        config = forecache.configfile.load_config(path)
+        config = configfile.load_config(path)
     except Exception as err:
         check_refusal(err, doc)
     else:
-        forecache.accel.config.resolve_config(config)
+        assert isinstance(config, forecache.CacheConfig)
     try:
         from forecache.eval.methods import load_methods
     except ImportError:  # the eval extra (absent from the floor run)
@@ -193,7 +197,7 @@ def test_config_files_load_or_fail_naming_the_field(doc):
 
 
 def build(cls, params):
-    return cls(**params)
+    return cls.function(**params) if isinstance(cls, presets.Preset) else cls(**params)
 
 
 policies = st.sampled_from(POLICIES.names()).flatmap(
@@ -209,7 +213,7 @@ forecasters = st.sampled_from(FORECASTERS.names()).flatmap(
     policy=st.one_of(policies, junk),
     forecaster=st.one_of(forecasters, junk),
     top=params_for(forecache.CacheConfig, False).filter(lambda p: not {"policy", "forecaster"} & set(p)),
-    preset=st.sampled_from(list(configfile.PRESETS.values())).flatmap(
+    preset=st.sampled_from(list(presets.PRESETS.values())).flatmap(
         lambda cls: params_for(cls, False).map(lambda p, c=cls: (c, p))
     ),
 )
@@ -218,11 +222,11 @@ def test_cache_configs_build_or_fail_naming_the_field(policy, forecaster, top, p
         parts = {}
         for name, value in (("policy", policy), ("forecaster", forecaster)):
             parts[name] = build(*value) if isinstance(value, tuple) else value
-        forecache.accel.config.resolve_config(forecache.CacheConfig(**parts, **top))
+        forecache.CacheConfig(**parts, **top)
     except Exception as err:
         check_refusal(err, (policy, forecaster, top))
     try:
-        forecache.accel.config.resolve_config(build(*preset))
+        build(*preset)
     except Exception as err:
         check_refusal(err, preset)
 

@@ -8,8 +8,8 @@ import torch
 
 import forecache
 from forecache import configfile
-from forecache.accel.attach import session_of
 from forecache.accel.policies import Timeline
+from forecache.accel.session import session_of
 from tests.fixtures.catalog import build_tiny
 
 

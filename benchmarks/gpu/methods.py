@@ -37,9 +37,8 @@ def resolve(text: str, steps: int) -> Any:
         TypeError: A value of the wrong type (from the config's own checks).
 
     """
-    from forecache.accel.config import resolve_config
+    from forecache.accel.params import cache_params
     from forecache.accel.policies import Decision, Timeline
-    from forecache.configfile import config_params
     from forecache.eval.methods import make_method, parse_method
 
     name, _, rest = text.strip().partition(":")
@@ -48,9 +47,9 @@ def resolve(text: str, steps: int) -> Any:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"{FIXED_TIMELINE}: `steps` must be an int >= 2, got {steps!r}")
     try:
-        shaped = resolve_config(parse_method("timeline" + (":" + rest if rest.strip() else "")).config)
+        shaped = parse_method("timeline" + (":" + rest if rest.strip() else "")).config
     except (ValueError, TypeError) as err:
         raise type(err)(f"{text.strip()!r}: {err}") from err
     computed = [s for s in range(steps) if shaped.policy.decide(s, steps, 0) == Decision.COMPUTE]
     config = dataclasses.replace(shaped, policy=Timeline.from_steps(computed, steps))
-    return make_method("cache", config_params(config), label=text.strip())
+    return make_method("cache", cache_params(config), label=text.strip())

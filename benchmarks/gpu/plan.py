@@ -202,7 +202,6 @@ class Plan:
 def _schedule(method: str, steps: int) -> tuple[int | None, float]:
     """(computed steps or None, work fraction) of `method` at `steps` steps (see `work_fraction`)."""
     from benchmarks.gpu.methods import resolve
-    from forecache.accel.config import resolve_config
     from forecache.accel.policies import Decision
 
     spec = resolve(method, steps)
@@ -210,7 +209,7 @@ def _schedule(method: str, steps: int) -> tuple[int | None, float]:
         return steps, 1.0
     if spec.kind != "forecache" or spec.config is None:  # a peer, or the tuner (no schedule yet)
         return None, _PEER_FRACTION.get(spec.name, 1.0)
-    config = resolve_config(spec.config)
+    config = spec.config
     computed, run, probed = 0, 0, False
     for step in range(steps):
         decision = config.policy.decide(step, steps, run)

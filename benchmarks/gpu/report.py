@@ -37,10 +37,9 @@ _MiB, _GiB = 2**20, 2**30
 
 def _target(method: str, steps: int) -> str | None:
     from benchmarks.gpu.methods import resolve
-    from forecache.accel.config import resolve_config
 
     spec = resolve(method, steps)
-    return resolve_config(spec.config).target if spec.kind == "forecache" and spec.config else None
+    return spec.config.target if spec.kind == "forecache" and spec.config else None
 
 
 def _computed(row: dict) -> str:

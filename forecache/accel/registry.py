@@ -3,13 +3,15 @@
 Each axis is open: a class registered under a name is found by `CacheConfig`'s validation, by the
 config-file and CLI parsers (``cache:policy=<name>,forecaster=<name>``) and by `forecache.apply`,
 with nothing else to edit. The engine never switches on a name or a class: it calls the methods of
-the registered class's Protocol.
+the registered class's Protocol. A Protocol's optional members are declared there with their
+defaults; a registered class that lacks one gets that default, so the engine reads every member
+directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["Registry"]
 
@@ -21,15 +23,18 @@ class Registry(Generic[T]):
 
     Args:
         axis: The axis name used in error messages (``"forecaster"``, ``"policy"``, ``"target"``).
+        protocol: The axis's Protocol, holding the defaults of its optional members. Default None.
+        optional: The names of the Protocol's optional members. Default none.
 
     """
 
-    def __init__(self, axis: str) -> None:
+    def __init__(self, axis: str, protocol: type | None = None, optional: tuple[str, ...] = ()) -> None:
         self.axis = axis
         self._classes: dict[str, T] = {}
+        self._defaults: dict[str, Any] = {name: getattr(protocol, name) for name in optional}
 
     def register(self, name: str, *, replace: bool = False) -> Callable[[T], T]:
-        """Return a class decorator registering the class under `name`.
+        """Return a class decorator registering the class under `name`, optional members filled in.
 
         Args:
             name: The name users write in configs and on the command line (lower case, no spaces).
@@ -51,6 +56,10 @@ class Registry(Generic[T]):
                     f"{self.axis} {name!r} is already registered to {taken.__qualname__}; "
                     "pass replace=True to move it"
                 )
+            fields = getattr(cls, "__dataclass_fields__", {})
+            for member, default in self._defaults.items():
+                if member not in fields and not hasattr(cls, member):
+                    setattr(cls, member, default)
             self._classes[name] = cls
             return cls
 

@@ -16,15 +16,13 @@ scheduler starts a new generation.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from forecache.accel.clock import ScheduleClock
+from forecache.accel.context import ContextState
 from forecache.accel.watch import StallWatch
 
-if TYPE_CHECKING:
-    from forecache.accel.state import ContextState
-
-__all__ = ["Run", "SharedSchedule", "ThreadRuns"]
+__all__ = ["Run", "ThreadRuns"]
 
 
 class Run:
@@ -64,17 +62,6 @@ class Run:
         self.clock_for = scheduler
         self.generation = -1
         return True
-
-
-class SharedSchedule(threading.local):
-    """The last schedule the experts of one pipeline saw (Wan 2.2), per thread.
-
-    Attributes:
-        schedule: The scheduler's timesteps tensor of the thread's current pipeline call.
-
-    """
-
-    schedule: Any = None
 
 
 class ThreadRuns:

@@ -13,20 +13,16 @@ and a 50-step FLUX trajectory then takes a few MiB instead of gigabytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from forecache.accel.context import ContextState
 from forecache.accel.policies import Decision
 from forecache.accel.streams import StreamIO
-from forecache.accel.targets import register_target
+from forecache.accel.targets import Block, Engine, Register, Target, register_target
 from forecache.accel.targets.stack import PassThrough, attach_stack
-
-if TYPE_CHECKING:
-    from forecache.accel.state import CacheSession, ContextState
-    from forecache.accel.targets.base import Block, Register
 
 __all__ = ["ContextRecord", "RecordingTarget"]
 
@@ -99,7 +95,7 @@ class _RecordingTail(PassThrough):
 
 
 @register_target("record")
-class RecordingTarget:
+class RecordingTarget(Target):
     """Compute every step and record each context's stack residual (the tuner's trajectory).
 
     Selected through ``CacheConfig(target="record")`` with a policy that computes every step;
@@ -114,9 +110,7 @@ class RecordingTarget:
 
     """
 
-    unit = "block"
     chains_blocks = True
-    allows_fullgraph = True
 
     def __init__(self) -> None:
         self.sample = 16384
@@ -124,22 +118,14 @@ class RecordingTarget:
         self.records: list[ContextRecord] = []
         self.blocks: list[torch.nn.Module] = []
 
-    def plan(self, blocks: list[Block], probe_blocks: int, model: str) -> list[int]:
-        """One unit per block."""
-        return [1] * len(blocks)
-
-    def forecast_units(self, units_per_block: list[int], probe_blocks: int) -> int:
-        """Return the probe blocks' units (never used: every step computes)."""
-        return sum(units_per_block[:probe_blocks])
-
-    def attach(self, session: CacheSession, blocks: list[Block], register: Register) -> None:
+    def attach(self, engine: Engine, blocks: list[Block], register: Register) -> None:
         """Pass-through hooks (never used: every step computes); the last block records."""
 
         def role(block: Block, last: bool) -> PassThrough:
             return _RecordingTail(self) if last else PassThrough()
 
         self.blocks = [block.module for block in blocks]
-        attach_stack(session, blocks, register, role)
+        attach_stack(engine, blocks, register, role)
 
     def new_context_state(self) -> _RecordingState:
         """Return a fresh record for a new context."""
@@ -151,7 +137,3 @@ class RecordingTarget:
             return
         state: _RecordingState = ctx.target_state
         state.inputs = [None if s is None else s.detach().clone() for s in streams]
-
-    def run_call(self, session: CacheSession, ctx: ContextState, forward: Callable[[], Any]) -> Any:
-        """Run the model."""
-        return forward()

@@ -105,7 +105,7 @@ def _record_all(
     pipe: Any, calls: list[Callable[[], Any]], progress: Any
 ) -> tuple[list[Expert], list[torch.Tensor]]:
     """Run the calls at full compute: per transformer that ran its recording, and the outputs."""
-    from forecache.accel.attach import session_of
+    from forecache.accel.session import session_of
     from forecache.api import apply, remove  # imports diffusers: on first use, as `forecache` does
     from forecache.calibrate.record import RecordingTarget  # registers the "record" target
 

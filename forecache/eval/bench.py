@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 import forecache
-from forecache.eval import temporal
+import forecache.eval.temporal as temporal
 from forecache.eval.config import DEFAULT_METHODS, DEFAULT_TARGETS, BenchConfig, RunConfig
 from forecache.eval.matched import run_matched
 from forecache.eval.methods import MethodSpec

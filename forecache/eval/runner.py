@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 import forecache
+import forecache.eval.metrics as metrics
+import forecache.eval.temporal as temporal
 from forecache.calibrate.flops import count_flops
-from forecache.eval import metrics, temporal
 from forecache.eval.methods import MethodRun, MethodSpec, attached
 from forecache.eval.probes import loop_clock, memory_probe
 from forecache.eval.schema import MethodResult, speedup

@@ -106,7 +106,8 @@ class SweepConfig(RunConfig):
     """A sweep: `RunConfig` plus the method, its grid and how the best configs are chosen.
 
     Args:
-        preset: The method swept: a preset (``taylorseer``, ``ab``, ``cg``, ``cache``) or a peer
+        preset: The method swept: a preset (``taylorseer``, ``ab``, ``cg``, ``timeline``, ``cache``,
+            any registered with `forecache.register_preset`) or a peer
             (``diffusers.fbcache``...; see `forecache.eval.methods.METHODS`). Default ``"taylorseer"``.
         grid: Axes like ``"interval=2:8"`` (inclusive), ``"threshold=0.05:0.3:0.05"``,
             ``"order=0,1,2"``; a single value fixes a field. Default ``("interval=2:6",)``.

@@ -126,7 +126,7 @@ def weighted_sum(tensors: Sequence[Tensor], weights: Sequence[float], out: Tenso
 
     """
     if tensors and isinstance(tensors[0], Tensor) and backend_for(tensors[0]) == "triton":
-        from forecache.kernels import triton_ops
+        import forecache.kernels.triton_ops as triton_ops
 
         return triton_ops.triton_weighted_sum(tensors, weights, out)
     return torch_weighted_sum(tensors, weights, out)
@@ -183,7 +183,7 @@ def guarded_weighted_sum(
 
     """
     if tensors and isinstance(tensors[0], Tensor) and backend_for(tensors[0]) == "triton":
-        from forecache.kernels import triton_ops
+        import forecache.kernels.triton_ops as triton_ops
 
         return triton_ops.triton_guarded_weighted_sum(
             tensors,
@@ -237,7 +237,7 @@ def taylor_update_(
 
     """
     if factors and isinstance(factors[0], Tensor) and backend_for(factors[0]) == "triton":
-        from forecache.kernels import triton_ops
+        import forecache.kernels.triton_ops as triton_ops
 
         triton_ops.triton_taylor_update_(factors, feature, inv_dt, peak)
         return
@@ -264,7 +264,7 @@ def relative_l1(a: Tensor, b: Tensor, per_sample: bool = False) -> Tensor:
 
     """
     if isinstance(a, Tensor) and backend_for(a) == "triton":
-        from forecache.kernels import triton_ops
+        import forecache.kernels.triton_ops as triton_ops
 
         return triton_ops.triton_relative_l1(a, b, per_sample)
     return torch_relative_l1(a, b, per_sample)

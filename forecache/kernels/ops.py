@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from forecache.kernels import torch_ops
+import forecache.kernels.torch_ops as torch_ops
 from forecache.kernels.dispatch import backend_for
 
 __all__ = ["KernelOps", "ops_for"]
@@ -60,7 +60,7 @@ def ops_for(tensors: Sequence[Tensor]) -> KernelOps:
     """
     if backend_for(tensors[0]) == "torch":
         return TORCH_OPS
-    from forecache.kernels import triton_ops
+    import forecache.kernels.triton_ops as triton_ops
 
     triton_ops.check_device(tensors[0], "tensors[0]")
     return KernelOps(

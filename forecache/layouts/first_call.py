@@ -25,9 +25,10 @@ import torch
 from diffusers.hooks import HookRegistry, ModelHook
 
 from forecache.accel._private import invalidate_child_registries
-from forecache.accel.attach import detach, session_of
 from forecache.accel.layout import ModelLayout
+from forecache.accel.session import session_of
 from forecache.accel.streams import StreamIO
+from forecache.accel.targets import blocks_of
 from forecache.layouts.errors import UnsupportedModelError
 
 __all__ = ["FIRST_CALL_HOOK", "FirstCallCheck", "arm_first_call_check", "disarm"]
@@ -41,12 +42,9 @@ class _Observer:
     def __init__(
         self, model: torch.nn.Module, layout: ModelLayout, chained: bool, modules: bool, probes: int
     ) -> None:
-        self.blocks: list[tuple[str, torch.nn.Module, StreamIO]] = []
-        for block_list in layout.block_lists:
-            for i, block in enumerate(getattr(model, block_list.attr)):
-                self.blocks.append(
-                    (f"{block_list.attr}.{i}", block, StreamIO(block_list, type(block).forward))
-                )
+        self.blocks = [
+            (b.name, b.module, StreamIO(b.layout, type(b.module).forward)) for b in blocks_of(model, layout)
+        ]
         self.chained = chained
         self.modules = modules
         self.probes = probes
@@ -172,9 +170,7 @@ class FirstCallCheck(ModelHook):
         session = session_of(module)
         disarm(module)
         if session is not None:
-            detach(module)
-            for sibling in session.siblings:
-                sibling.siblings = [s for s in sibling.siblings if s is not session]
+            session.close()
         raise UnsupportedModelError(
             f"forecache: the layout inferred for {name} does not hold at its first call: {problem}. "
             f"forecache removed itself; {name} computes as it did before `apply`.{self.hint}"

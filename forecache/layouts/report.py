@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from forecache.accel.layout import BlockListLayout, ModelLayout, time_argument
-from forecache.accel.targets import TARGETS, Block
+from forecache.accel.presets import ConfidenceGateConfig
+from forecache.accel.targets import TARGETS, Block, blocks_of
 from forecache.layouts.errors import UnsupportedModelError
 from forecache.layouts.infer import Inference, infer_layout
 from forecache.layouts.registry import registered_layout, resolve_layout
@@ -49,21 +50,13 @@ class ModelRow:
         return [target for target, reason in self.targets.items() if not reason]
 
 
-def _blocks(model: torch.nn.Module, layout: ModelLayout) -> list[Block]:
-    blocks: list[Block] = []
-    for block_list in layout.block_lists:
-        for i, block in enumerate(getattr(model, block_list.attr)):
-            blocks.append(Block(len(blocks), f"{block_list.attr}.{i}", block, block_list))
-    return blocks
-
-
 def _target_check(model: torch.nn.Module, target: str, probes: int = 0) -> tuple[str, list[Block]]:
     """'' if `target` lays `model` out and plans it (with `probes` probe blocks), else the reason."""
     try:
         layout = resolve_layout(model, target).layout
     except UnsupportedModelError as err:
         return str(err).split(": ", 1)[-1].split(". Registered classes")[0], []
-    blocks = _blocks(model, layout)
+    blocks = blocks_of(model, layout)
     if probes >= len(blocks):
         return f"a probe block needs a second block to cache; the layout has {len(blocks)}", blocks
     try:
@@ -75,13 +68,11 @@ def _target_check(model: torch.nn.Module, target: str, probes: int = 0) -> tuple
 
 def model_row(model: torch.nn.Module) -> ModelRow:
     """Lay `model` out for every registered target and the default gate (nothing runs)."""
-    from forecache.accel.config import ConfidenceGateConfig, resolve_config
-
     name = type(model).__name__
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         targets = {target: _target_check(model, target)[0] for target in TABLE_TARGETS}
-        gate = resolve_config(ConfidenceGateConfig())
+        gate = ConfidenceGateConfig()
         reason, blocks = _target_check(model, gate.target, gate.policy.probe_blocks)
     probe = ", ".join(b.name for b in blocks[: gate.policy.probe_blocks]) if not reason else ""
     source = "registered" if registered_layout(model) is not None else "inferred"

@@ -13,6 +13,7 @@ from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
 import forecache
 from forecache import AdamsBashforthConfig, CacheConfig, ConfidenceGateConfig, TaylorSeerConfig
 from forecache.accel.clock import ScheduleClock, host_timestep
+from forecache.accel.session import session_of
 from forecache.reference import load_reference
 from tests.fixtures.catalog import build_tiny
 
@@ -34,8 +35,8 @@ def count_host_reads(transformer):
 
 def generate(pipe, config, use_clock=True):
     """Return (images, the first context's stats, host reads per transformer call)."""
-    session = forecache.apply(pipe, config)
-    session.clock.trusted = use_clock  # distrusted: the clock still counts steps, the timestep is read
+    forecache.apply(pipe, config)
+    session_of(pipe.transformer).clock.trusted = use_clock  # distrusted: counts steps, reads the timestep
     try:
         with count_host_reads(pipe.transformer) as reads:
             generator = torch.Generator().manual_seed(0)
@@ -235,10 +236,14 @@ def _decisions(session, calls, **context):
 )
 def test_cooldown_is_placed_at_the_end_of_the_steps_a_context_sees(clock_index, context, calls, expected):
     from forecache import CacheConfig, Interval
-    from forecache.accel.state import CacheSession
-    from forecache.accel.targets import BlocksTarget
+    from forecache.accel.session import CacheSession
+    from forecache.layouts.registry import resolve_layout
 
     config = CacheConfig(policy=Interval(every=2, warmup=2, cooldown=1))
-    session = CacheSession(config, BlocksTarget(), [1], None)
-    session.clock = _StubClock(clock_index)
-    assert _decisions(session, calls, **context) == expected
+    model = build_tiny("FluxTransformer2DModel").model
+    session = CacheSession(model, config, resolve_layout(model, "blocks").layout)
+    try:
+        session.clock = _StubClock(clock_index)
+        assert _decisions(session, calls, **context) == expected
+    finally:
+        session.close()

@@ -12,7 +12,7 @@ from forecache import (
     Taylor,
     TaylorSeerConfig,
 )
-from forecache.accel.config import resolve_config
+from forecache.configfile import resolve_config
 
 INVALID = [
     (TaylorSeerConfig, {"interval": 0}, ValueError, ["interval", ">= 1", "0"]),
@@ -75,17 +75,7 @@ def test_unknown_config_type_lists_the_known_ones():
         resolve_config({"interval": 5})
 
 
-def test_register_config_adds_a_preset():
-    class EveryOther:
-        pass
-
-    forecache.register_config(EveryOther)(lambda cfg: CacheConfig(policy=Interval(every=2)))
-    assert resolve_config(EveryOther()).policy == Interval(every=2)
-
-
 def test_timeline_preset_resolves_to_a_shaped_schedule_on_the_blocks():
-    from forecache.accel.config import resolve_config
-
     config = resolve_config(forecache.TimelineConfig())
     assert config.policy == forecache.Shaped(ratio=5.5, shape=1.3)
     assert config.forecaster == forecache.Taylor(order=2) and config.target == "blocks"

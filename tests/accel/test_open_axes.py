@@ -16,10 +16,10 @@ import torch
 import forecache
 from forecache.accel.forecasters import TensorHistory
 from forecache.accel.forecasters.adams_bashforth import RingHistory
-from forecache.accel.hooks import BLOCK_HOOK, StackBlockHook
 from forecache.accel.policies import Decision
 from forecache.accel.streams import StreamIO
 from forecache.accel.targets import BlockRole
+from forecache.accel.targets.hooks import BLOCK_HOOK, StackBlockHook
 from tests.fixtures.sampler import TinyPipeline
 
 STEPS = 10
@@ -64,9 +64,6 @@ class Alternate:
     def decide(self, step, num_steps, run_length):
         return Decision.COMPUTE if step < self.warmup or step % 2 == 0 else Decision.FORECAST
 
-    def observe(self, ctx, probe):
-        raise AssertionError("never called: this policy probes nothing")
-
 
 class _ResidualTail(BlockRole):
     """Records the second half's residual when computed, adds its forecast otherwise."""
@@ -103,12 +100,12 @@ class SecondHalf:
     def forecast_units(self, units_per_block, probe_blocks):
         return sum(units_per_block[: self.split])  # the first half runs at every step
 
-    def attach(self, session, blocks, register):
+    def attach(self, engine, blocks, register):
         for block in blocks[self.split :]:
             last = block.index == len(blocks) - 1
             role = _ResidualTail() if last else _PassThrough()
             io = StreamIO(block.layout, type(block.module).forward)
-            hook = StackBlockHook(session, block.index, io, role, head=block.index == self.split)
+            hook = StackBlockHook(engine, io, role, head=block.index == self.split)
             register(block.module, hook, BLOCK_HOOK)
 
     def new_context_state(self):
@@ -117,9 +114,6 @@ class SecondHalf:
     def enter_stack(self, ctx, streams):
         if ctx.decision is Decision.COMPUTE:
             ctx.target_state["input"] = streams[0].detach().clone()
-
-    def run_call(self, session, ctx, forward):
-        return forward()
 
 
 CONFIG = forecache.CacheConfig(policy=Alternate(), forecaster=Damped(0.5), target="test-second-half")
@@ -195,6 +189,15 @@ def test_custom_axes_run_through_the_cli(tmp_path: Path, capsys):
     (row,) = [r for r in results["methods"] if r["label"] == spec]
     assert row.get("error") is None
     assert re.fullmatch(r"CCCFCFCF", "".join(row["decisions"]["branch0"]))
+
+
+def test_optional_protocol_members_get_their_declared_defaults():
+    policy = Alternate()
+    assert (policy.observes_stack, policy.reduce_across_ranks) == (False, False)
+    assert policy.judge(0.0, ()) is Decision.COMPUTE
+    target = SecondHalf()
+    assert (target.chains_blocks, target.run_call(None, lambda: "ran")) == (False, "ran")
+    assert target.new_context_state() == {}  # its own member is kept
 
 
 def test_unknown_names_list_the_registered_ones():

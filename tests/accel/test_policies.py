@@ -29,7 +29,8 @@ def test_step_mask_and_steps_past_its_end():
 def test_gate_probes_between_forced_steps_and_caps_runs():
     policy = ConfidenceGate(max_consecutive=2, warmup=2, cooldown=1)
     assert letters(policy, 8) == "CCPPCPPC"
-    assert policy.accept(0.05) and not policy.accept(0.2) and not policy.accept(float("nan"))
+    judged = [policy.judge(error, (0.09, 0.09)) for error in (0.05, 0.2, float("nan"))]
+    assert judged == [Decision.FORECAST, Decision.COMPUTE, Decision.COMPUTE]  # each step alone
 
 
 def test_timeline_gives_back_the_tuned_steps_and_the_same_positions_elsewhere():

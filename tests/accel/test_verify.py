@@ -7,7 +7,6 @@ import forecache
 from forecache import CacheConfig, Reuse
 from forecache.accel.layout import BlockListLayout, ModelLayout
 from forecache.accel.policies import Decision, Verify
-from forecache.accel.policies.verify import run_error
 from forecache.layouts import registry
 from tests.fixtures.catalog import build_tiny
 
@@ -122,8 +121,11 @@ def test_without_accumulation_each_step_is_judged_alone():
 
 
 def test_run_error_and_the_cap():
-    assert run_error([(2, 0.04), (3, 0.05)], 2, 0.03) == pytest.approx(0.12)
-    assert run_error([(2, 0.04), (3, 0.05)], 0, 0.03) == 0.03
+    summed = Verify(threshold=0.1)
+    assert summed.judge(0.03, (0.04, 0.05)) is Decision.COMPUTE  # 0.12 over the run
+    assert summed.judge(0.03, ()) is Decision.FORECAST
+    assert Verify(threshold=0.1, accumulate=False).judge(0.03, (0.04, 0.05)) is Decision.FORECAST
+    assert summed.judge(float("nan"), ()) is Decision.COMPUTE
     capped = Verify(threshold=5.0, max_consecutive=2)
     assert [capped.decide(s, 10, r) for s, r in [(1, 0), (2, 0), (4, 2), (9, 0)]] == [
         Decision.COMPUTE,

@@ -5,7 +5,7 @@ import gc
 import torch
 
 import forecache
-from forecache.accel.attach import session_of
+from forecache.accel.session import session_of
 from forecache.reference import load_reference
 
 CALLS, WARMUP = 200, 20

@@ -5,7 +5,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
 
 import forecache
-from forecache.accel.attach import session_of
+from forecache.accel.session import session_of
 from tests.fixtures.catalog import build_tiny
 
 STEPS = 12

@@ -6,7 +6,6 @@ import pytest
 
 from benchmarks.gpu import methods
 from forecache import CacheConfig, Taylor, Timeline, TimelineConfig
-from forecache.accel.config import resolve_config
 
 
 def test_a_fixed_timeline_is_the_timeline_policy_tune_writes_with_timeline_configs_steps():
@@ -15,7 +14,7 @@ def test_a_fixed_timeline_is_the_timeline_policy_tune_writes_with_timeline_confi
     assert spec.config == CacheConfig(
         policy=Timeline((0.0, 16 / 27, 1.0), 28), forecaster=Taylor(order=2), target="blocks"
     )
-    shaped = resolve_config(TimelineConfig(ratio=10.0)).policy
+    shaped = TimelineConfig(ratio=10.0).policy
     for steps in (28, 50):
         timeline = methods.resolve("fixed-timeline:ratio=10", steps).config.policy
         assert [timeline.decide(s, steps, 0) for s in range(steps)] == [

@@ -19,7 +19,7 @@ def test_aliases_and_float_fields():
     assert parse_method("confidence-gate:threshold=0.2").config == forecache.ConfidenceGateConfig(
         threshold=0.2
     )
-    assert parse_method("taylorseer:coordinate=timestep").config.coordinate == "timestep"
+    assert parse_method("taylorseer:coordinate=timestep").config.forecaster.coordinate == "timestep"
 
 
 def test_general_cache_form_routes_flat_keys():

@@ -9,7 +9,7 @@ own input instead of a probe block where the engine lets it.
 """
 
 from forecache.accel.policies.base import POLICIES, Decision, Policy, in_cooldown, register_policy
-from forecache.accel.policies.confidence_gate import ConfidenceGate, gate_error
+from forecache.accel.policies.confidence_gate import ConfidenceGate
 from forecache.accel.policies.interval import Interval
 from forecache.accel.policies.step_mask import StepMask
 from forecache.accel.policies.timeline import Shaped, Timeline
@@ -25,7 +25,6 @@ __all__ = [
     "StepMask",
     "Timeline",
     "Verify",
-    "gate_error",
     "in_cooldown",
     "register_policy",
 ]

@@ -3,33 +3,26 @@
 A policy is a frozen spec with a pure decision function, registered by name
 (`register_policy`). A policy that decides before the step starts has ``probe_blocks == 0``; one
 that runs its first blocks and decides from what they produce says how many (``probe_blocks >
-0``), answers `Decision.PROBE` from `decide`, and settles the step in `observe`, which the engine
-calls at the first block after the probes with their output. A policy that judges the stack's
-own input (what the embeddings hand the first block, at no block's cost) keeps
-``probe_blocks == 0`` and sets an ``observes_stack`` attribute to True: `observe` is then called
-with that input at every step.
+0``), answers `Decision.PROBE` from `decide`, and settles the step in `judge`, from the error of
+the probe's forecast, which the engine measures once at the first block after the probes. A
+policy that judges the stack's own input (what the embeddings hand the first block, at no block's
+cost) keeps ``probe_blocks == 0`` and sets ``observes_stack``. Policies read plain values and
+return their decision; they never see the engine's state.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
-
-from torch import Tensor
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from forecache.accel.registry import Registry
 
-if TYPE_CHECKING:
-    from forecache.accel.state import ContextState
-
 __all__ = ["POLICIES", "Decision", "Policy", "in_cooldown", "register_policy"]
-
-POLICIES: Registry[type] = Registry("policy")
 
 
 def register_policy(name: str, *, replace: bool = False) -> Callable[[type], type]:
-    """Register a policy spec class under `name` (a class decorator)."""
+    """Register a policy spec class under `name` (a class decorator; optional members get their defaults)."""
     return POLICIES.register(name, replace=replace)
 
 
@@ -46,13 +39,31 @@ def in_cooldown(step: int, num_steps: int | None, cooldown: int) -> bool:
     return num_steps is not None and step >= num_steps - cooldown
 
 
-@runtime_checkable
 class Policy(Protocol):
-    """A policy spec: frozen, validated on construction, registered under a name."""
+    """A policy spec: frozen, validated on construction, registered under a name.
+
+    `decide` is required; the members given a value here are optional: a registered class without
+    one gets this default.
+    """
 
     @property
     def probe_blocks(self) -> int:
-        """Blocks that run at every step to feed the decision; 0 when it is taken before the step."""
+        """Blocks that run at every step to feed `judge`; 0 (default): the decision comes before the step."""
+        return 0
+
+    @property
+    def observes_stack(self) -> bool:
+        """With ``probe_blocks == 0``: `judge` each step by the forecast of the stack input. Default False."""
+        return False
+
+    @property
+    def reduce_across_ranks(self) -> bool:
+        """Reduce the probe error over every rank of the default `torch.distributed` group. Default False.
+
+        For a sequence sharded by other means than diffusers' context parallelism (whose ranks are
+        reduced over anyway).
+        """
+        return False
 
     def decide(self, step: int, num_steps: int | None, run_length: int) -> Decision:
         """Decide step `step` (0-based) of `num_steps` (None if unknown).
@@ -63,13 +74,24 @@ class Policy(Protocol):
             run_length: Forecast steps in a row so far.
 
         Returns:
-            COMPUTE, FORECAST, or PROBE (only with ``probe_blocks > 0``: settled by `observe`).
+            COMPUTE, FORECAST, or PROBE (only with ``probe_blocks > 0`` or ``observes_stack``:
+            settled by `judge`).
 
         """
 
-    def observe(self, ctx: ContextState, probe: Tensor) -> None:
-        """At the first block after the probes: settle a PROBE decision in ``ctx.decision``.
+    def judge(self, error: float, run: Sequence[float]) -> Decision:
+        """Settle a PROBE decision: FORECAST or COMPUTE. Default: COMPUTE.
 
-        Called at every step of a policy with ``probe_blocks > 0``, with the probe blocks' output
-        (the image stream), after `decide`; a computed step may record `probe` for later checks.
+        Args:
+            error: The relative L1 error ``sum|forecast - actual| / sum|actual|`` of this step's
+                probe (the probe blocks' output, or the stack's input), the largest over the
+                batch, reduced over the ranks that hold shards of the sequence; NaN when not finite.
+            run: The errors of the steps forecast in the current run, oldest first.
+
         """
+        return Decision.COMPUTE
+
+
+POLICIES: Registry[type] = Registry(
+    "policy", Policy, optional=("probe_blocks", "observes_stack", "reduce_across_ranks", "judge")
+)

@@ -3,57 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import torch
-from torch import Tensor
 
 from forecache.accel._checks import check_float, check_instance, check_int
-from forecache.accel.policies.base import Decision, in_cooldown, register_policy
-from forecache.kernels import relative_l1
+from forecache.accel.policies.base import Decision, Policy, in_cooldown, register_policy
 
-if TYPE_CHECKING:
-    from forecache.accel.state import ContextState
-
-__all__ = ["ConfidenceGate", "gate_error", "judging_group"]
-
-PROBE_SITE = "probe"
-
-
-def judging_group(ctx: ContextState, reduce_across_ranks: bool) -> Any:
-    """Return the process group a judging policy reduces its error over, or None to judge alone.
-
-    The ranks that hold shards of one sequence under diffusers' context parallelism (the model's
-    context-parallel mesh, found by forecache itself); else, with `reduce_across_ranks` and an
-    initialised `torch.distributed`, every rank of the default group. Data-parallel replicas
-    (ranks each with a whole sequence of their own) are never reduced over: each decides alone.
-    """
-    if ctx.group is not None:
-        return ctx.group
-    if reduce_across_ranks and torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.group.WORLD
-    return None
-
-
-def gate_error(forecast: Tensor, actual: Tensor, group: Any = None) -> float:
-    """Return the largest per-sample relative L1 error ``sum|f - a| / sum|a|`` over the batch.
-
-    With a `group` (see `judging_group`), both sums are all-reduced over it first (shards of one
-    sequence), so all its ranks get the same value. One host read per call.
-    """
-    if group is None:
-        return float(relative_l1(forecast, actual, per_sample=True).max())
-    sums = torch.stack(
-        [(forecast - actual).abs().flatten(1).float().sum(1), actual.abs().flatten(1).float().sum(1)]
-    )
-    torch.distributed.all_reduce(sums, group=group)
-    return float((sums[0] / sums[1]).max())
+__all__ = ["ConfidenceGate"]
 
 
 @register_policy("gate")
 @dataclass(frozen=True)
-class ConfidenceGate:
+class ConfidenceGate(Policy):
     """Forecast only when the probe blocks' own forecast is accurate (CG-Taylor).
 
     At every step that is not forced, the first `probe_blocks` blocks run; their output is
@@ -100,7 +61,7 @@ class ConfidenceGate:
         check_int("ConfidenceGate", "probe_blocks", self.probe_blocks, 1)
 
     def decide(self, step: int, num_steps: int | None, run_length: int) -> Decision:
-        """Decide step `step` given `run_length` forecasts in a row so far; PROBE defers to `observe`."""
+        """Decide step `step` given `run_length` forecasts in a row so far; PROBE defers to `judge`."""
         if (
             step < self.warmup
             or in_cooldown(step, num_steps, self.cooldown)
@@ -109,17 +70,6 @@ class ConfidenceGate:
             return Decision.COMPUTE
         return Decision.PROBE
 
-    def accept(self, error: float) -> bool:
-        """Return True if a probe error allows forecasting the rest (NaN never does)."""
-        return math.isfinite(error) and error < self.threshold
-
-    def observe(self, ctx: ContextState, probe: Tensor) -> None:
-        """Judge a probed step by the probe's forecast error; record the probe output at computed steps."""
-        site = ctx.site(PROBE_SITE)
-        if ctx.decision is Decision.PROBE:
-            forecast = site.predict(ctx.x, guarded=False)  # a measurement, not an output
-            error = gate_error(forecast, probe.detach(), judging_group(ctx, self.reduce_across_ranks))
-            ctx.stats.gate_errors.append((ctx.step, error))
-            ctx.decision = Decision.FORECAST if self.accept(error) else Decision.COMPUTE
-        if ctx.decision is Decision.COMPUTE:
-            site.update(probe, ctx.x)
+    def judge(self, error: float, run: Sequence[float]) -> Decision:
+        """Forecast the rest when this step's probe error is under the threshold (NaN never is)."""
+        return Decision.FORECAST if math.isfinite(error) and error < self.threshold else Decision.COMPUTE

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from torch import Tensor
 
 from forecache.accel._checks import check_int
-from forecache.accel.policies.base import Decision, in_cooldown, register_policy
-
-if TYPE_CHECKING:
-    from forecache.accel.state import ContextState
+from forecache.accel.policies.base import Decision, Policy, in_cooldown, register_policy
 
 __all__ = ["Interval"]
 
 
 @register_policy("interval")
 @dataclass(frozen=True)
-class Interval:
+class Interval(Policy):
     """Compute every `every`-th step after `warmup` full steps, and the last `cooldown` steps.
 
     Compute ratio at 50 steps is about ``50 / (warmup + cooldown + (50 - warmup - cooldown) / every)``.
@@ -42,16 +36,8 @@ class Interval:
         check_int("Interval", "warmup", self.warmup, 1)
         check_int("Interval", "cooldown", self.cooldown, 0)
 
-    @property
-    def probe_blocks(self) -> int:
-        """Blocks that always run (none: the decision needs no probe)."""
-        return 0
-
     def decide(self, step: int, num_steps: int | None, run_length: int) -> Decision:
         """Decide step `step` (0-based) of `num_steps` (None if unknown); `run_length` is ignored."""
         if step < self.warmup or in_cooldown(step, num_steps, self.cooldown):
             return Decision.COMPUTE
         return Decision.COMPUTE if (step - self.warmup) % self.every == 0 else Decision.FORECAST
-
-    def observe(self, ctx: ContextState, probe: Tensor) -> None:
-        """Never called: the interval probes nothing."""

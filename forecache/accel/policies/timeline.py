@@ -6,15 +6,9 @@ import functools
 import itertools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from torch import Tensor
 
 from forecache.accel._checks import check_float, check_instance
-from forecache.accel.policies.base import Decision, register_policy
-
-if TYPE_CHECKING:
-    from forecache.accel.state import ContextState
+from forecache.accel.policies.base import Decision, Policy, register_policy
 
 __all__ = ["Shaped", "Timeline", "shaped_steps", "timeline_steps"]
 
@@ -34,7 +28,7 @@ def shaped_steps(ratio: float, shape: float, num_steps: int) -> frozenset[int]:
 
 @register_policy("timeline")
 @dataclass(frozen=True)
-class Timeline:
+class Timeline(Policy):
     """Computed steps at fixed positions of the normalised timeline ``u = step / (num_steps - 1)``.
 
     What `forecache.tune` writes: its schedule, found for one step count, expressed so that it
@@ -81,11 +75,6 @@ class Timeline:
         ordered = sorted(set(computed))
         return cls(tuple(i / (num_steps - 1) for i in ordered), num_steps)
 
-    @property
-    def probe_blocks(self) -> int:
-        """Blocks that always run (none: the decision needs no probe)."""
-        return 0
-
     def computed_steps(self, num_steps: int | None) -> frozenset[int]:
         """Return the computed step indices at `num_steps` (the tuned count when None)."""
         return timeline_steps(self.positions, num_steps or self.steps)
@@ -97,13 +86,10 @@ class Timeline:
             return Decision.COMPUTE
         return Decision.FORECAST
 
-    def observe(self, ctx: ContextState, probe: Tensor) -> None:
-        """Never called: the timeline probes nothing."""
-
 
 @register_policy("shaped")
 @dataclass(frozen=True)
-class Shaped:
+class Shaped(Policy):
     """A compute ratio held at every step count, its computed steps denser late (or early).
 
     At ``n`` steps, ``round(n / ratio)`` steps are computed, at ``1 - (1 - u) ** shape`` of the
@@ -125,17 +111,9 @@ class Shaped:
         check_float("Shaped", "ratio", self.ratio, 1.0, 1000.0)
         check_float("Shaped", "shape", self.shape, 0.0, 10.0)
 
-    @property
-    def probe_blocks(self) -> int:
-        """Blocks that always run (none: the decision needs no probe)."""
-        return 0
-
     def decide(self, step: int, num_steps: int | None, run_length: int) -> Decision:
         """Compute the shaped schedule's steps at this step count (50 when unknown); forecast the rest."""
         steps = num_steps or 50
         if step >= steps or step in shaped_steps(self.ratio, self.shape, steps):
             return Decision.COMPUTE
         return Decision.FORECAST
-
-    def observe(self, ctx: ContextState, probe: Tensor) -> None:
-        """Never called: the schedule probes nothing."""

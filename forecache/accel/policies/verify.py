@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from torch import Tensor
 
 from forecache.accel._checks import check_float, check_instance, check_int
-from forecache.accel.policies.base import Decision, in_cooldown, register_policy
-from forecache.accel.policies.confidence_gate import PROBE_SITE, gate_error, judging_group
+from forecache.accel.policies.base import Decision, Policy, in_cooldown, register_policy
 
-if TYPE_CHECKING:
-    from forecache.accel.state import ContextState
-
-__all__ = ["Verify", "run_error"]
-
-
-def run_error(errors: list[tuple[int, float]], run_length: int, error: float) -> float:
-    """Return `error` plus the errors of the `run_length` steps accepted in the current run."""
-    return error + sum(e for _, e in errors[len(errors) - run_length :]) if run_length else error
+__all__ = ["Verify"]
 
 
 @register_policy("verify")
 @dataclass(frozen=True)
-class Verify:
+class Verify(Policy):
     """Speculate the forecast, verify it cheaply, accept it or compute the step (after SpeCa).
 
     SpeCa (Liu et al., arXiv:2509.11628) forecasts features with TaylorSeer and checks each
@@ -86,7 +75,7 @@ class Verify:
 
     @property
     def observes_stack(self) -> bool:
-        """Whether `observe` must see the stack input at every step though no block probes."""
+        """Whether `judge` sees the stack input at every step (no block probes)."""
         return self.probe_blocks == 0
 
     def decide(self, step: int, num_steps: int | None, run_length: int) -> Decision:
@@ -99,25 +88,13 @@ class Verify:
         )
         return Decision.COMPUTE if forced else Decision.PROBE
 
-    def accept(self, error: float) -> bool:
-        """Whether a run error allows forecasting (NaN never does)."""
-        return math.isfinite(error) and error < self.threshold
-
-    def observe(self, ctx: ContextState, probe: Tensor) -> None:
-        """Verify a probed step by the forecast error of `probe`; record `probe` at computed steps.
+    def judge(self, error: float, run: Sequence[float]) -> Decision:
+        """Forecast when the error (with `accumulate`, plus those of the run so far) is under the threshold.
 
         Args:
-            ctx: The context; ``ctx.stats.gate_errors`` gets ``(step, error)`` per verified step.
-            probe: What the first cached block receives: the probe blocks' output, or the stack
-                input with ``probe_blocks = 0``.
+            error: This step's error (``stats().gate_errors`` records it).
+            run: The errors of the steps forecast in the current run.
 
         """
-        site = ctx.site(PROBE_SITE)
-        if ctx.decision is Decision.PROBE:
-            forecast = site.predict(ctx.x, guarded=False)  # a measurement, not an output
-            error = gate_error(forecast, probe.detach(), judging_group(ctx, self.reduce_across_ranks))
-            total = run_error(ctx.stats.gate_errors, ctx.run_length, error) if self.accumulate else error
-            ctx.stats.gate_errors.append((ctx.step, error))
-            ctx.decision = Decision.FORECAST if self.accept(total) else Decision.COMPUTE
-        if ctx.decision is Decision.COMPUTE:
-            site.update(probe, ctx.x)
+        total = error + sum(run) if self.accumulate else error
+        return Decision.FORECAST if math.isfinite(total) and total < self.threshold else Decision.COMPUTE

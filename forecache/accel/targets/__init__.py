@@ -4,8 +4,10 @@ from forecache.accel.targets.base import (
     TARGETS,
     Block,
     BlockRole,
+    Engine,
     Register,
     Target,
+    blocks_of,
     chains_blocks,
     register_target,
 )
@@ -18,10 +20,12 @@ __all__ = [
     "Block",
     "BlockRole",
     "BlocksTarget",
+    "Engine",
     "ModulesTarget",
     "OutputTarget",
     "Register",
     "Target",
+    "blocks_of",
     "chains_blocks",
     "register_target",
 ]

@@ -9,17 +9,15 @@ embeddings and the head still run, so conditioning that enters there is kept.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from forecache.accel.context import ContextState
 from forecache.accel.policies import Decision
 from forecache.accel.streams import StreamIO
-from forecache.accel.targets.base import Block, Register, register_target
+from forecache.accel.targets.base import Block, Engine, Register, Target, register_target
 from forecache.accel.targets.stack import PassThrough, attach_stack
-
-if TYPE_CHECKING:
-    from forecache.accel.state import CacheSession, ContextState
 
 __all__ = ["BlocksTarget"]
 
@@ -65,24 +63,14 @@ class _Tail(PassThrough):
 
 
 @register_target("blocks")
-class BlocksTarget:
+class BlocksTarget(Target):
     """Cache the residual of the whole block stack after the probe blocks."""
 
-    unit = "block"
     chains_blocks = True
-    allows_fullgraph = True
 
-    def plan(self, blocks: list[Block], probe_blocks: int, model: str) -> list[int]:
-        """One unit per block."""
-        return [1] * len(blocks)
-
-    def forecast_units(self, units_per_block: list[int], probe_blocks: int) -> int:
-        """Return the probe blocks' units: nothing else of the cached part runs at a forecast step."""
-        return sum(units_per_block[:probe_blocks])
-
-    def attach(self, session: CacheSession, blocks: list[Block], register: Register) -> None:
+    def attach(self, engine: Engine, blocks: list[Block], register: Register) -> None:
         """Pass-through hooks; the last block records and adds the residual."""
-        attach_stack(session, blocks, register, lambda block, last: _Tail() if last else PassThrough())
+        attach_stack(engine, blocks, register, lambda block, last: _Tail() if last else PassThrough())
 
     def new_context_state(self) -> _StackState:
         """Return the holder of the stack's input at computed steps."""
@@ -94,7 +82,3 @@ class BlocksTarget:
             return
         state: _StackState = ctx.target_state
         state.inputs = [None if s is None else s.detach().clone() for s in streams]
-
-    def run_call(self, session: CacheSession, ctx: ContextState, forward: Callable[[], Any]) -> Any:
-        """Run the stem and head at every step; the blocks' hooks do the rest."""
-        return forward()

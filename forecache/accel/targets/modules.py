@@ -2,22 +2,16 @@
 
 Most faithful (the blocks' norms, modulation and residual adds still run at forecast steps) and
 the most memory and host time: one history per cached sub-module and order, and the blocks' own
-Python at every step. Its hooks sit inside the blocks, so a block compiled with
-``fullgraph=True`` cannot hold them.
+Python at every step. Its hooks (`forecache.accel.targets.hooks`) sit inside the blocks, so a
+block compiled with ``fullgraph=True`` cannot hold them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
 import torch
 
-from forecache.accel.targets.base import Block, BlockRole, Register, register_target
+from forecache.accel.targets.base import Block, BlockRole, Engine, Register, Target, register_target
 from forecache.accel.targets.stack import attach_stack
-
-if TYPE_CHECKING:
-    from forecache.accel.state import CacheSession, ContextState
 
 __all__ = ["ModulesTarget"]
 
@@ -34,11 +28,10 @@ def _present(block: torch.nn.Module, names: tuple[str, ...]) -> list[str]:
 
 
 @register_target("modules")
-class ModulesTarget:
+class ModulesTarget(Target):
     """Cache each block's attention and feed-forward outputs; the blocks themselves always run."""
 
     unit = "module"
-    chains_blocks = False
     allows_fullgraph = False
 
     def __init__(self) -> None:
@@ -57,31 +50,16 @@ class ModulesTarget:
                 )
         return [len(names) for names in self._cached]
 
-    def forecast_units(self, units_per_block: list[int], probe_blocks: int) -> int:
-        """Return the probe blocks' units: nothing else of the cached part runs at a forecast step."""
-        return sum(units_per_block[:probe_blocks])
-
-    def attach(self, session: CacheSession, blocks: list[Block], register: Register) -> None:
+    def attach(self, engine: Engine, blocks: list[Block], register: Register) -> None:
         """Block hooks that count (the block runs at every step); module hooks that forecast."""
-        from forecache.accel.hooks import MODULE_HOOK, SKIP_HOOK, ModuleHook, SkipHook
+        from forecache.accel.targets.hooks import MODULE_HOOK, SKIP_HOOK, ModuleHook, SkipHook  # diffusers
 
-        if session.observes:  # the blocks run at every step: only a judging policy needs the head
-            attach_stack(session, blocks, register, lambda block, last: BlockRole(), head_only=True)
-        for block in blocks[session.probe_blocks :]:
+        if engine.observes:  # the blocks run at every step: only a judging policy needs the head
+            attach_stack(engine, blocks, register, lambda block, last: BlockRole(), head_only=True)
+        for block in blocks[engine.probe_blocks :]:
             for sub in self._cached[block.index]:
-                hook = ModuleHook(session, f"{block.name}.{sub}")
+                hook = ModuleHook(engine, f"{block.name}.{sub}")
                 register(block.module.get_submodule(sub), hook, MODULE_HOOK)
             for sub in self._skipped[block.index]:
-                hook = SkipHook(session, f"{block.name}.{sub}")
+                hook = SkipHook(engine, f"{block.name}.{sub}")
                 register(block.module.get_submodule(sub), hook, SKIP_HOOK)
-
-    def new_context_state(self) -> None:
-        """Nothing per branch beyond the sites."""
-        return None
-
-    def enter_stack(self, ctx: ContextState, streams: list[torch.Tensor | None]) -> None:
-        """Nothing to keep from the stack's input."""
-
-    def run_call(self, session: CacheSession, ctx: ContextState, forward: Callable[[], Any]) -> Any:
-        """Run the whole model at every step; the module hooks forecast inside it."""
-        return forward()

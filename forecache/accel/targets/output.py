@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from forecache.accel.context import ContextState
 from forecache.accel.policies import Decision
-from forecache.accel.targets.base import Block, Register, register_target
+from forecache.accel.targets.base import Block, Engine, Register, Target, register_target
 from forecache.accel.targets.stack import PassThrough, attach_stack
-
-if TYPE_CHECKING:
-    from forecache.accel.state import CacheSession, ContextState
 
 __all__ = ["OutputTarget"]
 
@@ -83,37 +81,18 @@ def _is_tree(value: Any) -> bool:
 
 
 @register_target("output")
-class OutputTarget:
+class OutputTarget(Target):
     """Cache the transformer's output sample."""
-
-    unit = "block"
-    chains_blocks = False
-    allows_fullgraph = True
 
     def __init__(self) -> None:
         self._shape: _Shape | None = None
 
-    def plan(self, blocks: list[Block], probe_blocks: int, model: str) -> list[int]:
-        """One unit per block."""
-        return [1] * len(blocks)
-
-    def forecast_units(self, units_per_block: list[int], probe_blocks: int) -> int:
-        """Return the probe blocks' units: nothing else of the cached part runs at a forecast step."""
-        return sum(units_per_block[:probe_blocks])
-
-    def attach(self, session: CacheSession, blocks: list[Block], register: Register) -> None:
+    def attach(self, engine: Engine, blocks: list[Block], register: Register) -> None:
         """No hooks, unless a judging policy settles a forecast mid-call: then the blocks pass through."""
-        if session.observes:
-            attach_stack(session, blocks, register, lambda block, last: PassThrough())
+        if engine.observes:
+            attach_stack(engine, blocks, register, lambda block, last: PassThrough())
 
-    def new_context_state(self) -> None:
-        """Nothing per branch beyond the output's site."""
-        return None
-
-    def enter_stack(self, ctx: ContextState, streams: list[torch.Tensor | None]) -> None:
-        """Nothing to keep from the stack's input."""
-
-    def run_call(self, session: CacheSession, ctx: ContextState, forward: Callable[[], Any]) -> Any:
+    def run_call(self, ctx: ContextState, forward: Callable[[], Any]) -> Any:
         """Forecast the output without running anything, or run and record it."""
         if ctx.decision is Decision.FORECAST:
             return self._wrap(ctx.site(_SITE).predict(ctx.x))

@@ -1,15 +1,18 @@
-"""Hooks shared by the targets on the block stack: probes, the stack head, pass-through blocks."""
+"""The block stack after the probe blocks, shared by the targets that hook it: its roles and attachment.
+
+`attach_stack` puts a `StackBlockHook` (`forecache.accel.targets.hooks`) on each block after the
+probes, with the `BlockRole` the target gives it: what the block does at forecast steps
+(`PassThrough`: its input streams, shaped as its output) and records at computed ones.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from forecache.accel.context import ContextState
 from forecache.accel.streams import StreamIO
-from forecache.accel.targets.base import Block, BlockRole, Register
-
-if TYPE_CHECKING:
-    from forecache.accel.state import CacheSession, ContextState
+from forecache.accel.targets.base import Block, BlockRole, Engine, Register
 
 __all__ = ["PassThrough", "attach_stack"]
 
@@ -34,7 +37,7 @@ class PassThrough(BlockRole):
 
 
 def attach_stack(
-    session: CacheSession,
+    engine: Engine,
     blocks: list[Block],
     register: Register,
     role: Callable[[Block, bool], BlockRole],
@@ -43,19 +46,19 @@ def attach_stack(
     """Register the block hooks of the stack after the probe blocks (which get none: they just run).
 
     Args:
-        session: The cache session.
+        engine: The engine.
         blocks: All blocks, in execution order.
         register: Attaches a hook to a module.
         role: ``role(block, is_last)``: what each hooked block does at forecast steps.
         head_only: Hook only the stack's first block (targets whose blocks run at every step need
-            it only where a judging policy observes the stack's input, see `CacheSession.observes`).
+            it only where the policy judges the stack's input, see `Engine.observes`).
 
     """
-    from forecache.accel.hooks import BLOCK_HOOK, StackBlockHook
+    from forecache.accel.targets.hooks import BLOCK_HOOK, StackBlockHook  # imports diffusers
 
-    probes = session.probe_blocks
+    probes = engine.probe_blocks
     for block in blocks[probes : probes + 1 if head_only else None]:
         io = StreamIO(block.layout, type(block.module).forward)
         last = block.index == len(blocks) - 1
-        hook = StackBlockHook(session, block.index, io, role(block, last), head=block.index == probes)
+        hook = StackBlockHook(engine, io, role(block, last), head=block.index == probes)
         register(block.module, hook, BLOCK_HOOK)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from forecache.accel.presets import Knob
+
 __all__ = [
     "KINDS",
     "METHODS",
@@ -30,51 +32,6 @@ __all__ = [
 Detach = Callable[[], None]
 KINDS = ("baseline", "forecache", "peer")
 """What a method is, for reports and results: no cache, one of forecache's, or a peer's."""
-
-
-@dataclass(frozen=True)
-class Knob:
-    """A method's speed knob, for matched-speed runs.
-
-    `forecache bench --match 2,3,4` turns each method's knob until its compute ratio (linear-layer
-    FLOPs of the baseline over the method's) lands on each target. A knob is either discrete (an
-    integer range or an ordered list of choices: scanned) or continuous (bisected in log space). In
-    both cases larger knob values are expected to skip more.
-
-    Attributes:
-        field: The parameter it sets (``"interval"``, ``"threshold"``...).
-        values: Discrete knobs: every allowed value, from the one that skips least to the one that
-            skips most. Empty for continuous knobs.
-        low: Continuous knobs: the smallest value tried (skips least).
-        high: Continuous knobs: the largest value tried.
-        start: Continuous knobs: the first value tried (the method's own default).
-
-    """
-
-    field: str
-    values: tuple[Any, ...] = ()
-    low: float = 0.0
-    high: float = 0.0
-    start: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not self.values and not 0.0 < self.low < self.start <= self.high:
-            raise ValueError(
-                f"Knob `{self.field}`: a continuous knob needs 0 < low < start <= high, got "
-                f"low={self.low}, start={self.start}, high={self.high}"
-            )
-
-    @property
-    def discrete(self) -> bool:
-        """Whether the knob is scanned over `values` (else bisected between `low` and `high`)."""
-        return bool(self.values)
-
-    def describe(self) -> str:
-        """One line for reports: the field and its range."""
-        if self.discrete:
-            shown = self.values if len(self.values) <= 6 else (*self.values[:2], "...", self.values[-1])
-            return f"{self.field} in {{{', '.join(map(str, shown))}}}"
-        return f"{self.field} in [{self.low:g}, {self.high:g}]"
 
 
 @dataclass

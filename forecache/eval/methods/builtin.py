@@ -1,15 +1,20 @@
-"""forecache's own methods: the baseline (no cache), each preset of `forecache.configfile`, the tuner."""
+"""forecache's own methods: the baseline (no cache), every preset of the one table, the tuner.
+
+Each preset of `forecache.accel.presets` is a method under its name, registered here for the
+presets in the table when this module is imported and for any registered later
+(`forecache.register_preset`) at once.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from forecache.configfile import PRESETS, build_config, config_params
+from forecache.accel.presets import PRESETS, Knob, on_register
+from forecache.accel.presets import Preset as TablePreset
 from forecache.eval.methods.base import (
+    METHODS,
     Detach,
-    Knob,
     Method,
     MethodRun,
     MethodSpec,
@@ -56,12 +61,19 @@ def _applied(cache_target: Any, config: Any, scheduler: Any) -> Detach:
 
 @dataclass(frozen=True)
 class Preset(Method):
-    """A preset of `forecache.configfile.PRESETS` with field overrides, validated by the config itself."""
+    """A preset of the one table (`forecache.accel.presets.PRESETS`) with field overrides.
+
+    Attributes:
+        preset: The table's entry (its function, fields and knob).
+
+    """
+
+    preset: TablePreset | None = None
 
     def build(self, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         """Build the config; keep every field, so a spec written to a file reads back equal."""
-        config = build_config(self.name, params)
-        return config_params(config), config
+        assert self.preset is not None
+        return self.preset.build(params)
 
     def attach(
         self, spec: MethodSpec, cache_target: Any, peer_target: Any, run: MethodRun, scheduler: Any
@@ -134,47 +146,39 @@ def _tune(spec: MethodSpec, pipe: Any, run: MethodRun) -> Any:
     return result.config
 
 
-def _interval(config: Any, steps: int) -> Knob:
-    return Knob("interval", values=tuple(range(1, max(steps, 2) + 1)))
-
-
-def _threshold(config: Any, steps: int) -> Knob:
-    return Knob("threshold", low=0.005, high=10.0, start=config.threshold)
-
-
-def _ratio(config: Any, steps: int) -> Knob:
-    return Knob("ratio", low=1.2, high=float(steps), start=config.ratio)
-
-
-def _cache_knob(config: Any, steps: int) -> Knob:
-    """Return the knob of the general ``cache`` method: its policy's interval or its gate's threshold."""
-    fields = {f.name for f in dataclasses.fields(config.policy)}
-    if "interval" in fields:
-        return _interval(config, steps)
-    if "threshold" in fields:
-        return _threshold(config.policy, steps)
-    raise ValueError(
-        f"cache: `policy` {type(config.policy).__name__} has no knob to match (matching tunes an "
-        "interval or a threshold); give the steps it computes, or drop --match"
-    )
-
-
 register_method(Baseline(BASELINE, "baseline", "full compute, no cache", Style("#252525", "x")))
-_PRESET_METHODS = {
-    "taylorseer": (
-        "TaylorSeer: modules forecast by a Taylor series every N-th step",
-        _interval,
-        "#2171b5",
-        "o",
-    ),
-    "ab": ("AB-Cache: Adams-Bashforth extrapolation on a fixed schedule", _interval, "#4292c6", "s"),
-    "cg": ("CG-Taylor: a probe block's forecast error gates the rest", _threshold, "#6baed6", "D"),
-    "timeline": ("a step mask on the normalised timeline for a target ratio", _ratio, "#08519c", "P"),
-    "cache": ("the general policy x forecaster x target form", _cache_knob, "#3182bd", "X"),
+_STYLES = {
+    "taylorseer": Style("#2171b5", "o"),
+    "ab": Style("#4292c6", "s"),
+    "cg": Style("#6baed6", "D"),
+    "timeline": Style("#08519c", "P"),
+    "cache": Style("#3182bd", "X"),
 }
-for _name in PRESETS:
-    _description, _knob, _colour, _marker = _PRESET_METHODS[_name]
-    register_method(Preset(_name, "forecache", _description, Style(_colour, _marker), _knob))
+"""forecache's presets in blues; one registered later gets the first blue and marker not yet taken."""
+_BLUES = ("#08519c", "#2171b5", "#3182bd", "#4292c6", "#6baed6", "#9ecae1")
+_MARKERS = ("o", "s", "D", "P", "X", "p", "h", "8", "d", "H")
+
+
+def _style(name: str) -> Style:
+    taken = {(m.style.colour, m.style.marker) for m in METHODS.values()}
+    free = (Style(c, m) for m in _MARKERS for c in _BLUES if (c, m) not in taken)
+    return _STYLES.get(name) or next(free)
+
+
+def _register_preset(preset: TablePreset) -> None:
+    """Make a preset of the table a method (a preset registered again under its name replaces it)."""
+    known = METHODS.get(preset.name)
+    if isinstance(known, Preset) and known.preset is preset:
+        return
+    if isinstance(known, Preset):
+        del METHODS[preset.name]
+    style = _style(preset.name)
+    register_method(Preset(preset.name, "forecache", preset.description, style, preset.knob, preset=preset))
+
+
+for _preset in list(PRESETS.values()):  # forecache's own presets, then the tuner, then any other
+    if _preset.function.__module__ == Knob.__module__:
+        _register_preset(_preset)
 register_method(
     Tuned(
         TUNED,
@@ -184,3 +188,4 @@ register_method(
         lambda config, steps: Knob("ratio", low=1.2, high=float(steps), start=4.0),
     )
 )
+on_register(_register_preset)

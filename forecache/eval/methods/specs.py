@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from forecache import configfile
-from forecache.configfile import ALIASES, SCHEMA_VERSION
+from forecache.accel.presets import canonical_name
+from forecache.configfile import SCHEMA_VERSION
 from forecache.eval.methods.base import METHODS, MethodRun, MethodSpec
 
 __all__ = [
@@ -90,7 +91,7 @@ def make_method(name: str, params: Mapping[str, Any] | None = None, label: str |
     """
     if not isinstance(name, str):
         raise TypeError(f"`method` must be a string, one of {method_names()}, got {name!r}")
-    canonical = ALIASES.get(name.lower(), name.lower())
+    canonical = canonical_name(name)
     params = dict(params or {})
     if canonical not in METHODS:
         raise ValueError(f"`method` must be one of {method_names()}, got {name!r}")
@@ -102,8 +103,7 @@ def make_method(name: str, params: Mapping[str, Any] | None = None, label: str |
 
 def method_to_dict(spec: MethodSpec) -> dict[str, Any]:
     """Return the config-file form of a method: every field of a preset (so it reads back equal)."""
-    params = dict(spec.params) if spec.config is None else configfile.config_params(spec.config)
-    return {"label": spec.label, "method": spec.name, "params": params}
+    return {"label": spec.label, "method": spec.name, "params": dict(spec.params)}
 
 
 def save_methods(specs: Sequence[MethodSpec], path: str | Path) -> Path:

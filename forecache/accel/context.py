@@ -1,18 +1,114 @@
-"""The forecast histories of one cached site (`FeatureCache`) and the zeros a skipped sub-module returns."""
+"""The state of one guidance branch in one generation: its step, decision, histories and counters.
+
+A `ContextState` holds what one branch of one generation keeps: the step it is at, what the
+current call does, a `FeatureCache` per cached site (the forecast histories of its output) and the
+`Placeholder` zeros of skipped sub-modules. It is built from plain values (its forecaster, the
+storage dtype, the guard's margin, the target's per-branch state), so the targets that read and
+write it need nothing else of the engine.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from forecache.accel.forecasters import History
+from forecache.accel.forecasters import Forecaster, Guard, History, Memo
+from forecache.accel.policies import Decision
+from forecache.accel.stats import ContextStats
 from forecache.accel.tree import TreeSpec, flatten, unflatten
 
-if TYPE_CHECKING:
-    from forecache.accel.state import ContextState
+__all__ = ["ContextState", "FeatureCache", "Placeholder"]
 
-__all__ = ["FeatureCache", "Placeholder"]
+
+class ContextState:
+    """State of one guidance branch within one generation.
+
+    Args:
+        name: The context's name (``"cond"``, ``"branch0"``...).
+        forecaster: Makes the histories of its sites.
+        storage_dtype: Their storage dtype (None: the features' own).
+        margin: The divergence guard's margin (`CacheConfig.fallback_margin`); None for no guard.
+        num_steps: The steps of the generation when known (the guard's counters are sized by it).
+        target_state: What the target keeps per branch (`Target.new_context_state`).
+        group: The process group of the ranks holding shards of this sequence (diffusers' context
+            parallelism), over which the probe error and the ``"recompute"`` fallback reduce so
+            every rank decides alike; None without one.
+
+    Attributes:
+        stats: The branch's counters.
+        step: The branch's step index (0-based; -1 before its first call).
+        timestep: The current call's timestep on the host.
+        decision: What the current call does.
+        run_length: Forecast steps in a row so far.
+        sites: The forecast histories by site name.
+        placeholders: Zero outputs of skipped sub-modules by name.
+        memo: Weights memoised for the current step, shared by every site.
+        guard: The divergence guard (None when ``fallback_margin`` is None).
+        target_state: What the target keeps per branch (e.g. the block stack's input).
+        first_index: Where this context joined the loop (a second expert, an img2img start).
+        group: See the argument.
+
+    """
+
+    def __init__(
+        self,
+        name: str,
+        forecaster: Forecaster,
+        storage_dtype: torch.dtype | None,
+        margin: float | None,
+        num_steps: int | None,
+        target_state: Any,
+        group: Any,
+    ) -> None:
+        self.stats = ContextStats(name)
+        self.step = -1
+        self.timestep = 0.0
+        self.decision = Decision.COMPUTE
+        self.run_length = 0
+        self.sites: dict[str, FeatureCache] = {}
+        self.placeholders: dict[str, Placeholder] = {}
+        self.memo: Memo = {}
+        self.guard = None if margin is None else Guard(margin, num_steps or 64)
+        self.target_state = target_state
+        self.first_index = 0
+        self.group = group
+        self._forecaster = forecaster
+        self._storage = (storage_dtype, margin is not None)
+        self._step_coordinate = forecaster.coordinate == "step"
+
+    @property
+    def x(self) -> float:
+        """The forecaster's time coordinate of the current step."""
+        return float(self.step) if self._step_coordinate else self.timestep
+
+    def new_history(self) -> History:
+        """Return a new history of the context's forecaster (sharing its memo and guard's peak tracking)."""
+        dtype, track_peak = self._storage
+        return self._forecaster.make_history(dtype, self.memo, track_peak)
+
+    def site(self, key: str) -> FeatureCache:
+        """Return the history of site `key`, created on first use."""
+        cache = self.sites.get(key)
+        if cache is None:
+            cache = self.sites[key] = FeatureCache(self, key)
+        return cache
+
+    def settle(self) -> None:
+        """Read the device-side refusal counters into `stats.fallbacks` (one host read)."""
+        if self.guard is not None:
+            refused = self.guard.refused_steps()
+            if refused is not None:
+                self.stats.fallbacks = int(refused)
+
+    def release(self) -> None:
+        """Drop every tensor held (histories, placeholders, target state); keep the counters."""
+        self.settle()
+        self.sites.clear()
+        self.placeholders.clear()
+        self.memo.clear()
+        self.guard = None
+        self.target_state = None
 
 
 class _Slot:
@@ -34,7 +130,7 @@ class FeatureCache:
     then updated, in one step).
 
     Args:
-        ctx: The context the site belongs to (its forecaster, memo, guard and step).
+        ctx: The context the site belongs to (its histories' factory, guard and step).
         where: The site's name, for errors.
 
     """
@@ -61,14 +157,8 @@ class FeatureCache:
         where = self._where if occurrence == 0 else f"{self._where} (call {occurrence + 1} of the step)"
         leaves, spec = flatten(value, where)
         if spec != slot.spec or len(leaves) != len(slot.histories):
-            config = self._ctx.config
             slot.spec = spec
-            slot.histories = [
-                config.forecaster.make_history(
-                    config.storage_dtype, self._ctx.memo, config.fallback_margin is not None
-                )
-                for _ in leaves
-            ]
+            slot.histories = [self._ctx.new_history() for _ in leaves]
         for history, leaf in zip(slot.histories, leaves, strict=True):
             history.update(leaf.detach(), x)
 
