@@ -23,6 +23,7 @@ PRIVATE = re.compile(
     | \b_is_stateful\b | \b_is_patched\b | \b_current_context\b | \b_compiled_call_impl\b
     | \b_reset_stateful_cache\b | \b_keep_in_fp32_modules\b | \b_fn_refs\b
     | \.original_forward\s*=(?!=)                   # replacing the forward a diffusers hook wraps
+    | \b[A-Z]\w*(Pipeline|Model|Mixin)\w*\._[A-Za-z]   # a class's private helper (FluxPipeline._pack_latents)
     | \b__dict__\b | \._modules\b | \._forward_(pre_)?hooks\b | \._parameters\b | \._buffers\b
     | (getattr|hasattr|setattr|delattr)\([^)]*["']_(?!forecache)\w+["']   # another object's private attribute
     """,

@@ -13,7 +13,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from forecache.reference.data import IMAGE_SIZE, NUM_CLASSES, check_call_args
-from forecache.reference.inputs import flux_image_ids
+from forecache.reference.inputs import flux_image_ids, flux_pack, flux_unpack
 
 __all__ = ["FLUX_DIGITS_SIZES", "ClassTokenEmbedding", "FluxDigitsPipeline", "build_flux_digits"]
 
@@ -68,38 +68,6 @@ class ClassTokenEmbedding(ModelMixin, ConfigMixin):
             class_labels.shape[0], self.config["tokens_per_class"], self.config["joint_attention_dim"]
         )
         return tokens, self.pooled(class_labels)
-
-
-def pack(images: torch.Tensor) -> torch.Tensor:
-    """Packs images 2x2 into tokens, as FluxPipeline packs latents.
-
-    Args:
-        images (`torch.Tensor`): Shape `(batch, channels, height, width)`, height and width even.
-
-    Returns:
-        `torch.Tensor` of shape `(batch, height/2 * width/2, channels * 4)`.
-
-    """
-    b, c, h, w = images.shape
-    x = images.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
-    return x.reshape(b, (h // 2) * (w // 2), c * 4)
-
-
-def unpack(tokens: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Inverts `pack`.
-
-    Args:
-        tokens (`torch.Tensor`): Shape `(batch, height/2 * width/2, channels * 4)`.
-        height (`int`): Image height in pixels.
-        width (`int`): Image width in pixels.
-
-    Returns:
-        `torch.Tensor` of shape `(batch, channels, height, width)`.
-
-    """
-    b, _, c4 = tokens.shape
-    x = tokens.view(b, height // 2, width // 2, c4 // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)
-    return x.reshape(b, c4 // 4, height, width)
 
 
 def image_ids(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -260,7 +228,7 @@ class FluxDigitsPipeline(DiffusionPipeline):
         channels = self.transformer.config["in_channels"] // 4
         noise_shape = (batch, channels, IMAGE_SIZE, IMAGE_SIZE)
         noise = randn_tensor(noise_shape, generator=generator, device=device, dtype=torch.float32)
-        latents = pack(noise).to(dtype)
+        latents = flux_pack(noise).to(dtype)
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         self.scheduler.set_begin_index(0)
@@ -290,7 +258,7 @@ class FluxDigitsPipeline(DiffusionPipeline):
                 latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
                 progress_bar.update()
 
-        images = unpack(latents.float(), IMAGE_SIZE, IMAGE_SIZE)
+        images = flux_unpack(latents.float(), IMAGE_SIZE, IMAGE_SIZE)
         output = self.image_processor.postprocess(images, output_type=output_type)
         self.maybe_free_model_hooks()
         if not return_dict:

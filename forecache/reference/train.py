@@ -37,8 +37,8 @@ from forecache.reference.flux_digits import (
     FluxDigitsPipeline,
     build_flux_digits,
     image_ids,
-    pack,
 )
+from forecache.reference.inputs import flux_pack
 from forecache.reference.training import Ema
 
 __all__ = ["main", "train_classifier", "train_dit", "train_flux"]
@@ -119,7 +119,7 @@ def train_flux(
         s = sigma.view(-1, 1, 1, 1)
         tokens, pooled = embedder(y)
         pred = transformer(
-            hidden_states=pack((1 - s) * x0 + s * noise),
+            hidden_states=flux_pack((1 - s) * x0 + s * noise),
             timestep=sigma,
             guidance=None,
             pooled_projections=pooled,
@@ -128,7 +128,7 @@ def train_flux(
             img_ids=img_ids,
             return_dict=False,
         )[0]
-        return F.mse_loss(pred, pack(noise - x0))
+        return F.mse_loss(pred, flux_pack(noise - x0))
 
     _fit(both, loss_fn, steps, batch_size, lr, seed)
     ema.update()

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from forecache.reference.inputs import flux_image_ids, flux_pack
 from forecache.reference.scenes.grammar import caption, random_scene
 from forecache.reference.scenes.judge import SceneJudge, targets
 from forecache.reference.scenes.model import (
@@ -68,11 +69,8 @@ class _Latents:
     """Scenes to packed, normalised FLUX latents through the frozen VAE."""
 
     def __init__(self, vae: Any) -> None:
-        from diffusers import FluxPipeline
-
         self.vae = vae
-        self.pack = FluxPipeline._pack_latents
-        self.img_ids = FluxPipeline._prepare_latent_image_ids(1, 8, 8, torch.device("cpu"), torch.float32)
+        self.img_ids = flux_image_ids(8, 8)
         self.txt_ids = torch.zeros(MAX_TOKENS, 3)
 
     @torch.no_grad()
@@ -80,7 +78,7 @@ class _Latents:
         config = self.vae.config
         z = self.vae.encode(images).latent_dist.mean
         z = (z - config["shift_factor"]) * config["scaling_factor"]
-        return self.pack(z, z.shape[0], z.shape[1], z.shape[2], z.shape[3])
+        return flux_pack(z)
 
 
 class _TextEncoders(nn.Module):
