@@ -56,7 +56,7 @@ RECIPE: dict[str, StagePlan] = {
     "detail": StagePlan(steps=3000, batch=32, lr=3e-4, warmup=100, ema=0.999, shift=1.0),
     "distill": StagePlan(steps=1000, batch=32, lr=1e-4, warmup=50, ema=0.995, shift=1.0),
 }
-"""The shipped model's recipe (about two hours on one thread of a shared 2-core CPU)."""
+"""The shipped model's recipe (its training time on one CPU thread: BENCHMARKS.md, Scenes)."""
 
 
 def _sigmas(batch: int, gen: torch.Generator, shift: float) -> torch.Tensor:
