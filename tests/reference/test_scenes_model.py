@@ -7,7 +7,7 @@ steps, FLUX.1-dev's default; the full measurement (64 prompts, 28 and 50 steps) 
 The shipped model misses four of issue 19's floors; those tests stay at the issue's floor and are
 strict expected failures carrying the measured figure (a model that reaches the floor turns them
 into failures, to be unmarked): it draws shapes as blobs (the judge reads the asked shape on
-about a third of the objects), and its guidance-distilled trajectories change which blob appears
+about a third of the objects), and its trajectories change which blob appears
 when fewer than about 6 of 28 steps are computed.
 """
 
