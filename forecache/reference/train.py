@@ -222,11 +222,12 @@ def _train_scenes(out: Path, work: str | None, judge_out: str | None, seed: int)
 
 def _train_motion(out: Path, work: str | None, judge_out: str | None, seed: int) -> None:
     """Train the motion pipeline, its two-expert variant and its judge, then save all three whole."""
+    from forecache.reference.motion.model import save_experts
     from forecache.reference.motion.train import train_motion
 
     pipe, experts, judge = train_motion(work or out.with_name(out.name + ".work"), seed=seed)
     _save_whole(pipe.save_pretrained, out)
-    _save_whole(experts.save_pretrained, out.with_name(out.name + "-experts"))
+    _save_whole(lambda folder: save_experts(experts, folder), out.with_name(out.name + "-experts"))
     _save_whole(judge.save_pretrained, Path(judge_out) if judge_out else out.with_name(out.name + "-judge"))
 
 

@@ -223,6 +223,28 @@ def test_the_untrained_model_runs_in_wan_pipeline_cached_and_uncached_bitwise(ex
     assert np.array_equal(generate(), full)  # removed: bitwise what it computed before
 
 
+def test_the_experts_are_saved_in_half_precision_and_load_beside_the_shared_parts(tmp_path, one_thread):
+    from forecache.reference.motion.model import load_experts, save_experts
+
+    torch.manual_seed(0)
+    pipe = build_pipeline(transformer_2=build_pipeline().transformer)
+    pipe.save_pretrained(tmp_path / "motion")
+    save_experts(pipe, tmp_path / "experts")
+    assert sorted(p.name for p in (tmp_path / "experts").iterdir()) == ["transformer", "transformer_2"]
+    loaded = load_experts(tmp_path / "experts", tmp_path / "motion")
+    assert loaded.config.boundary_ratio == 0.875 and loaded.name_or_path == str(tmp_path / "experts")
+    for name in ("transformer", "transformer_2"):
+        saved = getattr(pipe, name).state_dict()
+        for key, value in getattr(loaded, name).state_dict().items():
+            assert value.dtype == torch.float32 and torch.equal(value, saved[key].half().float()), key
+    assert torch.equal(loaded.vae.decoder.conv_out.weight, pipe.vae.decoder.conv_out.weight)
+    size = sum(f.stat().st_size for f in (tmp_path / "experts").rglob("*.safetensors"))
+    one = sum(f.stat().st_size for f in (tmp_path / "motion" / "transformer").rglob("*.safetensors"))
+    assert size < 1.01 * one  # two experts in half precision: the size of one transformer in float32
+    with pytest.raises(ValueError, match="two experts"):
+        save_experts(build_pipeline(), tmp_path / "one")
+
+
 def _reading(clips: list[ClipSpec], frames: int, jitter: float = 0.0) -> FrameReading:
     """The reading a perfect judge would make of undistorted clips (plus a constant offset)."""
     batch = len(clips) * frames

@@ -6,14 +6,18 @@ Everything is built from configurations (nothing downloaded) and assembled into 
 - tokenizer: word-level over the motion grammar's vocabulary (`forecache.reference.motion.grammar.WORDS`),
   pad 0, end of text 1, unknown 2; 32 tokens (call the pipeline with ``max_sequence_length=32``);
 - `UMT5EncoderModel`: 2 layers, width 64, 0.14 M parameters;
-- `AutoencoderKLWan`: 9 frames of 32x32 RGB <-> 3 latent frames of 8x8x16 (spatial compression 4,
-  temporal 4: the first frame alone, then two chunks of four, as Wan's causal VAE encodes), 0.66 M;
+- `AutoencoderKLWan`: 9 frames of 32x32 RGB <-> 5 latent frames of 16x16x8 (spatial compression 2,
+  temporal 2: the first frame alone, then pairs, as Wan's causal VAE encodes), 0.46 M parameters
+  (why not Wan's 8 and 4, or 4 and 4: BENCHMARKS.md, Motion);
 - `WanTransformer3DModel`: 8 blocks of width 128 (4 heads of 32), feed-forward 256, patches of
-  1x2x2 latents: 3 x 4 x 4 = 48 tokens per clip, 1.77 M parameters;
+  1x4x4 latents: 5 x 4 x 4 = 80 tokens per clip, 1.80 M parameters;
 - `FlowMatchEulerDiscreteScheduler` with a fixed shift of 3;
 - the two-expert variant (Wan 2.2 A14B's split): `transformer` for timesteps >= 875
   (``boundary_ratio`` 0.875, the high-noise steps), `transformer_2` below, each fine-tuned on its
-  own noise range from the one-expert model.
+  own noise range from the one-expert model. Its folder holds only the two experts, stored in
+  float16 (`save_experts`); `load_experts` assembles them with the one-expert model's tokenizer,
+  text encoder, VAE and scheduler (which they were trained with) into a float32 `WanPipeline`,
+  which keeps both models within 25 MB.
 
 Guidance is classifier-free in two transformer calls per step (``cache_context`` "cond" and
 "uncond"), the empty negative prompt being what 10% of the training prompts were replaced by.
@@ -21,7 +25,10 @@ Guidance is classifier-free in two transformer calls per step (``cache_context``
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from forecache.reference.motion.grammar import FRAMES, WORDS
 from forecache.reference.scenes.model import SPECIAL_TOKENS
@@ -37,6 +44,8 @@ __all__ = [
     "build_tokenizer",
     "build_transformer",
     "build_vae",
+    "load_experts",
+    "save_experts",
     "vocab_size",
 ]
 
@@ -57,7 +66,7 @@ CALL_DEFAULTS: dict[str, Any] = {
 defaults are Wan 2.1's: 480x832 pixels, 81 frames, 512 text tokens)."""
 
 _WIDTH_TEXT = 64
-_LATENT_CHANNELS = 16
+_LATENT_CHANNELS = 8
 
 
 def vocab_size() -> int:
@@ -93,7 +102,7 @@ def build_text_encoder() -> Any:
 
 
 def build_vae() -> Any:
-    """Build the `AutoencoderKLWan`: spatial compression 4, temporal 4, 16 latent channels, 0.66 M parameters.
+    """Build the `AutoencoderKLWan`: spatial compression 2, temporal 2, 8 latent channels, 0.46 M parameters.
 
     Its ``latents_mean`` and ``latents_std`` start at 0 and 1; training sets them from the latents.
     """
@@ -102,23 +111,23 @@ def build_vae() -> Any:
     return AutoencoderKLWan(
         base_dim=16,
         z_dim=_LATENT_CHANNELS,
-        dim_mult=[1, 2, 2],
+        dim_mult=[1, 2],
         num_res_blocks=1,
         attn_scales=[],
-        temperal_downsample=[True, True],
+        temperal_downsample=[True],
         latents_mean=[0.0] * _LATENT_CHANNELS,
         latents_std=[1.0] * _LATENT_CHANNELS,
-        scale_factor_temporal=4,
-        scale_factor_spatial=4,
+        scale_factor_temporal=2,
+        scale_factor_spatial=2,
     )
 
 
 def build_transformer() -> Any:
-    """Build the `WanTransformer3DModel`: 8 blocks of width 128 (4 heads of 32), 48 tokens, 1.77 M weights."""
+    """Build the `WanTransformer3DModel`: 8 blocks of width 128 (4 heads of 32), 80 tokens, 1.80 M weights."""
     from diffusers import WanTransformer3DModel
 
     return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
+        patch_size=(1, 4, 4),
         num_attention_heads=4,
         attention_head_dim=32,
         in_channels=_LATENT_CHANNELS,
@@ -173,3 +182,53 @@ def build_pipeline(
         transformer=transformer if transformer is not None else build_transformer(),
         **extra,
     )
+
+
+EXPERTS = ("transformer", "transformer_2")
+"""The two-expert variant's components, in its folder's order (high-noise expert first)."""
+
+
+def save_experts(pipe: Any, folder: str | Path) -> None:
+    """Save a two-expert pipeline's `transformer` and `transformer_2`, in float16, into `folder`.
+
+    The rest of the pipeline is the one-expert model's (`load_experts` takes it from there), so
+    the variant adds two float16 transformers (2 x 3.5 MB) to the package instead of a second copy
+    of everything in float32 (17 MB).
+
+    Args:
+        pipe (`WanPipeline`): Built with `build_pipeline(..., transformer_2=...)`.
+        folder (`str` or `Path`): Created; gets ``transformer/`` and ``transformer_2/``.
+
+    Raises:
+        ValueError: `pipe` has no `transformer_2`.
+
+    """
+    if getattr(pipe, "transformer_2", None) is None:
+        raise ValueError("`pipe` must have two experts (`transformer_2`), got a one-transformer pipeline")
+    for name in EXPERTS:
+        expert = build_transformer()
+        expert.load_state_dict(getattr(pipe, name).state_dict())
+        expert.half().save_pretrained(str(Path(folder) / name))
+
+
+def load_experts(folder: str | Path, shared: str | Path) -> Any:
+    """Load the two-expert `WanPipeline`: the experts of `folder` (upcast to float32), the rest from `shared`.
+
+    Args:
+        folder (`str` or `Path`): Written by `save_experts`.
+        shared (`str` or `Path`): The one-expert model's `save_pretrained` folder.
+
+    Returns:
+        A float32 `WanPipeline` with ``transformer``, ``transformer_2`` and ``boundary_ratio``
+        `BOUNDARY_RATIO`, whose ``name_or_path`` is `folder`.
+
+    """
+    from diffusers import WanPipeline, WanTransformer3DModel
+
+    experts = {
+        name: WanTransformer3DModel.from_pretrained(str(Path(folder) / name), torch_dtype=torch.float32)
+        for name in EXPERTS
+    }
+    pipe = WanPipeline.from_pretrained(str(shared), boundary_ratio=BOUNDARY_RATIO, **experts)
+    pipe.register_to_config(_name_or_path=str(folder))
+    return pipe

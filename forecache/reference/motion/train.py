@@ -56,15 +56,14 @@ _POOL_CLIPS = 16384
 _OBJECT_WEIGHT = 9.0
 
 RECIPE: dict[str, StagePlan] = {
-    "vae": StagePlan(steps=1200, batch=8, lr=1e-3, warmup=100, ema=0.0),
-    "judge": StagePlan(steps=1200, batch=8, lr=1e-3, warmup=100, ema=0.0),
-    "t2v": StagePlan(steps=4000, batch=32, lr=5e-4, warmup=200, ema=0.999),
-    "high": StagePlan(steps=400, batch=32, lr=1e-4, warmup=50, ema=0.99),
-    "low": StagePlan(steps=400, batch=32, lr=1e-4, warmup=50, ema=0.99),
+    "vae": StagePlan(steps=2000, batch=8, lr=1e-3, warmup=100, ema=0.0),
+    "judge": StagePlan(steps=2400, batch=8, lr=1e-3, warmup=100, ema=0.0),
+    "t2v": StagePlan(steps=3000, batch=32, lr=5e-4, warmup=200, ema=0.999),
+    "high": StagePlan(steps=300, batch=32, lr=1e-4, warmup=50, ema=0.99),
+    "low": StagePlan(steps=300, batch=32, lr=1e-4, warmup=50, ema=0.99),
 }
-"""The shipped model's recipe; judge batches are clips (all their frames are read). Measured on one
-thread of the shared 2-core machine, the other core training: vae 0.49 s a step, judge 0.34, t2v
-0.31, high and low 0.29, the pool 3.4 min: about 45 minutes in all (67 with tests running too)."""
+"""The shipped model's recipe; judge batches are clips (all their frames are read). Its training time
+on one CPU thread: BENCHMARKS.md, Motion."""
 
 
 def _clips(rng: Any, batch: int, exclude: frozenset[tuple[str, str]] | None = None) -> list[ClipSpec]:
