@@ -25,6 +25,7 @@ Guidance is classifier-free in two transformer calls per step (``cache_context``
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -205,10 +206,8 @@ def save_experts(pipe: Any, folder: str | Path) -> None:
     """
     if getattr(pipe, "transformer_2", None) is None:
         raise ValueError("`pipe` must have two experts (`transformer_2`), got a one-transformer pipeline")
-    for name in EXPERTS:
-        expert = build_transformer()
-        expert.load_state_dict(getattr(pipe, name).state_dict())
-        expert.half().save_pretrained(str(Path(folder) / name))
+    for name in EXPERTS:  # a copy: the pipeline's own experts stay in float32
+        copy.deepcopy(getattr(pipe, name)).half().save_pretrained(str(Path(folder) / name))
 
 
 def load_experts(folder: str | Path, shared: str | Path) -> Any:
