@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from forecache.reference.motion.grammar import FRAMES, WORDS
-from forecache.reference.scenes.model import SPECIAL_TOKENS
+from forecache.reference.scenes.model import SPECIAL_TOKENS, t5_settings
 from forecache.reference.scenes.model import build_tokenizer as build_word_tokenizer
 
 __all__ = [
@@ -84,22 +84,8 @@ def build_text_encoder() -> Any:
     """Build the tiny `UMT5EncoderModel` (its token states are the transformer's cross-attention input)."""
     from transformers import UMT5Config, UMT5EncoderModel
 
-    return UMT5EncoderModel(
-        UMT5Config(
-            vocab_size=vocab_size(),
-            d_model=_WIDTH_TEXT,
-            d_kv=16,
-            d_ff=4 * _WIDTH_TEXT,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=16,
-            relative_attention_max_distance=MAX_TOKENS,
-            dropout_rate=0.0,
-            pad_token_id=0,
-            eos_token_id=1,
-            decoder_start_token_id=0,
-        )
-    )
+    settings = t5_settings(vocab_size(), _WIDTH_TEXT, MAX_TOKENS)
+    return UMT5EncoderModel(UMT5Config(**settings, decoder_start_token_id=0))
 
 
 def build_vae() -> Any:

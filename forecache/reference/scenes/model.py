@@ -32,6 +32,7 @@ __all__ = [
     "build_tokenizer",
     "build_transformer",
     "build_vae",
+    "t5_settings",
     "vocab_size",
 ]
 
@@ -108,25 +109,28 @@ def build_clip() -> Any:
     )
 
 
+def t5_settings(vocab: int, width: int, max_tokens: int) -> dict[str, Any]:
+    """Return the tiny T5 encoder's config fields (two layers of four heads), shared by T5 and UMT5."""
+    return {
+        "vocab_size": vocab,
+        "d_model": width,
+        "d_kv": 16,
+        "d_ff": 4 * width,
+        "num_layers": 2,
+        "num_heads": 4,
+        "relative_attention_num_buckets": 16,
+        "relative_attention_max_distance": max_tokens,
+        "dropout_rate": 0.0,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+    }
+
+
 def build_t5() -> Any:
     """Build the tiny `T5EncoderModel` (its token states are FLUX's text stream)."""
     from transformers import T5Config, T5EncoderModel
 
-    return T5EncoderModel(
-        T5Config(
-            vocab_size=vocab_size(),
-            d_model=_WIDTH_TEXT,
-            d_kv=16,
-            d_ff=4 * _WIDTH_TEXT,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=16,
-            relative_attention_max_distance=MAX_TOKENS,
-            dropout_rate=0.0,
-            pad_token_id=0,
-            eos_token_id=1,
-        )
-    )
+    return T5EncoderModel(T5Config(**t5_settings(vocab_size(), _WIDTH_TEXT, MAX_TOKENS)))
 
 
 def build_vae() -> Any:
