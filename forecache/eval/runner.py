@@ -88,11 +88,6 @@ class Harness:
         return self.workload.pipe.transformer
 
     @property
-    def first_batch(self) -> list[int]:
-        """Sample indices of the first batch (what `evaluate` runs)."""
-        return self._batches[0]
-
-    @property
     def _sync(self) -> bool:
         return self.workload.device.type == "cuda"
 

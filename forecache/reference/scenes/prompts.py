@@ -21,7 +21,6 @@ from forecache.reference.scenes.grammar import (
     SceneObject,
     SceneSpec,
     caption,
-    parse_caption,
     random_scene,
 )
 
@@ -71,8 +70,3 @@ def write_prompt_sets(folder: str | Path) -> None:
         return caption(_heldout_scene(rng) if name == "heldout" else random_scene(rng))
 
     write_prompt_files(folder, PROMPT_SETS, _SEEDS, draw)
-
-
-def scene_of(prompt: str) -> SceneSpec:
-    """Return the scene a prompt of the grammar describes (`parse_caption`)."""
-    return parse_caption(prompt)
