@@ -312,3 +312,24 @@ def test_the_shipped_prompt_files_are_what_the_seeded_writers_write(tmp_path):
             assert (folder / f"{name}.txt").read_text("utf-8") == shipped.joinpath(f"{name}.txt").read_text(
                 "utf-8"
             ), (family, name)
+
+
+def test_wan_cannot_place_anything_from_text_alone(one_thread):
+    """Why the model misses its places (BENCHMARKS.md, Motion): Wan's video tokens carry no absolute position.
+
+    Positions enter only as rotary offsets between video tokens, and the text through cross-attention
+    without positions, so on an input the same at every token the output is the same at every token,
+    in every frame, whatever the prompt says: at the sampler's first, nearly pure-noise steps only the
+    noise tells the model where and when an object is. (FLUX's text tokens sit at rotary position 0,
+    an anchor the scenes model has.)
+    """
+    torch.manual_seed(0)
+    transformer = build_pipeline().transformer.eval()
+    states = torch.randn(1, MAX_TOKENS, transformer.config.text_dim)
+    uniform = torch.full((1, transformer.config.in_channels, 5, 16, 16), 0.3)
+    with torch.no_grad():
+        out = transformer(uniform, torch.tensor([987.0]), states, return_dict=False)[0]
+    patches = out.unfold(3, 4, 4).unfold(4, 4, 4)  # (1, channels, frames, 4, 4, 4, 4): one per token
+    first = patches[:, :, :1, :1, :1]
+    assert out.abs().mean() > 0.01
+    assert (patches - first).abs().max() < 1e-4 * out.abs().max()
