@@ -11,7 +11,7 @@ Usage::
 
 The shipped weights were made with the commands in `forecache/reference/__init__.py`. The scenes
 model trains in five resumable stages (`forecache.reference.scenes.train`), the motion model in
-six (`forecache.reference.motion.train`; its two-expert variant goes to OUT-experts); rerunning
+five (`forecache.reference.motion.train`; its two-expert variant goes to OUT-experts); rerunning
 the same command with the same ``--work`` folder resumes where it stopped.
 """
 

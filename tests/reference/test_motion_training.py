@@ -12,9 +12,9 @@ from forecache.reference.training import StagePlan
 
 pytestmark = pytest.mark.eval
 
-_FLOW = ("t2v", "refine", "high", "low")
 TINY = {
-    name: StagePlan(steps=4, batch=2, lr=1e-3, warmup=1, ema=0.9 if name in _FLOW else 0.0) for name in RECIPE
+    name: StagePlan(steps=4, batch=2, lr=1e-3, warmup=1, ema=0.9 if name in ("t2v", "high", "low") else 0.0)
+    for name in RECIPE
 }
 
 
@@ -39,7 +39,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch,
 
     monkeypatch.setattr(training, "_CHECKPOINT_EVERY", 2)  # the stages share run_stage
     real = training.step_randomness
-    cuts = {("t2v", 3), ("refine", 3), ("low", 3)}
+    cuts = {("t2v", 3), ("low", 3)}
 
     def interrupt_once(seed, stage, step):
         if (stage, step) in cuts:
@@ -49,17 +49,12 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch,
 
     monkeypatch.setattr(training, "step_randomness", interrupt_once)
     lines: list[str] = []
-    for _ in range(len(cuts)):
+    for _ in range(2):
         with pytest.raises(KeyboardInterrupt):
             train_motion(tmp_path / "cut", recipe=TINY, log=lines.append)
     resumed = _weights(*train_motion(tmp_path / "cut", recipe=TINY, log=lines.append))
     assert lines.count("[pool] 70 training clips drawn and encoded") == 1  # read back on resume
-    for expected in (
-        "[t2v] resumed at step 2/4",
-        "[refine] resumed at step 2/4",
-        "[low] resumed at step 2/4",
-        "[vae] resumed at step 4/4",
-    ):
+    for expected in ("[t2v] resumed at step 2/4", "[low] resumed at step 2/4", "[vae] resumed at step 4/4"):
         assert expected in lines
     assert whole.keys() == resumed.keys()
     different = [k for k in whole if not torch.equal(whole[k], resumed[k])]
@@ -68,5 +63,5 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch,
 
 
 def test_recipe_must_name_every_stage(tmp_path):
-    with pytest.raises(ValueError, match="missing high, judge, low, refine"):
+    with pytest.raises(ValueError, match="missing high, judge, low"):
         train_motion(tmp_path, recipe={"vae": TINY["vae"], "t2v": TINY["t2v"]})

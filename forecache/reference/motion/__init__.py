@@ -6,7 +6,7 @@
 - `model`: the pipeline's components (one transformer, or Wan 2.2's two experts) and `CALL_DEFAULTS`;
 - `judge`: `MotionJudge`, which reads every frame's objects by colour, per-frame adherence and
   motion accuracy;
-- `train`: the six-stage, resumable training.
+- `train`: the five-stage, resumable training.
 """
 
 from forecache.reference.motion.model import CALL_DEFAULTS

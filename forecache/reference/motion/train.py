@@ -7,9 +7,7 @@
 3. ``t2v``: the Wan transformer with its UMT5 encoder by rectified flow on clips without the
    held-out pairs, 10% of the prompts emptied (the pipeline's default negative prompt is empty);
    the clips come from a pool drawn and encoded once (``pool.pt`` in the work folder).
-4. ``refine``: the same, continued from stage 3's average with a fresh warm-up and cosine decay (after
-   3000 steps the loss still fell, and the judge read 16 % of the motions and 47 % of the attributes).
-5. ``high`` and ``low``: Wan 2.2's two experts, each a copy of the stage-3 transformer fine-tuned
+4. ``high`` and ``low``: Wan 2.2's two experts, each a copy of the stage-3 transformer fine-tuned
    on its own noise range (timesteps at or above `BOUNDARY_RATIO` * 1000, and below), the text
    encoder frozen (the two experts share it).
 
@@ -23,7 +21,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +59,6 @@ RECIPE: dict[str, StagePlan] = {
     "vae": StagePlan(steps=2000, batch=8, lr=1e-3, warmup=100, ema=0.0),
     "judge": StagePlan(steps=2400, batch=8, lr=1e-3, warmup=100, ema=0.0),
     "t2v": StagePlan(steps=3000, batch=32, lr=5e-4, warmup=200, ema=0.999),
-    "refine": StagePlan(steps=9000, batch=32, lr=3e-4, warmup=100, ema=0.999),
     "high": StagePlan(steps=300, batch=32, lr=1e-4, warmup=50, ema=0.99),
     "low": StagePlan(steps=300, batch=32, lr=1e-4, warmup=50, ema=0.99),
 }
@@ -298,26 +295,6 @@ def _train_t2v(
     return kept["transformer"], kept["text"]
 
 
-def _refine(
-    work: Path,
-    plan: StagePlan,
-    base: tuple[nn.Module, Any],
-    pool: _Pool,
-    seed: int,
-    log: Callable[[str], None],
-) -> tuple[nn.Module, Any]:
-    """Stage 4: stage 3's average trained on, transformer and text encoder, by the same loss."""
-    models = copy.deepcopy(nn.ModuleDict({"transformer": base[0], "text": base[1]}))
-    models.train().requires_grad_(True)
-
-    def loss_fn(batch: int, rng: Any, gen: torch.Generator) -> torch.Tensor:
-        text = cast(TextEncoder, models["text"])
-        return _flow_loss(models["transformer"], text, pool, batch, rng, gen, plan.shift)
-
-    kept = run_stage("refine", models, plan, loss_fn, work, seed, log)
-    return kept["transformer"], kept["text"]
-
-
 def _train_expert(
     name: str,
     work: Path,
@@ -328,7 +305,7 @@ def _train_expert(
     seed: int,
     log: Callable[[str], None],
 ) -> nn.Module:
-    """Stages 5 and 6: one expert, the base transformer fine-tuned on its own noise range (text frozen)."""
+    """Stages 4 and 5: one expert, the base transformer fine-tuned on its own noise range (text frozen)."""
     expert = copy.deepcopy(base).train().requires_grad_(True)
     sigma_range = (BOUNDARY_RATIO, 1.0) if name == "high" else (0.0, BOUNDARY_RATIO)
 
@@ -369,7 +346,6 @@ def train_motion(
     judge = _train_judge(folder, recipe["judge"], vae, seed, log)
     pool = _Pool(_Latents(vae), folder, seed, log)
     transformer, text = _train_t2v(folder, recipe["t2v"], pool, seed, log)
-    transformer, text = _refine(folder, recipe["refine"], (transformer, text), pool, seed, log)
     high = _train_expert("high", folder, recipe["high"], transformer, text, pool, seed, log)
     low = _train_expert("low", folder, recipe["low"], transformer, text, pool, seed, log)
     pipe = build_pipeline(transformer=transformer, vae=vae, text_encoder=text.encoder)
