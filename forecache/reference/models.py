@@ -152,7 +152,13 @@ class SceneJudgeAdapter:
 
 
 class MotionJudgeAdapter:
-    """The motion judge: per-frame adherence to each prompt's objects on their paths, and motion accuracy."""
+    """The motion judge: per-frame adherence to each prompt's objects on their paths, and motion accuracy.
+
+    Args:
+        folder (`str` or `Path`, *optional*): A judge saved by the motion training (default: the shipped
+            one, ``weights/motion-judge``).
+
+    """
 
     note = (
         "per frame, the fraction of each prompt's attributes the motion judge finds (per object: "
@@ -160,10 +166,10 @@ class MotionJudgeAdapter:
         "texture), mean over frames and clips"
     )
 
-    def __init__(self) -> None:
+    def __init__(self, folder: str | Path | None = None) -> None:
         from forecache.reference.motion.judge import MotionJudge
 
-        self.judge = MotionJudge.from_pretrained(WEIGHTS_DIR / "motion-judge").eval()
+        self.judge = MotionJudge.from_pretrained(folder or WEIGHTS_DIR / "motion-judge").eval()
 
     def feature_extractor(self) -> nn.Module:
         """Return the judge's features of single frames (`MotionJudge.features`)."""

@@ -333,3 +333,15 @@ def test_wan_cannot_place_anything_from_text_alone(one_thread):
     first = patches[:, :, :1, :1, :1]
     assert out.abs().mean() > 0.01
     assert (patches - first).abs().max() < 1e-4 * out.abs().max()
+
+
+def test_the_judge_adapter_loads_a_judge_from_a_training_folder(tmp_path):
+    from forecache.reference.models import MotionJudgeAdapter
+    from forecache.reference.motion.judge import MotionJudge
+
+    torch.manual_seed(0)
+    MotionJudge().save_pretrained(tmp_path / "judge")
+    saved = MotionJudge.from_pretrained(tmp_path / "judge").state_dict()
+    loaded = MotionJudgeAdapter(tmp_path / "judge").judge
+    assert not loaded.training
+    assert all(torch.equal(saved[k], v) for k, v in loaded.state_dict().items())
