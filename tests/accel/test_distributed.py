@@ -3,6 +3,7 @@
 import json
 import os
 import tempfile
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -66,10 +67,18 @@ def decisions(model, tokens, reduce):
 
 
 def worker(rank, store_path, out_dir):
-    dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=2)
+    # a rank left waiting in a collective fails after a minute instead of hanging the run
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store_path}", rank=rank, world_size=2, timeout=timedelta(seconds=60)
+    )
     half = TOKENS // 2
-    result = {reduce: decisions(ShardedModel(offset=rank * half), half, reduce) for reduce in (False, True)}
-    dist.destroy_process_group()
+    try:
+        result = {
+            reduce: decisions(ShardedModel(offset=rank * half), half, reduce) for reduce in (False, True)
+        }
+        dist.barrier()  # neither rank tears down the group while the other still uses it
+    finally:
+        dist.destroy_process_group()
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump({str(k): v for k, v in result.items()}, f)
 
