@@ -6,10 +6,10 @@ Needs the training's folders (``python -m forecache.reference.train --model moti
 the pipeline, its judge, and the work folder whose ``pool.pt`` holds the training clips' latents
 and captions. The last `--clips` training clips are noised to each starting level sigma0 (one seeded
 noise draw) and sampled down from there with the pipeline's own transformer: Euler steps on the
-sampler's shift-3 grid of 28 steps, classifier-free guidance 4 with an empty negative prompt, as
-`WanPipeline` does. The judge then reads each clip's adherence and motion accuracy against its
-caption. sigma0 = 1 is generation from noise; where the motion is kept from a lower sigma0 and lost
-from a higher one is where the model has to decide it from the text alone.
+pipeline scheduler's grid of 28 steps, the model's classifier-free guidance (4) with an empty
+negative prompt, as `WanPipeline` does. The judge then reads each clip's adherence and motion
+accuracy against its caption. sigma0 = 1 is generation from noise; where the motion is kept from a
+lower sigma0 and lost from a higher one is where the model has to decide it from the text alone.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from forecache.reference.motion.model import CALL_DEFAULTS
 from forecache.reference.training import load_checkpoint
 
 LEVELS = (0.5, 0.7, 0.8, 0.9, 0.95, 1.0)
-STEPS, SHIFT, GUIDANCE = 28, 3.0, 4.0
+STEPS = 28
+GUIDANCE = CALL_DEFAULTS["guidance_scale"]
 
 
 def decode(vae: Any, latents: torch.Tensor) -> np.ndarray:
@@ -44,8 +45,8 @@ def sample_from(
     pipe: Any, x: torch.Tensor, start: float, cond: torch.Tensor, uncond: torch.Tensor
 ) -> torch.Tensor:
     """Euler with CFG from noise level `start` to 0 over the grid points below it."""
-    u = torch.linspace(1.0, 0.0, STEPS + 1)
-    grid = (SHIFT * u / (1 + (SHIFT - 1) * u)).tolist()
+    pipe.scheduler.set_timesteps(STEPS)
+    grid = pipe.scheduler.sigmas.tolist()  # the pipeline's own grid, ending at 0
     levels = [start] + [s for s in grid if s < start - 1e-6]
     with torch.no_grad():
         for high, low in itertools.pairwise(levels):
@@ -85,7 +86,7 @@ def main() -> None:
     for start in LEVELS:
         latents = sample_from(pipe, (1 - start) * x0 + start * noise, start, cond, uncond)
         rows.append((f"from sigma {start:g}", decode(pipe.vae, latents)))
-    print(f"{len(captions)} training clips, {STEPS}-step shift-{SHIFT:g} grid, CFG {GUIDANCE:g}")
+    print(f"{len(captions)} training clips, the scheduler's {STEPS}-step grid, CFG {GUIDANCE:g}")
     print("| start | adherence | motion accuracy |\n|---|---|---|")
     for label, clips in rows:
         adherence = judge.adherence(clips, captions).mean()
