@@ -1,9 +1,9 @@
 """Argument checks of the public kernel entry points: errors that name the argument and the value.
 
-Only the public functions (``weighted_sum`` and friends, and the ``torch_*`` / ``triton_*`` twins)
-run these. The cache's hot path validates once per allocated site instead (the tensors it passes
-are its own, allocated with matching shapes, dtypes and devices) and calls the unchecked
-operations of :mod:`forecache.kernels.ops`.
+Only the public functions (``weighted_sum`` and friends, and the ``torch_*`` references) run these.
+The cache's hot path validates once per allocated site instead (the tensors it passes are its own,
+allocated with matching shapes, dtypes and devices) and calls the unchecked operations that
+:func:`forecache.kernels.dispatch.ops_for` returns.
 """
 
 from __future__ import annotations

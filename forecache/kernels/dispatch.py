@@ -4,8 +4,13 @@ Rule: Triton for CUDA tensors when a supported ``triton`` (>= `TRITON_FLOOR`) is
 reference otherwise.
 The environment variable ``FORECACHE_KERNELS`` (read at every call of these functions) forces
 either: ``triton``, ``torch``, or ``auto`` (same as unset). Triton is imported only when the
-Triton path runs. The cache's own hot path does not come through here: it picks its backend once
-per site with :func:`forecache.kernels.ops.ops_for` and calls the unchecked operations.
+Triton path runs.
+
+Each operation exists once per backend, as arithmetic without checks (``*_unchecked`` in
+:mod:`.torch_ops` and :mod:`.triton_ops`); the public functions here check their arguments, pick a
+backend with `ops_for` and call it. The cache's own hot path validates once per site (its tensors
+are its own, allocated with matching shapes, dtypes and devices), keeps the `KernelOps` of
+`ops_for` for the site's life and calls the arithmetic directly.
 """
 
 from __future__ import annotations
@@ -15,16 +20,19 @@ import importlib.metadata
 import importlib.util
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from forecache.kernels.torch_ops import (
-    torch_guarded_weighted_sum,
-    torch_relative_l1,
-    torch_taylor_update_,
-    torch_weighted_sum,
+import forecache.kernels.torch_ops as torch_ops
+from forecache.kernels.checks import (
+    check_guard_args,
+    check_peak,
+    check_relative_l1_args,
+    check_taylor_update_args,
+    check_weighted_sum_args,
 )
 
 #: Name of the environment variable that forces a backend.
@@ -102,6 +110,61 @@ def backend_for(tensor: Tensor) -> str:
     return "triton" if tensor.is_cuda and triton_available() else "torch"
 
 
+@dataclass(frozen=True)
+class KernelOps:
+    """The unchecked operations of one backend.
+
+    Attributes:
+        backend: ``"triton"`` or ``"torch"``.
+        weighted_sum: ``(tensors, weights, out=None) -> Tensor``, see `weighted_sum`.
+        guarded_weighted_sum: ``(tensors, weights, fallback, limit, refused, limit_scale, slot,
+            addend, out_dtype) -> Tensor``, see `guarded_weighted_sum`.
+        taylor_update_: ``(factors, feature, inv_dt, peak=None)``, see `taylor_update_`.
+        relative_l1: ``(a, b, per_sample=False) -> Tensor``, see `relative_l1`.
+
+    """
+
+    backend: str
+    weighted_sum: Callable[..., Tensor]
+    guarded_weighted_sum: Callable[..., Tensor]
+    taylor_update_: Callable[..., None]
+    relative_l1: Callable[..., Tensor]
+
+
+TORCH_OPS = KernelOps(
+    "torch",
+    torch_ops.weighted_sum_unchecked,
+    torch_ops.guarded_weighted_sum_unchecked,
+    torch_ops.taylor_update_unchecked,
+    torch_ops.relative_l1_unchecked,
+)
+
+
+def ops_for(tensors: Sequence[Tensor], name: str = "tensors[0]") -> KernelOps:
+    """Return the operations for `tensors`, whose first one decides the backend (see `backend_for`).
+
+    For Triton, also checks that the device is one the kernels can reach (`name` is the argument
+    the error names). A cache site calls it once, when it allocates, and keeps the result.
+
+    Raises:
+        ValueError: If ``FORECACHE_KERNELS`` is invalid or the device is unreachable for Triton.
+        ModuleNotFoundError: If ``FORECACHE_KERNELS=triton`` but Triton is not installed.
+
+    """
+    if backend_for(tensors[0]) == "torch":
+        return TORCH_OPS
+    import forecache.kernels.triton_ops as triton_ops
+
+    triton_ops.check_device(tensors[0], name)
+    return KernelOps(
+        "triton",
+        triton_ops.weighted_sum_unchecked,
+        triton_ops.guarded_weighted_sum_unchecked,
+        triton_ops.taylor_update_unchecked,
+        triton_ops.relative_l1_unchecked,
+    )
+
+
 def weighted_sum(tensors: Sequence[Tensor], weights: Sequence[float], out: Tensor | None = None) -> Tensor:
     """Compute ``sum_k weights[k] * tensors[k]`` in one pass (Taylor prediction, Adams-Bashforth step).
 
@@ -125,11 +188,8 @@ def weighted_sum(tensors: Sequence[Tensor], weights: Sequence[float], out: Tenso
         ValueError: On mismatched shapes, devices or lengths, or a non-contiguous/overlapping ``out``.
 
     """
-    if tensors and isinstance(tensors[0], Tensor) and backend_for(tensors[0]) == "triton":
-        import forecache.kernels.triton_ops as triton_ops
-
-        return triton_ops.triton_weighted_sum(tensors, weights, out)
-    return torch_weighted_sum(tensors, weights, out)
+    floats = check_weighted_sum_args(tensors, weights, out)
+    return ops_for(tensors).weighted_sum(tensors, floats, out)
 
 
 def guarded_weighted_sum(
@@ -182,30 +242,10 @@ def guarded_weighted_sum(
         ValueError: On mismatched shapes, devices or lengths, or a `fallback`/`slot` out of range.
 
     """
-    if tensors and isinstance(tensors[0], Tensor) and backend_for(tensors[0]) == "triton":
-        import forecache.kernels.triton_ops as triton_ops
-
-        return triton_ops.triton_guarded_weighted_sum(
-            tensors,
-            weights,
-            fallback,
-            limit,
-            refused,
-            limit_scale=limit_scale,
-            slot=slot,
-            addend=addend,
-            out_dtype=out_dtype,
-        )
-    return torch_guarded_weighted_sum(
-        tensors,
-        weights,
-        fallback,
-        limit,
-        refused,
-        limit_scale=limit_scale,
-        slot=slot,
-        addend=addend,
-        out_dtype=out_dtype,
+    floats = check_weighted_sum_args(tensors, weights, None)
+    scale = check_guard_args(tensors, fallback, limit, refused, limit_scale, slot, addend, out_dtype)
+    return ops_for(tensors).guarded_weighted_sum(
+        tensors, floats, fallback, limit, refused, scale, slot, addend, out_dtype
     )
 
 
@@ -236,12 +276,9 @@ def taylor_update_(
         ValueError: On mismatched shapes, devices or lengths, a non-contiguous factor, or shared memory.
 
     """
-    if factors and isinstance(factors[0], Tensor) and backend_for(factors[0]) == "triton":
-        import forecache.kernels.triton_ops as triton_ops
-
-        triton_ops.triton_taylor_update_(factors, feature, inv_dt, peak)
-        return
-    torch_taylor_update_(factors, feature, inv_dt, peak)
+    scales = check_taylor_update_args(factors, feature, inv_dt)
+    check_peak(peak, feature)
+    ops_for(factors, "factors[0]").taylor_update_(factors, feature, scales, peak)
 
 
 def relative_l1(a: Tensor, b: Tensor, per_sample: bool = False) -> Tensor:
@@ -263,8 +300,5 @@ def relative_l1(a: Tensor, b: Tensor, per_sample: bool = False) -> Tensor:
         ValueError: On mismatched shapes or devices, or ``per_sample`` with 0-d inputs.
 
     """
-    if isinstance(a, Tensor) and backend_for(a) == "triton":
-        import forecache.kernels.triton_ops as triton_ops
-
-        return triton_ops.triton_relative_l1(a, b, per_sample)
-    return torch_relative_l1(a, b, per_sample)
+    check_relative_l1_args(a, b, per_sample)
+    return ops_for([a], "a").relative_l1(a, b, per_sample)

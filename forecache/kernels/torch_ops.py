@@ -317,6 +317,11 @@ def torch_relative_l1(a: Tensor, b: Tensor, per_sample: bool = False) -> Tensor:
 
     """
     check_relative_l1_args(a, b, per_sample)
+    return relative_l1_unchecked(a, b, per_sample)
+
+
+def relative_l1_unchecked(a: Tensor, b: Tensor, per_sample: bool = False) -> Tensor:
+    """:func:`torch_relative_l1` without the argument checks."""
     diff = (a.float() - b.float()).abs()
     mag = b.float().abs()
     if per_sample:

@@ -1,8 +1,9 @@
 """Triton kernels (and their launch wrappers) for the cache's memory-bound element-wise work.
 
 Imported only by the dispatcher when the Triton path is chosen: importing this module imports
-Triton. Each operation is a triple: ``_x_kernel`` (the ``@triton.jit`` kernel), ``triton_x`` (the
-checked launch wrapper) and ``torch_x`` (the reference, in :mod:`forecache.kernels.torch_ops`).
+Triton. Each operation is a pair: ``_x_kernel`` (the ``@triton.jit`` kernel) and ``x_unchecked``
+(its launch, for arguments the caller checked: :mod:`forecache.kernels.dispatch` does), tested
+against the reference ``torch_x`` in :mod:`forecache.kernels.torch_ops`.
 The memory traffic of each kernel is given by the matching ``*_bytes`` function there.
 
 On CPU tensors the kernels run only under Triton's interpreter: ``TRITON_INTERPRET=1`` must be set
@@ -23,13 +24,6 @@ import triton.language as tl
 from torch import Tensor
 from triton.runtime.interpreter import InterpretedFunction
 
-from forecache.kernels.checks import (
-    check_guard_args,
-    check_peak,
-    check_relative_l1_args,
-    check_taylor_update_args,
-    check_weighted_sum_args,
-)
 from forecache.kernels.torch_ops import overflow_bound, safe_ratio
 
 #: Elements per program of the element-wise kernels (8 bf16 per thread with 4 warps: 16-byte accesses).
@@ -114,38 +108,15 @@ def _weighted_sum_kernel(
     _store_rounded(out_ptr, offs, acc, mask)
 
 
-def triton_weighted_sum(
+def weighted_sum_unchecked(
     tensors: Sequence[Tensor], weights: Sequence[float], out: Tensor | None = None
 ) -> Tensor:
-    """Compute ``sum_k weights[k] * tensors[k]`` in one pass, accumulating in float32.
+    """``weighted_sum`` in one launch, for arguments the caller checked.
 
     Non-contiguous inputs are copied with ``.contiguous()`` first (an extra read and write each).
     On GPU the multiply-adds may be fused (FMA), so results can differ from the reference by one
     rounding of the float32 accumulator; under the interpreter they are bitwise equal.
-
-    Args:
-        tensors (Sequence[Tensor]): K tensors of one shape, dtype (fp32/bf16/fp16) and device.
-        weights (Sequence[float]): K weights, rounded to float32.
-        out (Tensor | None): Contiguous output of the inputs' shape and dtype, or None to allocate.
-            It may be exactly one of the inputs (in-place accumulation); partial overlap is refused.
-
-    Returns:
-        Tensor: ``out`` or a new contiguous tensor, in the inputs' dtype.
-
-    Raises:
-        TypeError: On an unsupported dtype or a non-numeric weight.
-        ValueError: On mismatched shapes/devices, a non-contiguous ``out``, or an unreachable device.
-
     """
-    floats = check_weighted_sum_args(tensors, weights, out)
-    check_device(tensors[0], "tensors[0]")
-    return weighted_sum_unchecked(tensors, floats, out)
-
-
-def weighted_sum_unchecked(
-    tensors: Sequence[Tensor], weights: Sequence[float], out: Tensor | None = None
-) -> Tensor:
-    """`triton_weighted_sum` for arguments validated by the caller (one launch, no checks)."""
     inputs = tuple(t.contiguous() for t in tensors)
     if out is None:
         out = torch.empty(inputs[0].shape, dtype=inputs[0].dtype, device=inputs[0].device)
@@ -199,49 +170,6 @@ def _guarded_weighted_sum_kernel(
     _store_rounded(out_ptr, offs, tl.where(accepted, acc, last), mask)
 
 
-def triton_guarded_weighted_sum(
-    tensors: Sequence[Tensor],
-    weights: Sequence[float],
-    fallback: int,
-    limit: Tensor,
-    refused: Tensor,
-    *,
-    limit_scale: float = 1.0,
-    slot: int = 0,
-    addend: Tensor | None = None,
-    out_dtype: torch.dtype | None = None,
-) -> Tensor:
-    """Weighted sum with refused elements replaced by ``tensors[fallback]``, plus an addend, in one pass.
-
-    See ``guarded_weighted_sum``. Non-contiguous inputs are copied with ``.contiguous()`` first.
-
-    Args:
-        tensors (Sequence[Tensor]): K tensors of one shape, dtype (fp32/bf16/fp16) and device.
-        weights (Sequence[float]): K weights, rounded to float32.
-        fallback (int): Index of the input that replaces a refused element.
-        limit (Tensor): One-element float32 tensor: the largest accepted magnitude before scaling.
-        refused (Tensor): int64 counter (0-d or 1-d), ``refused[slot]`` incremented in place.
-        limit_scale (float): Multiplies `limit`. Default 1.0.
-        slot (int): The counter element to increment. Default 0.
-        addend (Tensor | None): Added to the sum (any supported dtype). Default None.
-        out_dtype (torch.dtype | None): dtype of the result. Default None: the inputs' dtype.
-
-    Returns:
-        Tensor: A new contiguous tensor in the output dtype.
-
-    Raises:
-        TypeError: On an unsupported dtype, a non-numeric weight or a bad guard argument type.
-        ValueError: On mismatched shapes/devices, a bad `fallback` or `slot`, or an unreachable device.
-
-    """
-    floats = check_weighted_sum_args(tensors, weights, None)
-    scale = check_guard_args(tensors, fallback, limit, refused, limit_scale, slot, addend, out_dtype)
-    check_device(tensors[0], "tensors[0]")
-    return guarded_weighted_sum_unchecked(
-        tensors, floats, fallback, limit, refused, scale, slot, addend, out_dtype
-    )
-
-
 def guarded_weighted_sum_unchecked(
     tensors: Sequence[Tensor],
     weights: Sequence[float],
@@ -253,7 +181,7 @@ def guarded_weighted_sum_unchecked(
     addend: Tensor | None = None,
     out_dtype: torch.dtype | None = None,
 ) -> Tensor:
-    """`triton_guarded_weighted_sum` for arguments validated by the caller (one launch, no checks)."""
+    """``guarded_weighted_sum`` in one launch, for checked arguments (non-contiguous inputs copied first)."""
     inputs = tuple(t.contiguous() for t in tensors)
     dtype = inputs[0].dtype if out_dtype is None else out_dtype
     out = torch.empty(inputs[0].shape, dtype=dtype, device=inputs[0].device)
@@ -302,35 +230,10 @@ def _taylor_update_kernel(
             _store_rounded(factor_ptrs[i], offs, new, mask)
 
 
-def triton_taylor_update_(
-    factors: Sequence[Tensor], feature: Tensor, inv_dt: Sequence[float], peak: Tensor | None = None
-) -> None:
-    """Refresh all divided differences in place in one pass (see ``taylor_update_``).
-
-    A non-contiguous ``feature`` is copied with ``.contiguous()`` first; non-contiguous factors are
-    refused (they are written in place).
-
-    Args:
-        factors (Sequence[Tensor]): N contiguous tensors of one shape, dtype (fp32/bf16/fp16) and device.
-        feature (Tensor): Newest feature, the factors' shape and device, any supported dtype.
-        inv_dt (Sequence[float]): N - 1 scales, rounded to float32.
-        peak (Tensor | None): One float32 raised in place to ``max|feature|``. Default None.
-
-    Raises:
-        TypeError: On an unsupported dtype or a non-numeric scale.
-        ValueError: On mismatched shapes/devices/lengths, shared memory, or an unreachable device.
-
-    """
-    scales = check_taylor_update_args(factors, feature, inv_dt)
-    check_peak(peak, feature)
-    check_device(factors[0], "factors[0]")
-    taylor_update_unchecked(factors, feature, scales, peak)
-
-
 def taylor_update_unchecked(
     factors: Sequence[Tensor], feature: Tensor, inv_dt: Sequence[float], peak: Tensor | None = None
 ) -> None:
-    """`triton_taylor_update_` for arguments validated by the caller (one launch, no checks)."""
+    """``taylor_update_`` in one launch, for checked arguments (a non-contiguous feature copied first)."""
     n = feature.numel()
     if n == 0:
         return
@@ -369,31 +272,15 @@ def _relative_l1_kernel(
     tl.store(partial_ptr + n_partials + pid, tl.sum(tl.abs(b), axis=0), mask=in_range)
 
 
-def triton_relative_l1(a: Tensor, b: Tensor, per_sample: bool = False) -> Tensor:
-    """Compute ``sum|a - b| / sum|b|`` in one pass over the inputs, without a host sync.
+def relative_l1_unchecked(a: Tensor, b: Tensor, per_sample: bool = False) -> Tensor:
+    """``relative_l1`` in one pass over the inputs, without a host sync, for arguments the caller checked.
 
     Two-stage reduction: each program sums up to ``REDUCE_BLOCK`` elements of one row in float32,
     then ``torch.sum`` adds the per-program partials. With ``per_sample`` every row gets at least one
     program, so many tiny rows (e.g. a 1-D input) launch one small program each. The summation
     order differs from ``torch.sum``, so results agree
     with the reference to float32 rounding, not bitwise. Non-contiguous inputs are copied first.
-
-    Args:
-        a (Tensor): Prediction, any shape, e.g. ``(batch, tokens, dim)``.
-        b (Tensor): Target, same shape and device (dtype may differ).
-        per_sample (bool): Reduce each index of dim 0 separately. Default False.
-
-    Returns:
-        Tensor: float32 on the inputs' device: 0-d, or ``(batch,)`` with ``per_sample``.
-        ``0 / 0`` gives 0, ``x / 0`` gives inf, NaN propagates.
-
-    Raises:
-        TypeError: On an unsupported dtype.
-        ValueError: On mismatched shapes/devices, a 0-d input with ``per_sample``, or an unreachable device.
-
     """
-    check_relative_l1_args(a, b, per_sample)
-    check_device(a, "a")
     rows = a.shape[0] if per_sample else 1
     n_cols = a.numel() // rows if rows else 0
     block = min(REDUCE_BLOCK, triton.next_power_of_2(max(n_cols, 16)))

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from forecache.accel.registry import Registry
 from forecache.kernels.checks import SUPPORTED_DTYPES
-from forecache.kernels.ops import KernelOps, ops_for
+from forecache.kernels.dispatch import KernelOps, ops_for
 
 __all__ = [
     "COORDINATES",
