@@ -175,9 +175,29 @@ def guarded_weighted_sum_unchecked(
     """:func:`torch_guarded_weighted_sum` without the argument checks (no host synchronisation)."""
     dtype = tensors[0].dtype if out_dtype is None else out_dtype
     acc, scratch = _accumulate(tensors, weights)
+    bound = limit.reshape(()) * limit_scale
+    return refuse_diverging(acc, tensors[fallback], bound, refused, slot, addend, dtype, scratch)
+
+
+def refuse_diverging(
+    acc: Tensor,
+    last: Tensor,
+    bound: Tensor,
+    refused: Tensor,
+    slot: int = 0,
+    addend: Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+    scratch: Tensor | None = None,
+) -> Tensor:
+    """Apply the forecast guard to a float32 forecast `acc` (updated in place), counting on the device.
+
+    An element is refused when ``|acc| <= bound`` fails (NaN and inf fail it) or when ``acc +
+    addend`` would not be finite once rounded to `dtype`; it then takes ``last + addend``, and
+    ``refused[slot]`` counts it. `scratch` (a float32 tensor of `acc`'s shape) saves one allocation.
+    Returns the result in `dtype`.
+    """
     magnitude = torch.abs(acc, out=scratch) if scratch is not None else acc.abs()
-    accepted = magnitude <= limit.reshape(()) * limit_scale
-    last = tensors[fallback]
+    accepted = magnitude <= bound
     last = last if last.dtype == torch.float32 else last.float()
     if addend is not None:
         acc.add_(addend)

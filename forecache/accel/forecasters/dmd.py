@@ -12,7 +12,7 @@ from torch import Tensor
 from forecache.accel._checks import check_int
 from forecache.accel.forecasters.adams_bashforth import RingHistory
 from forecache.accel.forecasters.base import Coordinate, Guard, History, Memo, register_forecaster
-from forecache.kernels.torch_ops import overflow_bound
+from forecache.kernels.torch_ops import refuse_diverging
 
 __all__ = ["DMD", "DMDHistory", "dmd_coefficients", "dmd_fit"]
 
@@ -190,16 +190,10 @@ class DMDHistory(RingHistory):
         for j, snapshot in enumerate(snapshots):
             acc.addcmul_(snapshot.reshape(batch, -1).float(), c[:, j : j + 1])
         out = acc.reshape(last.shape)
-        accepted = None
         if guard is not None and self.peak is not None:
-            accepted = out.abs() <= self.peak * guard.margin  # NaN and inf are refused
-        fallback = last.float()
+            counter = guard.counter(last.device)
+            bound = self.peak * guard.margin
+            return refuse_diverging(out, last, bound, counter, guard.slot, addend, self.out_dtype)
         if addend is not None:  # in float32, rounded once into the feature's dtype
             out = out.add_(addend)
-            fallback = fallback + addend
-        if guard is not None and accepted is not None:
-            accepted &= out.abs() < overflow_bound(self.out_dtype)  # finite in the feature's dtype
-            counter = guard.counter(accepted.device)
-            counter[guard.slot] += accepted.numel() - torch.count_nonzero(accepted)
-            out = torch.where(accepted, out, fallback)
         return out if out.dtype == self.out_dtype else out.to(self.out_dtype)
