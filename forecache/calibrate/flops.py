@@ -106,14 +106,10 @@ def count_flops(model: torch.nn.Module, blocks: Sequence[torch.nn.Module] = ()) 
     count = ComputeCount()
     counter = _Counter(count)
 
-    def pre(*_: Any) -> None:
+    def start() -> None:
         count.per_call.append(0)
         if blocks:
             count.inside.append(0)
-        counter.active = True
-
-    def post(*_: Any) -> None:
-        counter.active = counter.inside = False
 
     def enter(*_: Any) -> None:
         counter.inside = True
@@ -121,18 +117,46 @@ def count_flops(model: torch.nn.Module, blocks: Sequence[torch.nn.Module] = ()) 
     def leave(*_: Any) -> None:
         counter.inside = False
 
+    extra = [(blocks[0], enter, blocks[-1], leave)] if blocks else []
+    with within_calls(model, counter, start, extra):
+        yield count
+
+
+@contextmanager
+def within_calls(
+    model: torch.nn.Module,
+    mode: Any,
+    start: Any,
+    spans: Sequence[tuple[torch.nn.Module, Any, torch.nn.Module, Any]] = (),
+) -> Iterator[None]:
+    """Run the torch function `mode` for the ``with`` block, active inside `model`'s calls only.
+
+    `start()` runs at the start of each call (where a counter opens its entry); each span
+    ``(first, enter, last, leave)`` also calls ``enter`` before `first` runs and ``leave`` after
+    `last` has run. The hooks are removed on exit, whatever happens.
+    """
+
+    def pre(*_: Any) -> None:
+        start()
+        mode.active = True
+
+    def post(*_: Any) -> None:
+        mode.active = False
+        for span in spans:
+            span[3]()
+
     handles = [
         model.register_forward_pre_hook(pre, prepend=True),
         model.register_forward_hook(post, always_call=True),
     ]
-    if blocks:
+    for first, enter, last, leave in spans:
         handles += [
-            blocks[0].register_forward_pre_hook(enter, prepend=True),
-            blocks[-1].register_forward_hook(leave, always_call=True),
+            first.register_forward_pre_hook(enter, prepend=True),
+            last.register_forward_hook(leave, always_call=True),
         ]
     try:
-        with counter:
-            yield count
+        with mode:
+            yield
     finally:
         for handle in handles:
             handle.remove()

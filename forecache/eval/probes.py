@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from forecache.calibrate.flops import within_calls
+
 __all__ = [
     "HOST_READS",
     "HostReads",
@@ -105,25 +107,8 @@ def count_host_reads(transformer: torch.nn.Module) -> Iterator[HostReads]:
 
     """
     reads = HostReads()
-    counter = _ReadCounter(reads)
-
-    def pre(*_: Any) -> None:
-        reads.per_call.append(0)
-        counter.active = True
-
-    def post(*_: Any) -> None:
-        counter.active = False
-
-    handles = [
-        transformer.register_forward_pre_hook(pre, prepend=True),
-        transformer.register_forward_hook(post, always_call=True),
-    ]
-    try:
-        with counter:
-            yield reads
-    finally:
-        for handle in handles:
-            handle.remove()
+    with within_calls(transformer, _ReadCounter(reads), lambda: reads.per_call.append(0)):
+        yield reads
 
 
 @contextmanager
