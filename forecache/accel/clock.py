@@ -26,6 +26,7 @@ each call's timestep from then on, with a warning where the scheduler's own step
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -81,6 +82,21 @@ class ScheduleClock:
             self._current, self._calls = self._calls, self._calls + 1
         index = self.index()
         return self._host[index] if index is not None and 0 <= index < len(self._host) else None
+
+    def levels(self, first: int, count: int) -> tuple[float, ...] | None:
+        """Return where each of `count` steps from step `first` sits on the noise scale, from the host copy.
+
+        Each step's timestep over that of step `first` (1.0 first). None when the clock cannot say:
+        no host copy yet (before the generation's first placed call), distrusted, a schedule
+        shorter than asked, or timesteps that do not fall strictly from a positive first one.
+        """
+        host = self._host
+        if not self.trusted or not host or first < 0 or count < 1 or first + count > len(host):
+            return None
+        part = host[first : first + count]
+        if part[0] <= 0 or any(b >= a for a, b in itertools.pairwise(part)):
+            return None
+        return tuple(t / part[0] for t in part)
 
     @property
     def schedule(self) -> torch.Tensor | None:

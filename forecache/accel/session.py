@@ -337,7 +337,13 @@ class CacheSession:
             ctx.guard.slot = ctx.step
         if num_steps is not None:
             num_steps = max(num_steps - ctx.first_index, 1)  # the steps this context will see
-        decision = self.policy.decide(ctx.step, num_steps, ctx.run_length)
+        levels = None
+        if num_steps is not None and isinstance(run.clock, ScheduleClock):
+            levels = run.clock.levels(ctx.first_index, num_steps)
+        if levels is not None:
+            decision = self.policy.decide_on(ctx.step, levels, ctx.run_length)
+        else:
+            decision = self.policy.decide(ctx.step, num_steps, ctx.run_length)
         ctx.decision = Decision.COMPUTE if ctx.step == 0 else decision
         ctx.stats.total_units += self.units_per_step
         run.current = ctx

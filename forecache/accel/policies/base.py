@@ -79,6 +79,22 @@ class Policy(Protocol):
 
         """
 
+    def decide_on(self, step: int, levels: tuple[float, ...], run_length: int) -> Decision:
+        """Decide step `step` knowing where each of its steps sits on the noise scale (default: `decide`).
+
+        The engine calls this instead of `decide` whenever the scheduler's schedule is known (see
+        `forecache.accel.clock.ScheduleClock.levels`); a policy that places steps by step index
+        alone keeps the default.
+
+        Args:
+            step: The context's step index.
+            levels: One per step of the context: its timestep over the first one's (1.0 first,
+                strictly decreasing; a shifted flow-matching schedule falls slowly at first).
+            run_length: Forecast steps in a row so far.
+
+        """
+        return self.decide(step, len(levels), run_length)
+
     def judge(self, error: float, run: Sequence[float]) -> Decision:
         """Settle a PROBE decision: FORECAST or COMPUTE. Default: COMPUTE.
 
@@ -93,5 +109,5 @@ class Policy(Protocol):
 
 
 POLICIES: Registry[type] = Registry(
-    "policy", Policy, optional=("probe_blocks", "observes_stack", "reduce_across_ranks", "judge")
+    "policy", Policy, optional=("probe_blocks", "observes_stack", "reduce_across_ranks", "decide_on", "judge")
 )

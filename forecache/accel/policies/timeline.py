@@ -7,10 +7,10 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from forecache.accel._checks import check_float, check_instance
+from forecache.accel._checks import check_choice, check_float, check_instance
 from forecache.accel.policies.base import Decision, Policy, register_policy
 
-__all__ = ["Shaped", "Timeline", "shaped_steps", "timeline_steps"]
+__all__ = ["Shaped", "Timeline", "shaped_levels", "shaped_steps", "timeline_steps"]
 
 
 @functools.cache
@@ -24,6 +24,27 @@ def shaped_steps(ratio: float, shape: float, num_steps: int) -> frozenset[int]:
     """Return ``round(num_steps / ratio)`` steps at ``1 - (1 - u) ** shape``, u evenly spaced in [0, 1]."""
     count = max(2, min(num_steps, round(num_steps / ratio)))
     return frozenset(round((1 - (1 - i / (count - 1)) ** shape) * (num_steps - 1)) for i in range(count))
+
+
+@functools.cache
+def shaped_levels(ratio: float, shape: float, levels: tuple[float, ...]) -> frozenset[int]:
+    """Return the first step and ``round(len(levels) / ratio) - 1`` more, placed on the noise scale.
+
+    For ``u = i / count`` (``i = 1, 2, ...``), the free step nearest to the noise level
+    ``(1 - u) ** shape`` (`levels` as `Policy.decide_on` gives them, 1.0 first), so the count holds
+    where a shifted schedule's last levels lie far apart. The last step is left to the forecast,
+    which ends there on the smoothest stretch of the trajectory, and its compute is spent earlier.
+    """
+    n = len(levels)
+    count = max(2, min(n - 1, round(n / ratio)))
+    chosen = {0}
+    for i in range(1, count):
+        target = (1 - i / count) ** shape
+        free = [k for k in range(1, n - 1) if k not in chosen]
+        if not free:  # two or three steps: all but the last are computed
+            break
+        chosen.add(min(free, key=lambda k: abs(levels[k] - target)))
+    return frozenset(chosen)
 
 
 @register_policy("timeline")
@@ -92,8 +113,17 @@ class Timeline(Policy):
 class Shaped(Policy):
     """A compute ratio held at every step count, its computed steps denser late (or early).
 
-    At ``n`` steps, ``round(n / ratio)`` steps are computed, at ``1 - (1 - u) ** shape`` of the
-    normalised timeline for ``u`` evenly spaced in [0, 1] (the first and last step included).
+    At ``n`` steps, ``round(n / ratio)`` steps are computed, spread by `shape` along `axis`:
+
+    - ``"step"``: at ``1 - (1 - u) ** shape`` of the normalised timeline for ``u`` evenly spaced
+      in [0, 1] (the first and last step included);
+    - ``"noise"``: at the steps nearest to the noise levels ``(1 - u) ** shape`` (each step's
+      timestep over the first's, from the scheduler's schedule; `shaped_levels`), the first step
+      included and the last forecast. A shifted flow-matching schedule (FLUX's, SD3's, Wan's)
+      falls slowly at first and fast at the end, so the same `shape` computes fewer early steps
+      there than on an unshifted one, where the two axes agree. When the schedule is not known
+      (no scheduler, or one whose timesteps do not fall), the step axis is used.
+
     ``shape = 1`` is an even spacing; larger puts more computed steps late, where errors are no
     longer corrected by later steps, and fewer early, where the features change little between
     steps. What `forecache.TimelineConfig` uses.
@@ -101,19 +131,30 @@ class Shaped(Policy):
     Args:
         ratio: Steps over computed steps (> 1). Default 5.5.
         shape: Density exponent in (0, 10]. Default 1.3.
+        axis: ``"step"`` (default) or ``"noise"``.
 
     """
 
     ratio: float = 5.5
     shape: float = 1.3
+    axis: str = "step"
 
     def __post_init__(self) -> None:
         check_float("Shaped", "ratio", self.ratio, 1.0, 1000.0)
         check_float("Shaped", "shape", self.shape, 0.0, 10.0)
+        check_choice("Shaped", "axis", self.axis, ("step", "noise"))
 
     def decide(self, step: int, num_steps: int | None, run_length: int) -> Decision:
         """Compute the shaped schedule's steps at this step count (50 when unknown); forecast the rest."""
         steps = num_steps or 50
         if step >= steps or step in shaped_steps(self.ratio, self.shape, steps):
+            return Decision.COMPUTE
+        return Decision.FORECAST
+
+    def decide_on(self, step: int, levels: tuple[float, ...], run_length: int) -> Decision:
+        """With ``axis="noise"``, place the computed steps on `levels`; else as `decide`."""
+        if self.axis != "noise":
+            return self.decide(step, len(levels), run_length)
+        if step >= len(levels) or step in shaped_levels(self.ratio, self.shape, levels):
             return Decision.COMPUTE
         return Decision.FORECAST

@@ -1,0 +1,101 @@
+"""Computed steps placed on the noise scale (`Shaped(axis="noise")`): the clock's levels, policy, engine."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
+
+import forecache
+from forecache.accel.clock import ScheduleClock
+from forecache.accel.forecasters import Taylor
+from forecache.accel.policies import Decision, Shaped
+from forecache.accel.policies.timeline import shaped_levels
+from tests.fixtures.catalog import build_tiny
+
+
+def schedule_levels(shift, steps):
+    """The levels of FluxPipeline's schedule: sigmas 1 .. 1/steps, shifted by the scheduler."""
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=shift)
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / steps, steps).tolist())
+    timesteps = scheduler.timesteps.tolist()
+    return tuple(t / timesteps[0] for t in timesteps)
+
+
+def computed(policy, levels):
+    return [step for step in range(len(levels)) if policy.decide_on(step, levels, 0) is Decision.COMPUTE]
+
+
+def test_the_clock_gives_each_steps_level_from_its_host_copy():
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    clock = ScheduleClock(lambda: scheduler)
+    scheduler.set_timesteps(10)
+    assert clock.levels(0, 10) is None  # no host copy before the generation's first placed call
+    clock.timestep()
+    timesteps = scheduler.timesteps.tolist()
+    assert clock.levels(0, 10) == pytest.approx([t / timesteps[0] for t in timesteps])
+    assert clock.levels(4, 6) == pytest.approx([t / timesteps[4] for t in timesteps[4:]])  # a second expert
+    assert clock.levels(4, 7) is None and clock.levels(0, 0) is None  # past the end, nothing asked
+    clock.trusted = False
+    assert clock.levels(0, 10) is None
+    rising = ScheduleClock(lambda: scheduler)
+    rising._host = [0.0, 250.0, 500.0]
+    assert rising.levels(0, 3) is None  # timesteps that do not fall: the step axis is used
+
+
+def test_on_an_unshifted_schedule_the_noise_axis_spaces_like_the_step_axis():
+    levels = schedule_levels(1.0, 28)
+    # levels fall by 1/28 a step: the targets (1 - i/7) ** 1 land on every 4th step, the last forecast
+    assert computed(Shaped(ratio=4.0, shape=1.0, axis="noise"), levels) == [0, 4, 8, 12, 16, 20, 24]
+    assert len(shaped_levels(4.0, 1.0, levels)) == 7 == round(28 / 4.0)
+
+
+def test_a_shifted_schedule_gets_fewer_early_steps_at_the_same_ratio():
+    flat, shifted = schedule_levels(1.0, 28), schedule_levels(3.0, 28)
+    policy = Shaped(ratio=4.0, shape=1.0, axis="noise")
+    # shift 3 keeps the level above 0.75 for the first 11 steps: one computed step there, not three;
+    # its last levels lie far apart (0.19, 0.10), so the last two targets take the free steps 25, 26
+    assert computed(policy, shifted) == [0, 9, 15, 19, 22, 25, 26]
+    assert len(computed(policy, flat)) == 7
+    assert computed(policy, schedule_levels(3.0, 2)) == [0]
+    assert computed(policy, schedule_levels(3.0, 3)) == [0, 1]
+
+
+def test_the_step_axis_decides_as_before_with_or_without_levels():
+    levels = schedule_levels(3.0, 50)
+    policy = Shaped(ratio=5.5, shape=1.3)
+    for step in range(50):
+        assert policy.decide_on(step, levels, 0) is policy.decide(step, 50, 0)
+    with pytest.raises(ValueError, match=r"Shaped: `axis` must be one of \['step', 'noise'\], got 'sigma'"):
+        Shaped(axis="sigma")
+
+
+@pytest.mark.parametrize("scheduler_given", [True, False], ids=["scheduler", "no-scheduler"])
+def test_the_engine_places_the_steps_on_the_schedule_it_follows(scheduler_given):
+    tiny = build_tiny("FluxTransformer2DModel")
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / 20, 20).tolist())
+    scheduler.set_begin_index(0)
+    policy = Shaped(ratio=4.0, shape=1.0, axis="noise")
+    config = forecache.CacheConfig(policy=policy, forecaster=Taylor(order=1), target="blocks")
+    inputs = tiny.make_inputs(1, torch.Generator().manual_seed(0))
+    with forecache.cached(tiny.model, config, scheduler=scheduler if scheduler_given else None):
+        with torch.no_grad():
+            for t in scheduler.timesteps:
+                out = tiny.model(**inputs, timestep=t.expand(1) * tiny.timestep_scale, return_dict=False)[0]
+                latents = scheduler.step(out, t, inputs["hidden_states"], return_dict=False)[0]
+                inputs["hidden_states"] = latents
+        decisions = "".join(forecache.stats(tiny.model).contexts["branch0"].decisions)
+    if scheduler_given:
+        expected = computed(policy, schedule_levels(3.0, 20))
+    else:  # no schedule known: the step axis over the 50 steps `Shaped` assumes
+        expected = sorted(step for step in range(20) if policy.decide(step, None, 0) is Decision.COMPUTE)
+    assert [i for i, c in enumerate(decisions) if c == "C"] == expected
+    assert decisions.count("C") == (5 if scheduler_given else len(expected))
+
+
+def test_a_config_file_keeps_the_axis(tmp_path):
+    from forecache.configfile import load_config, save_config
+
+    config = forecache.CacheConfig(policy=Shaped(ratio=4.0, shape=0.9, axis="noise"), forecaster=Taylor())
+    assert load_config(save_config(config, tmp_path / "noise.json")) == config
+    assert load_config(save_config(forecache.TimelineConfig(), tmp_path / "old.json")).policy.axis == "step"
