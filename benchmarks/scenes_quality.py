@@ -1,6 +1,6 @@
 """Issue 19's acceptance on the scenes model: adherence, the word test, the tuner and TimelineConfig.
 
-    python benchmarks/scenes_quality.py [--samples 128] [--word-tries 128] [--steps 50 28]
+    python benchmarks/scenes_quality.py [--samples 128] [--word-tries 128] [--steps 50 28] [--no-tune]
 
 On the held-out prompts (colour-shape pairs training never showed), seeds 0..N-1, one torch thread:
 
@@ -10,7 +10,8 @@ On the held-out prompts (colour-shape pairs training never showed), seeds 0..N-1
    that object's cell, or the object on its new cell and its old cell empty;
 3. `forecache.tune` on the first 4 calibration prompts (seeds from 100000) for 10x at 50 steps and
    6x at 28, and `TimelineConfig()` at both: linear-layer FLOPs ratio, PSNR against full compute
-   (pooled mean and the worst sample), adherence, and the calibration PSNR beside the held-out one.
+   (pooled mean and the worst sample), adherence, and the calibration PSNR beside the held-out one
+   (``--no-tune``: `TimelineConfig()` alone; ``--word-tries 0`` leaves out the word test).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,6 +62,9 @@ def main() -> None:
     parser.add_argument("--word-tries", type=int, default=128)
     parser.add_argument("--steps", type=int, nargs="+", default=[50, 28])
     parser.add_argument("--calibration", type=int, default=4)
+    parser.add_argument(
+        "--no-tune", action="store_true", help="leave out forecache.tune: TimelineConfig only"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     pipe = load_reference("scenes")
@@ -87,21 +92,21 @@ def main() -> None:
                 print(f"word test ({kind}): {np.mean(values):.4f} of {len(values)} tries", flush=True)
             total = hits["colour"] + hits["position"]
             print(f"word test (all): {np.mean(total):.4f} of {len(total)} tries", flush=True)
-        calibration = prompt_set("calibration")[: args.calibration]
-        call = {
-            "prompt": calibration,
-            "num_inference_steps": steps,
-            **REFERENCE_MODELS["scenes"].call_defaults,
-        }
-        started = time.perf_counter()
-        result = forecache.tune(
-            pipe, call, ratio=GOALS.get(steps, 6.0), seed=CALIBRATION_SEED, progress=False
-        )
-        tuned_s = time.perf_counter() - started
-        rows = [
-            (f"tuned for {GOALS.get(steps, 6.0):g}x", result.config, result.chosen.psnr_db),
-            ("TimelineConfig()", forecache.TimelineConfig(), None),
-        ]
+        rows: list[tuple[str, Any, float | None]] = [("TimelineConfig()", forecache.TimelineConfig(), None)]
+        result, tuned_s = None, 0.0
+        if not args.no_tune:
+            calibration = prompt_set("calibration")[: args.calibration]
+            call = {
+                "prompt": calibration,
+                "num_inference_steps": steps,
+                **REFERENCE_MODELS["scenes"].call_defaults,
+            }
+            started = time.perf_counter()
+            result = forecache.tune(
+                pipe, call, ratio=GOALS.get(steps, 6.0), seed=CALIBRATION_SEED, progress=False
+            )
+            tuned_s = time.perf_counter() - started
+            rows.insert(0, (f"tuned for {GOALS.get(steps, 6.0):g}x", result.config, result.chosen.psnr_db))
         print("| method | ratio (FLOPs) | PSNR mean | PSNR worst | adherence | calibration PSNR |")
         print("|---|---|---|---|---|---|")
         for label, config, calibrated in rows:
@@ -114,10 +119,12 @@ def main() -> None:
                 f"{score:.4f} | {shown} |",
                 flush=True,
             )
-        chosen = result.chosen
-        print(
-            f"(tuned: {chosen.forecaster!r}, computed steps {chosen.computed}; {tuned_s:.0f} s)", flush=True
-        )
+        if result is not None:
+            chosen = result.chosen
+            print(
+                f"(tuned: {chosen.forecaster!r}, computed steps {chosen.computed}; {tuned_s:.0f} s)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

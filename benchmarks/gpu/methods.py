@@ -2,11 +2,13 @@
 
 ``fixed-timeline:ratio=8`` stands for what `forecache.tune` writes at 8x: a `Timeline` policy with
 a fixed set of computed steps, a Taylor forecaster, the ``blocks`` target. The steps are those that
-`forecache.TimelineConfig` with the same fields computes at the row's step count (``round(steps /
-ratio)`` of them, at least 2, denser late), frozen into a `Timeline`: at that step count the
-decisions are the same as ``timeline:ratio=8``, but through the policy class the tuner's configs
-use. Any field of `TimelineConfig` may be given (``ratio``, ``shape``, ``order``, ``target``,
-``history_dtype``); every other spec is parsed by `forecache.eval.methods.parse_method`.
+`forecache.TimelineConfig` with the same fields computes at the row's step count on the step axis
+(``round(steps / ratio)`` of them, at least 2; by default the former preset's spread, ``shape=1.3,
+order=2, axis="step"``, denser late: the plan fixes its steps before any schedule is known), frozen
+into a `Timeline`: at that step count the decisions are the same as ``timeline:ratio=8,shape=1.3,
+order=2,axis=step``, but through the policy class the tuner's configs use. Any field of
+`TimelineConfig` may be given (``ratio``, ``shape``, ``order``, ``target``, ``history_dtype``); every
+other spec is parsed by `forecache.eval.methods.parse_method`.
 
 Imports forecache on first use only: the GPU run installs its wheels before anything imports
 diffusers.
@@ -21,6 +23,8 @@ from typing import Any
 __all__ = ["FIXED_TIMELINE", "resolve"]
 
 FIXED_TIMELINE = "fixed-timeline"
+#: The fields a ``fixed-timeline`` takes unless given: the step-axis spread it was planned with.
+FIXED_DEFAULTS = {"shape": "1.3", "order": "2", "axis": "step"}
 
 
 @functools.cache
@@ -46,8 +50,12 @@ def resolve(text: str, steps: int) -> Any:
         return parse_method(text)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"{FIXED_TIMELINE}: `steps` must be an int >= 2, got {steps!r}")
+    fields = dict(FIXED_DEFAULTS)
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, _, value = item.partition("=")
+        fields[key.strip()] = value.strip()
     try:
-        shaped = parse_method("timeline" + (":" + rest if rest.strip() else "")).config
+        shaped = parse_method("timeline:" + ",".join(f"{k}={v}" for k, v in fields.items())).config
     except (ValueError, TypeError) as err:
         raise type(err)(f"{text.strip()!r}: {err}") from err
     computed = [s for s in range(steps) if shaped.policy.decide(s, steps, 0) == Decision.COMPUTE]

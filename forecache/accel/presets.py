@@ -444,28 +444,33 @@ def ConfidenceGateConfig(
 @register_preset("timeline", knob=ratio_knob)
 def TimelineConfig(
     ratio: float = 5.5,
-    shape: float = 1.3,
-    order: int = 2,
+    shape: float = 1.0,
+    order: int = 1,
     target: str = "blocks",
     history_dtype: str = "auto",
+    axis: str = "noise",
 ) -> CacheConfig:
-    """Return the measured default: steps denser late on the normalised timeline, Taylor on the blocks.
+    """Return the measured default: computed steps spread over the noise levels, Taylor on the blocks.
 
     No paper's preset but what the shipped reference models measured best without tuning (see
-    BENCHMARKS.md, "Past 5x"): at 50 steps, computing ``round(50 / ratio)`` steps at the
-    positions ``1 - (1 - u) ** shape`` (``u`` evenly spaced in [0, 1]: sparse early where the
-    features change slowly in the forecaster's eyes, dense late where errors are no longer
-    corrected) and forecasting the block stack's residual with a Taylor series. The schedule is a
-    `Shaped` policy: every step count gets the same compute ratio with the same density. For the
-    most out of one model, tune it: `forecache.tune`.
+    BENCHMARKS.md, "An untuned default on the noise levels"): ``round(n / ratio)`` of ``n`` steps
+    computed, the first step and those nearest the noise levels ``(1 - u) ** shape`` for ``u``
+    evenly spaced: by default evenly spaced noise levels (a `Shaped` policy on ``axis="noise"``,
+    where the scheduler's timesteps say each step is, so a shifted flow-matching schedule, FLUX's,
+    SD3's or Wan's, gets the same spread of noise levels as an unshifted one); the last step is
+    forecast, and the block stack's residual is forecast with a first-order Taylor series. Every
+    step count gets the same compute ratio. For the most out of one model, tune it:
+    `forecache.tune`. The former default, positions on the step index denser late, is
+    ``TimelineConfig(shape=1.3, order=2, axis="step")``.
 
     Args:
         ratio: Steps over computed steps in (1, 50]. Default 5.5. Larger is faster and lossier.
-        shape: Density exponent (> 0): 1 spaces computed steps evenly, larger puts more of them
-            late. Default 1.3 (flow-matching models prefer ~1.6, DDIM ones ~1.0).
-        order: Taylor order in [0, 8]. Default 2.
+        shape: Density exponent (> 0): 1 spaces computed steps evenly along `axis`, larger puts
+            more of them late (low noise), smaller early. Default 1.0.
+        order: Taylor order in [0, 8]. Default 1.
         target: See `CacheConfig.target`. Default ``"blocks"``.
         history_dtype: See `CacheConfig.history_dtype`. Default ``"auto"``.
+        axis: ``"noise"`` (default) or ``"step"`` (the normalised step index), see `Shaped`.
 
     Returns:
         The `CacheConfig`: a `Shaped` policy, a `Taylor` forecaster.
@@ -473,7 +478,7 @@ def TimelineConfig(
     """
     check_float("TimelineConfig", "ratio", ratio, 1.0, 50.0)  # the preset's range: `Shaped` allows more
     return CacheConfig(
-        policy=Shaped(ratio=ratio, shape=shape),
+        policy=Shaped(ratio=ratio, shape=shape, axis=axis),
         forecaster=Taylor(order=order),
         target=target,
         history_dtype=history_dtype,

@@ -98,4 +98,18 @@ def test_a_config_file_keeps_the_axis(tmp_path):
 
     config = forecache.CacheConfig(policy=Shaped(ratio=4.0, shape=0.9, axis="noise"), forecaster=Taylor())
     assert load_config(save_config(config, tmp_path / "noise.json")) == config
-    assert load_config(save_config(forecache.TimelineConfig(), tmp_path / "old.json")).policy.axis == "step"
+    earlier = tmp_path / "earlier.json"  # a file written before the axis existed
+    earlier.write_text(
+        '{"schema_version": 1, "methods": [{"method": "cache", "params": {"policy": '
+        '{"type": "shaped", "ratio": 5.5, "shape": 1.3}, "forecaster": {"type": "taylor", "order": 2}}}]}'
+    )
+    assert load_config(earlier).policy == Shaped(ratio=5.5, shape=1.3, axis="step")
+
+
+def test_timeline_config_spreads_its_steps_over_the_noise_levels():
+    config = forecache.TimelineConfig()
+    assert config.policy == Shaped(ratio=5.5, shape=1.0, axis="noise") and config.forecaster == Taylor(
+        order=1
+    )
+    former = forecache.TimelineConfig(shape=1.3, order=2, axis="step")
+    assert former.policy == Shaped(ratio=5.5, shape=1.3) and former.forecaster == Taylor(order=2)
