@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["LINEAR_FUNCTIONS", "ComputeCount", "count_flops", "linear_flops"]
+__all__ = ["LINEAR_FUNCTIONS", "ComputeCount", "count_flops", "linear_flops", "within_calls"]
 
 LINEAR_FUNCTIONS = (F.linear, F.conv1d, F.conv2d, F.conv3d)
 """The functions whose FLOPs are counted (``nn.Linear`` and ``nn.Conv*d`` call them)."""
