@@ -18,7 +18,6 @@ parallelism (``TensorParallelConfig``) is refused on CPU by diffusers itself ("n
 device type 'cpu'").
 """
 
-import json
 import os
 import tempfile
 from datetime import timedelta
@@ -27,7 +26,6 @@ import diffusers
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import forecache
 from forecache import (
@@ -43,6 +41,7 @@ from forecache import (
 from forecache.accel.forecasters import Hermite
 from forecache.accel.policies import Timeline
 from forecache.configfile import save_config
+from tests.fixtures.ranks import run_two_ranks, write_result
 
 pytestmark = pytest.mark.skipif(
     not hasattr(diffusers, "ContextParallelConfig") or not hasattr(torch, "accelerator"),
@@ -143,10 +142,9 @@ def worker(rank, folder):
         with forecache.cached(alone, CONFIGS["cg"], scheduler=scheduler):
             sample(alone, scheduler, seed=10 + rank)
             result["dp_gate_errors"] = [e for _, e in forecache.stats(alone).contexts["branch0"].gate_errors]
+        write_result(folder, rank, result)  # before teardown (see tests/fixtures/ranks.py)
     finally:
         dist.destroy_process_group()
-    with open(os.path.join(folder, f"rank{rank}.json"), "w") as f:
-        json.dump(result, f)
 
 
 def single_gate_errors(seed):
@@ -163,8 +161,7 @@ def test_every_config_under_ulysses_attention_on_two_cpu_ranks(one_thread):
         tuned = CacheConfig(Timeline(positions=positions, steps=STEPS), Hermite(order=1))
         save_config(tuned, os.path.join(folder, "tuned.json"), label="tuned 2x")
         single = run_all(tiny_flux(), folder)
-        mp.spawn(worker, args=(folder,), nprocs=2, join=True)
-        ranks = [json.load(open(os.path.join(folder, f"rank{r}.json"))) for r in range(2)]
+        ranks = run_two_ranks(worker, (folder,), folder)
     cp = [r["cp"] for r in ranks]
     scale = torch.tensor(single["baseline"]).abs().max().item()
     for name in CONFIGS:

@@ -1,18 +1,17 @@
 """The confidence gate under torch.distributed: two CPU ranks (gloo) holding shards of one sequence."""
 
-import json
 import os
 import tempfile
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import forecache
 from forecache import CacheConfig, ConfidenceGate, Taylor
 from forecache.accel.layout import BlockListLayout, ModelLayout
 from forecache.layouts import registry
+from tests.fixtures.ranks import run_two_ranks, write_result
 
 TOKENS, STEPS = 8, 12
 
@@ -77,17 +76,15 @@ def worker(rank, store_path, out_dir):
             reduce: decisions(ShardedModel(offset=rank * half), half, reduce) for reduce in (False, True)
         }
         dist.barrier()  # neither rank tears down the group while the other still uses it
+        write_result(out_dir, rank, {str(k): v for k, v in result.items()})  # before teardown (see ranks.py)
     finally:
         dist.destroy_process_group()
-    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-        json.dump({str(k): v for k, v in result.items()}, f)
 
 
 def test_gate_decision_is_the_same_on_every_rank():
     full = decisions(ShardedModel(), TOKENS, reduce=False)
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(worker, args=(os.path.join(out_dir, "store"), out_dir), nprocs=2, join=True)
-        ranks = [json.load(open(os.path.join(out_dir, f"rank{r}.json"))) for r in range(2)]
+        ranks = run_two_ranks(worker, (os.path.join(out_dir, "store"), out_dir), out_dir)
     # alone, each rank sees only its shard: the ranks disagree at the spike
     assert ranks[0]["False"] != ranks[1]["False"]
     # reduced, both take the decision of the whole sequence
