@@ -56,6 +56,7 @@ class ScheduleClock:
         self.trusted = True
         self.lost_trust = False
         self.generation = 0  # counts the schedules set: each starts a generation
+        self._levels: tuple[Any, tuple[float, ...] | None] = (None, None)  # (key, levels) of `levels`
 
     def num_steps(self) -> int | None:
         """Length of the scheduler's current schedule, or None before `set_timesteps`."""
@@ -93,10 +94,12 @@ class ScheduleClock:
         host = self._host
         if not self.trusted or not host or first < 0 or count < 1 or first + count > len(host):
             return None
-        part = host[first : first + count]
-        if part[0] <= 0 or any(b >= a for a, b in itertools.pairwise(part)):
-            return None
-        return tuple(t / part[0] for t in part)
+        key = (first, count)  # reset with the host copy each generation: computed once per context
+        if self._levels[0] != key:
+            part = host[first : first + count]
+            falls = part[0] > 0 and all(b < a for a, b in itertools.pairwise(part))
+            self._levels = (key, tuple(t / part[0] for t in part) if falls else None)
+        return self._levels[1]
 
     @property
     def schedule(self) -> torch.Tensor | None:
@@ -115,6 +118,7 @@ class ScheduleClock:
             return
         self.verify()
         self._host = None  # copied to the host when first needed (never while distrusted)
+        self._levels = (None, None)
         self._source = timesteps
         self._calls = 0
         self.generation += 1

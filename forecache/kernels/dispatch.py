@@ -156,6 +156,14 @@ def ops_for(tensors: Sequence[Tensor], name: str = "tensors[0]") -> KernelOps:
     import forecache.kernels.triton_ops as triton_ops
 
     triton_ops.check_device(tensors[0], name)
+    return _triton_ops()
+
+
+@functools.cache
+def _triton_ops() -> KernelOps:
+    """Build the Triton operations once (importing `triton_ops` imports Triton)."""
+    import forecache.kernels.triton_ops as triton_ops
+
     return KernelOps(
         "triton",
         triton_ops.weighted_sum_unchecked,
