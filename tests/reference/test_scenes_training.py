@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from forecache.reference import training
+from forecache.reference.inputs import flux_image_ids
 from forecache.reference.scenes import train as scenes_train
+from forecache.reference.scenes.model import MAX_TOKENS
 from forecache.reference.scenes.train import RECIPE, StagePlan, train_scenes
 
 pytestmark = pytest.mark.eval
@@ -49,5 +51,27 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch,
 
 
 def test_recipe_must_name_every_stage(tmp_path):
-    with pytest.raises(ValueError, match="missing detail, distill, judge"):
+    with pytest.raises(ValueError, match="missing bind, detail, distill, judge"):
         train_scenes(tmp_path, recipe={"vae": TINY["vae"], "t2i": TINY["t2i"]})
+
+
+def test_the_pooled_vector_stays_cut_through_binding_and_distillation(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setattr(scenes_train, "_CHECK_SCENES", 8)
+    pipe, _ = train_scenes(tmp_path, recipe=TINY, log=lambda _: None)
+    projection = pipe.transformer.time_text_embed.text_embedder.linear_1
+    assert torch.count_nonzero(projection.weight) == 0
+    assert torch.count_nonzero(projection.bias) > 0  # the bias still trains: a constant the model keeps
+    gen = torch.Generator().manual_seed(0)
+    call = {
+        "hidden_states": torch.randn(1, 64, 16, generator=gen),
+        "encoder_hidden_states": torch.randn(1, MAX_TOKENS, 64, generator=gen),
+        "timestep": torch.tensor([0.7]),
+        "guidance": torch.tensor([3.5]),
+        "txt_ids": torch.zeros(MAX_TOKENS, 3),
+        "img_ids": flux_image_ids(8, 8),
+        "return_dict": False,
+    }
+    with torch.no_grad():
+        one = pipe.transformer(pooled_projections=torch.randn(1, 64, generator=gen), **call)[0]
+        other = pipe.transformer(pooled_projections=torch.randn(1, 64, generator=gen), **call)[0]
+    assert torch.equal(one, other)

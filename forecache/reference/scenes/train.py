@@ -1,4 +1,4 @@
-"""Reproducible, resumable training of the scenes model and its judge, on one CPU thread, in five stages.
+"""Reproducible, resumable training of the scenes model and its judge, on one CPU thread, in six stages.
 
 1. ``vae``: the `AutoencoderKL` on rendered scenes (L1 + L2 reconstruction, a light KL term); its
    latents' mean and spread become the VAE's ``shift_factor`` and ``scaling_factor``.
@@ -10,8 +10,21 @@
 4. ``detail``: the same, continued from stage 3's average with noise levels drawn uniformly (shift
    1): as many low-noise samples as high, where shapes form (after stage 3 the judge read 14-27 %
    of the shapes right, the objects drawn as blobs; colour and place were learnt).
-5. ``distill``: FLUX.1-dev's guidance distillation: the transformer learns, from the frozen stage-4
-   model, to give in one call what classifier-free guidance at scale g gives in two, for g in [1, 5].
+5. ``bind``: the same, continued from stage 4's average, to bind each colour and shape to its object.
+   After stage 4 the model drew a one-object prompt's colour right every time but put a two- or
+   three-object prompt's colours on its objects at random (its size and place were right): the
+   colours came mostly through CLIP's pooled vector, which modulates every image token alike (with
+   it zeroed, one-object prompts got their colour 31 % of the time), and the T5 encoder marked each
+   object's size word with its place but hardly its colour word (`benchmarks/scenes_binding.py`:
+   swapping two objects' places changed the size words' states by 47 % of their norm, the colour
+   words' by 13 %). So the pooled vector is cut (the weight of the transformer's pooled projection set to
+   zero and its input zero, so the weight's gradient is zero and it stays zero; at inference the
+   pooled vector has no effect), and a linear head on the T5 states learns each word's object place
+   (cross-entropy, weight `PLACE_WEIGHT`; the head is not shipped): the colour and shape words then
+   carry their object's place, as the size words did.
+6. ``distill``: FLUX.1-dev's guidance distillation: the transformer learns, from the frozen stage-5
+   model, to give in one call what classifier-free guidance at scale g gives in two, for g in [1, 5]
+   (the pooled vector still cut).
 
 Every step draws its scenes and noise from (seed, stage, step) alone and checkpoints are written
 atomically every 100 steps, so an interrupted run resumed from its work folder ends with the same
@@ -30,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forecache.reference.inputs import flux_image_ids, flux_pack
-from forecache.reference.scenes.grammar import caption, random_scene
+from forecache.reference.scenes.grammar import POSITIONS, caption, random_scene
 from forecache.reference.scenes.judge import SceneJudge, targets
 from forecache.reference.scenes.model import (
     MAX_TOKENS,
@@ -47,6 +60,8 @@ from forecache.reference.training import StagePlan, checked_recipe, run_stage, s
 __all__ = ["RECIPE", "StagePlan", "train_scenes"]
 
 _CHECK_SCENES = 512  # scenes for the VAE's statistics and the stages' closing checks
+PLACE_WEIGHT = 0.1
+"""Weight of the bind stage's place loss on the T5 states, beside the flow loss (about 0.2)."""
 
 
 RECIPE: dict[str, StagePlan] = {
@@ -54,9 +69,40 @@ RECIPE: dict[str, StagePlan] = {
     "judge": StagePlan(steps=1500, batch=64, lr=1e-3, warmup=100, ema=0.0),
     "t2i": StagePlan(steps=4500, batch=32, lr=5e-4, warmup=200, ema=0.999),
     "detail": StagePlan(steps=3000, batch=32, lr=3e-4, warmup=100, ema=0.999, shift=1.0),
+    "bind": StagePlan(steps=2500, batch=32, lr=3e-4, warmup=100, ema=0.999, shift=3.0),
     "distill": StagePlan(steps=1000, batch=32, lr=1e-4, warmup=50, ema=0.995, shift=1.0),
 }
 """The shipped model's recipe (its training time on one CPU thread: BENCHMARKS.md, Scenes)."""
+
+
+def _cut_pooled(transformer: Any) -> None:
+    """Zero the weight of the transformer's pooled projection: the pooled vector no longer has an effect.
+
+    Trained with a zero pooled input, the weight's gradient is zero, so AdamW (no weight decay)
+    leaves it zero and the projection gives its bias, whatever CLIP says, in training and in
+    `FluxPipeline` alike.
+    """
+    with torch.no_grad():
+        transformer.time_text_embed.text_embedder.linear_1.weight.zero_()
+
+
+def _place_labels(scenes: list[Any], emptied: list[bool]) -> torch.Tensor:
+    """Each caption token's object place (its cell, 0-8), -100 for the others (in the T5 tokenizer's order).
+
+    A caption is ``a <size> <colour> <shape> <position>`` per object, joined by ``and``, then
+    ``, on a [striped] <colour> background`` and the end-of-text token; an emptied prompt has no
+    object words.
+    """
+    labels = torch.full((len(scenes), MAX_TOKENS), -100, dtype=torch.long)
+    for row, (scene, empty) in enumerate(zip(scenes, emptied, strict=True)):
+        if empty:
+            continue
+        at = 0
+        for obj in scene.objects:
+            words = 4 + len(POSITIONS[obj.cell].split())
+            labels[row, at : at + words] = obj.cell
+            at += words + 1  # and the joining "and"
+    return labels
 
 
 def _sigmas(batch: int, gen: torch.Generator, shift: float) -> torch.Tensor:
@@ -180,10 +226,13 @@ def _train_t2i(
     log: Callable[[str], None],
     name: str = "t2i",
     start: nn.ModuleDict | None = None,
+    bind: bool = False,
 ) -> nn.ModuleDict:
-    """Stages 3 and 4: the transformer and both text encoders by rectified flow, 10% of prompts emptied.
+    """Stages 3 to 5: the transformer and both text encoders by rectified flow, 10% of prompts emptied.
 
-    Starts from new weights, or from a copy of `start` (stage 4 from stage 3's average).
+    Starts from new weights, or from a copy of `start` (stage 4 from stage 3's average, stage 5 from
+    stage 4's). With `bind` (stage 5), the pooled vector is cut (`_cut_pooled`, a zero pooled input)
+    and a linear head ``place`` on the T5 states learns each object word's place (`_place_labels`).
     """
     if start is None:
         torch.manual_seed(seed)
@@ -192,12 +241,17 @@ def _train_t2i(
         )
     else:
         models = copy.deepcopy(start).train().requires_grad_(True)
+    if bind:
+        transformer: Any = models["transformer"]
+        _cut_pooled(transformer)
+        torch.manual_seed(seed)
+        models["place"] = nn.Linear(transformer.config.joint_attention_dim, len(POSITIONS))
 
     def loss_fn(batch: int, rng: Any, gen: torch.Generator) -> torch.Tensor:
         scenes = _scenes(rng, batch)
         prompts = ["" if rng.random() < 0.1 else caption(scene) for scene in scenes]
         x0 = latents(render_batch(scenes, rng))
-        pooled, tokens = models["text"](prompts)
+        vector, tokens = models["text"](prompts)
         noise = torch.randn(x0.shape, generator=gen)
         sigma = _sigmas(batch, gen, plan.shift)
         s = sigma.view(-1, 1, 1)
@@ -205,13 +259,18 @@ def _train_t2i(
             hidden_states=(1 - s) * x0 + s * noise,
             timestep=sigma,
             guidance=torch.ones(batch),
-            pooled_projections=pooled,
+            pooled_projections=torch.zeros_like(vector) if bind else vector,
             encoder_hidden_states=tokens,
             txt_ids=latents.txt_ids,
             img_ids=latents.img_ids,
             return_dict=False,
         )[0]
-        return F.mse_loss(pred, noise - x0)
+        loss = F.mse_loss(pred, noise - x0)
+        if bind:
+            labels = _place_labels(scenes, [not p for p in prompts])
+            logits = models["place"](tokens)
+            loss = loss + PLACE_WEIGHT * F.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        return loss
 
     return run_stage(name, models, plan, loss_fn, work, seed, log)
 
@@ -225,10 +284,14 @@ def _distill(
     seed: int,
     log: Callable[[str], None],
 ) -> nn.Module:
-    """Stage 5: guidance distillation of the transformer (text encoders frozen), g uniform in [1, 5]."""
+    """Stage 6: guidance distillation of the transformer (text encoders frozen), g uniform in [1, 5].
+
+    The pooled vector stays cut: both calls get a zero pooled input (the teacher's projection weight
+    is zero already, the student's gradient for it is then zero).
+    """
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     with torch.no_grad():
-        null_pooled, null_tokens = text([""])
+        _, null_tokens = text([""])
 
     def loss_fn(batch: int, rng: Any, gen: torch.Generator) -> torch.Tensor:
         scenes = _scenes(rng, batch)
@@ -239,12 +302,13 @@ def _distill(
         s = sigma.view(-1, 1, 1)
         x_t = (1 - s) * x0 + s * noise
         with torch.no_grad():
-            pooled, tokens = text([caption(scene) for scene in scenes])
+            vector, tokens = text([caption(scene) for scene in scenes])
+            pooled = torch.zeros_like(vector)
             both = teacher(
                 hidden_states=torch.cat([x_t, x_t]),
                 timestep=torch.cat([sigma, sigma]),
                 guidance=torch.ones(2 * batch),
-                pooled_projections=torch.cat([pooled, null_pooled.expand(batch, -1)]),
+                pooled_projections=torch.cat([pooled, pooled]),
                 encoder_hidden_states=torch.cat([tokens, null_tokens.expand(batch, -1, -1)]),
                 txt_ids=latents.txt_ids,
                 img_ids=latents.img_ids,
@@ -295,7 +359,8 @@ def train_scenes(
     latents = _Latents(vae)
     base = _train_t2i(folder, recipe["t2i"], latents, seed, log)
     tuned = _train_t2i(folder, recipe["detail"], latents, seed, log, name="detail", start=base)
-    teacher, text = tuned["transformer"], cast(_TextEncoders, tuned["text"])
+    bound = _train_t2i(folder, recipe["bind"], latents, seed, log, name="bind", start=tuned, bind=True)
+    teacher, text = bound["transformer"], cast(_TextEncoders, bound["text"])
     student = _distill(folder, recipe["distill"], teacher, text, latents, seed, log)
     pipe = build_pipeline(transformer=student, vae=vae, text_encoder=text.clip, text_encoder_2=text.t5)
     return pipe, judge
