@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 bench: $(STAMP)
-	$(BIN)/forecache bench
+	$(BIN)/forecache bench --model scenes --prompts heldout --steps 28 --seeds 0-15 --match 3,4,5
 
 lint: $(STAMP)
 	$(BIN)/ruff check forecache tests benchmarks notebooks
