@@ -9,7 +9,8 @@
    as a shift-3 sampler spaces them (mostly high noise: layout and colour first).
 4. ``detail``: the same, continued from stage 3's average with noise levels drawn uniformly (shift
    1): as many low-noise samples as high, where shapes form (after stage 3 the judge read 14-27 %
-   of the shapes right, the objects drawn as blobs; colour and place were learnt).
+   of the shapes right, the objects drawn as blobs; place and size were learnt, and the colour of a
+   one-object prompt).
 5. ``bind``: the same, continued from stage 4's average, to bind each colour and shape to its object.
    After stage 4 the model drew a one-object prompt's colour right every time but put a two- or
    three-object prompt's colours on its objects at random (its size and place were right): the
