@@ -49,8 +49,7 @@ def binding_rates(images: np.ndarray, prompts: list[str], judge) -> dict[int, di
     """Per object count: objects found, right shape, right colour, another object's colour."""
     scenes = [parse_caption(p) for p in prompts]
     want = targets(scenes)
-    pixels = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
-    reading = judge.read(pixels * 2.0 - 1.0)
+    reading = judge.read_output(images)
     counts: dict[int, np.ndarray] = {}
     for i, scene in enumerate(scenes):
         row = counts.setdefault(len(scene.objects), np.zeros(5))

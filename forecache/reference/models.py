@@ -132,8 +132,7 @@ class SceneJudgeAdapter:
         from forecache.reference.scenes.grammar import parse_caption
         from forecache.reference.scenes.judge import adherence
 
-        pixels = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
-        reading = self.judge.read(pixels * 2.0 - 1.0)
+        reading = self.judge.read_output(images)
         scenes = [parse_caption(str(c)) for c in conditions[: len(images)]]
         return adherence(reading, scenes).numpy()
 

@@ -12,7 +12,6 @@ import random
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from forecache.reference.scenes.grammar import COLOURS, SceneObject, SceneSpec, caption, parse_caption
 from forecache.reference.scenes.judge import SceneJudge
@@ -89,8 +88,7 @@ def word_test(judge: SceneJudge, images: np.ndarray, changes: list[WordChange]) 
         `{"colour": [...], "position": [...]}`: per try, whether the image shows the change.
 
     """
-    pixels = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
-    reading = judge.read(pixels * 2.0 - 1.0)
+    reading = judge.read_output(images)
     hits: dict[str, list[bool]] = {"colour": [], "position": []}
     for i, change in enumerate(changes):
         there = bool(reading.shape[i, change.cell] != 0)

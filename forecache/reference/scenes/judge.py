@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
@@ -133,6 +134,11 @@ class SceneJudge(ModelMixin, ConfigMixin):
             for name, logits in self(chunk.to(self.device, torch.float32)).items():
                 parts.setdefault(name, []).append(logits.argmax(-1).cpu())
         return SceneReading(**{name: torch.cat(values) for name, values in parts.items()})
+
+    def read_output(self, images: np.ndarray) -> SceneReading:
+        """Read scenes from a pipeline's ``output_type="np"`` images: `(batch, 32, 32, 3)` in [0, 1]."""
+        pixels = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
+        return self.read(pixels * 2.0 - 1.0)
 
 
 class SceneFeatureExtractor(JudgeFeatureExtractor):
