@@ -264,7 +264,7 @@ def _tune(args: argparse.Namespace) -> int:
         chosen = part.chosen
         print(
             f"forecache tune: {component + ': ' if component else ''}{chosen.forecaster!r} on "
-            f"{len(chosen.computed)} of {part.steps} steps, {chosen.ratio:.2f}x, {chosen.psnr_db:.2f} dB "
+            f"{chosen.described} of {part.steps} steps, {chosen.ratio:.2f}x, {chosen.psnr_db:.2f} dB "
             f"against full compute on {args.calibration} calibration samples"
         )
     if result.experts:

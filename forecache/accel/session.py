@@ -120,9 +120,24 @@ class CacheSession:
                 f"{name}, got {self.probe_blocks}"
             )
         self.target = TARGETS.get(config.target)()
+        first, end = self.partial_blocks = config.policy.partial_blocks
+        stack = len(blocks) - self.probe_blocks
+        if end and not self.target.partial_steps:
+            raise ValueError(
+                f"{type(config.policy).__name__}: partial steps (`partial_blocks`) need a target that runs "
+                f"part of the block stack: ['blocks'], got target={config.target!r}"
+            )
+        if end and (end > stack or end - first >= stack):
+            raise ValueError(
+                f"{type(config.policy).__name__}: `partial_blocks` must lie within the {stack} blocks of "
+                f"{name}'s cached stack and leave one to run, got {(first, end)}"
+            )
         self.units_per_block = self.target.plan(blocks, self.probe_blocks, name)
         self.units_per_step = sum(self.units_per_block)
         self.units_at_forecast = self.target.forecast_units(self.units_per_block, self.probe_blocks)
+        self.units_at_partial = self.units_per_step - sum(
+            self.units_per_block[self.probe_blocks + first : self.probe_blocks + end]
+        )
         # a policy that judges steps sees the stack's input at every step: its probe blocks' output,
         # or (no probe blocks, ``observes_stack``) what the embeddings hand the first block
         self.observes = bool(self.probe_blocks) or config.policy.observes_stack
@@ -345,6 +360,12 @@ class CacheSession:
         else:
             decision = self.policy.decide(ctx.step, num_steps, ctx.run_length)
         ctx.decision = Decision.COMPUTE if ctx.step == 0 else decision
+        ctx.partial = (
+            self.partial_blocks[1] > 0
+            and ctx.step > 0
+            and ctx.decision is Decision.COMPUTE
+            and self.policy.is_partial(ctx.step, len(levels) if levels is not None else num_steps)
+        )
         ctx.stats.total_units += self.units_per_step
         run.current = ctx
         self._watch(run, ctx, num_steps)
@@ -365,14 +386,14 @@ class CacheSession:
 
     @compiler_disable
     def end_call(self, ctx: ContextState) -> None:
-        """Close the step: decisions, executed units (all, or what runs when forecast), run length, memory."""
+        """Close the step: its decision, the units that ran, the run length, the memory held."""
         if ctx.decision is Decision.FORECAST:
             ctx.stats.decisions.append("F")
             ctx.stats.executed_units += self.units_at_forecast
             ctx.run_length += 1
         else:
-            ctx.stats.decisions.append("C")
-            ctx.stats.executed_units += self.units_per_step
+            ctx.stats.decisions.append("P" if ctx.partial else "C")
+            ctx.stats.executed_units += self.units_at_partial if ctx.partial else self.units_per_step
             ctx.run_length = 0
             held = sum(site.nbytes for site in ctx.sites.values())
             ctx.stats.cache_bytes = max(ctx.stats.cache_bytes, held)

@@ -13,7 +13,8 @@ class ContextStats:
 
     Attributes:
         name: The context name (``"cond"``/``"uncond"`` from the pipeline, or ``"branch0"``...).
-        decisions: One letter per step: ``"C"`` computed, ``"F"`` forecast.
+        decisions: One letter per step: ``"C"`` computed, ``"P"`` partial (the stack's first blocks
+            computed, the rest forecast), ``"F"`` forecast.
         executed_units: Cached units (blocks, or modules for the ``"modules"`` target) that ran.
         total_units: Units that would have run without the cache.
         gate_errors: ``(step, relative L1 error)`` of every probe the gate evaluated.
@@ -35,8 +36,13 @@ class ContextStats:
 
     @property
     def computed_steps(self) -> int:
-        """Steps whose cached part ran."""
+        """Steps whose cached part ran (partial steps not counted)."""
         return self.decisions.count("C")
+
+    @property
+    def partial_steps(self) -> int:
+        """Steps that ran the stack's first blocks and forecast the rest."""
+        return self.decisions.count("P")
 
     @property
     def forecast_steps(self) -> int:

@@ -41,11 +41,14 @@ class ComputeCount:
         per_call: FLOPs of each call, in call order.
         inside: Per call, the FLOPs run between the start of the first of the `blocks` given to
             `count_flops` and the end of the last one (empty when no blocks were given).
+        per_block: Per call, the FLOPs each of the `blocks` ran (what a partial step that
+            forecasts some of them saves).
 
     """
 
     per_call: list[int] = field(default_factory=list)
     inside: list[int] = field(default_factory=list)
+    per_block: list[list[int]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -74,6 +77,7 @@ class _Counter(TorchFunctionMode):
         self.count = count
         self.active = False
         self.inside = False
+        self.block: int | None = None
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
@@ -85,6 +89,8 @@ class _Counter(TorchFunctionMode):
             self.count.per_call[-1] += flops
             if self.inside:
                 self.count.inside[-1] += flops
+            if self.block is not None:
+                self.count.per_block[-1][self.block] += flops
         return output
 
 
@@ -97,7 +103,8 @@ def count_flops(model: torch.nn.Module, blocks: Sequence[torch.nn.Module] = ()) 
             each of its calls (its hooks included) are counted, nothing outside them.
         blocks: The block stack in run order, or empty (default). Given, each call's FLOPs from
             the start of ``blocks[0]`` to the end of ``blocks[-1]`` are also counted apart
-            (`ComputeCount.inside`): what a step that forecasts every block does not run.
+            (`ComputeCount.inside`): what a step that forecasts every block does not run; and
+            each block's own (`ComputeCount.per_block`).
 
     Yields:
         A `ComputeCount` whose ``per_call`` (and ``inside``) get one entry per call of `model`.
@@ -110,6 +117,7 @@ def count_flops(model: torch.nn.Module, blocks: Sequence[torch.nn.Module] = ()) 
         count.per_call.append(0)
         if blocks:
             count.inside.append(0)
+            count.per_block.append([0] * len(blocks))
 
     def enter(*_: Any) -> None:
         counter.inside = True
@@ -117,7 +125,17 @@ def count_flops(model: torch.nn.Module, blocks: Sequence[torch.nn.Module] = ()) 
     def leave(*_: Any) -> None:
         counter.inside = False
 
+    def block_span(index: int) -> tuple[torch.nn.Module, Any, torch.nn.Module, Any]:
+        def enter_block(*_: Any) -> None:
+            counter.block = index
+
+        def leave_block(*_: Any) -> None:
+            counter.block = None
+
+        return (blocks[index], enter_block, blocks[index], leave_block)
+
     extra = [(blocks[0], enter, blocks[-1], leave)] if blocks else []
+    extra += [block_span(index) for index in range(len(blocks))]
     with within_calls(model, counter, start, extra):
         yield count
 

@@ -28,6 +28,8 @@ class Candidate:
             forecast steps with the ``"sensitivity"`` weights (see `step_weights`).
         ratio: Its compute ratio (linear-layer FLOPs of full compute over its own).
         psnr_db: Verified paired PSNR against full compute; None if not run.
+        partial: Step indices of partial steps (none of them in `computed`), see `Timeline`.
+        span: The blocks ``(first, end)`` of the stack a partial step forecasts; (0, 0) without.
 
     """
 
@@ -37,6 +39,8 @@ class Candidate:
     offline_cost: float
     ratio: float
     psnr_db: float | None = None
+    partial: list[int] = field(default_factory=list)
+    span: tuple[int, int] = (0, 0)
 
     def config(self, steps: int, target: str) -> CacheConfig:
         """Return the cache config of this candidate.
@@ -47,9 +51,16 @@ class Candidate:
             target: The cache target.
 
         """
-        return CacheConfig(
-            policy=Timeline.from_steps(self.computed, steps), forecaster=self.forecaster, target=target
-        )
+        policy = Timeline.from_steps(self.computed, steps, self.partial, self.span)
+        return CacheConfig(policy=policy, forecaster=self.forecaster, target=target)
+
+    @property
+    def described(self) -> str:
+        """The steps it computes: ``"5 computed"``, or ``"4 computed + 1 partial (blocks 4-8)"``."""
+        text = f"{len(self.computed)} computed"
+        if self.partial:
+            text += f" + {len(self.partial)} partial (blocks {self.span[0]}-{self.span[1] - 1} forecast)"
+        return text
 
 
 @dataclass
@@ -137,8 +148,11 @@ class TuneResult:
         return schedule_plot(self)
 
 
-def _schedule_text(computed: list[int], steps: int) -> str:
-    return "".join("C" if i in computed else "F" for i in range(steps))
+def _schedule_text(candidate: Candidate, steps: int) -> str:
+    """``C`` computed, ``P`` partial, ``F`` forecast, per step."""
+    return "".join(
+        "C" if i in candidate.computed else "P" if i in candidate.partial else "F" for i in range(steps)
+    )
 
 
 def markdown_report(result: TuneResult) -> str:
@@ -169,10 +183,11 @@ def _one(result: TuneResult) -> str:
         f"FLOPs per call {result.full_flops / 1e9:.3g} G (full), "
         f"{result.skip_flops / 1e9:.3g} G (blocks forecast).",
         "",
-        f"Chosen: {chosen.forecaster!r} on {len(chosen.computed)} computed steps "
+        f"Chosen: {chosen.forecaster!r} on {chosen.described} steps "
         f"({chosen.ratio:.2f}x), verified {chosen.psnr_db:.2f} dB against full compute.",
         "",
-        f"Schedule: `{_schedule_text(chosen.computed, result.steps)}` (computed steps {chosen.computed})",
+        f"Schedule: `{_schedule_text(chosen, result.steps)}` (computed steps {chosen.computed}"
+        + (f", partial {chosen.partial})" if chosen.partial else ")"),
         "",
         *[f"Note: {note}" for note in result.notes],
         "",
@@ -182,7 +197,7 @@ def _one(result: TuneResult) -> str:
     for rank, c in enumerate(result.candidates, 1):
         psnr = "-" if c.psnr_db is None else f"{c.psnr_db:.2f} dB"
         lines.append(
-            f"| {rank} | `{c.forecaster!r}` | {c.source} | {len(c.computed)} | {c.ratio:.2f}x | "
+            f"| {rank} | `{c.forecaster!r}` | {c.source} | {c.described} | {c.ratio:.2f}x | "
             f"{c.offline_cost:.4g} | {psnr} |"
         )
     return "\n".join(lines) + "\n"
@@ -213,9 +228,13 @@ def schedule_plot(result: TuneResult, width: int = 900, height: int = 300) -> An
         draw.rectangle([x0 + 1, base - bar, x0 + slot - 1, base], fill=(230, 120, 60))
         if i in result.chosen.computed:
             draw.rectangle([x0 + 1, base + 8, x0 + slot - 1, base + 20], fill=(40, 90, 200))
+        elif i in result.chosen.partial:
+            draw.rectangle([x0 + 1, base + 8, x0 + slot - 1, base + 20], fill=(140, 180, 240))
     draw.line([margin, base, width - margin, base], fill="black")
     draw.text(
-        (margin, 10), f"per-step forecast error (peak {peak:.3g}) and computed steps (blue)", fill="black"
+        (margin, 10),
+        f"per-step forecast error (peak {peak:.3g}), computed steps (blue), partial (light blue)",
+        fill="black",
     )
     draw.text(
         (margin, base + 28),

@@ -30,6 +30,7 @@ from forecache.calibrate.offline import (
     step_costs,
     step_weights,
 )
+from forecache.calibrate.partial import middle, partial_ratio, saving_needed, spans_for, spread
 from forecache.calibrate.result import Candidate, TuneResult
 
 __all__ = ["Expert", "Search", "combine", "count_for_ratio", "output"]
@@ -37,6 +38,8 @@ __all__ = ["Expert", "Search", "combine", "count_for_ratio", "output"]
 #: The two-point forecasters the dynamic programme searches schedules for.
 _SEARCHERS: tuple[Forecaster, ...] = (Reuse(), Taylor(order=1), AdamsBashforth(order=2))
 _WEIGHTINGS = ("sensitivity", "uniform", "dt", "late")
+#: Fewer verified samples than this get a note: their pooled PSNR overstates what new prompts get.
+_STEADY_SAMPLES = 16
 
 
 def output(result: Any) -> torch.Tensor:
@@ -64,6 +67,8 @@ class Expert:
     full: float
     skip: float
     timeline_steps: int
+    blocks: tuple[float, ...] = ()
+    """FLOPs of each block of the stack per call (what a partial step saves); empty: not measured."""
 
 
 def _ratio(n: int, computed: int, full: float, skip: float) -> float:
@@ -121,6 +126,7 @@ class Search:
     progress: bool
     ratio: float | None = None
     budget_db: float | None = None
+    partial: bool = True
 
     @property
     def scored(self) -> str:
@@ -196,15 +202,66 @@ class Search:
                     chosen = candidate
             return chosen, ranked
 
+        def with_partial(count: int, ratio: float, spans: list[tuple[int, int]], bar: Any) -> list[Candidate]:
+            # the next count's schedule as the tuner would choose it (verified, over the ratio), then one
+            # of its steps partial: which step with a span in the middle of the stack, which span
+            # there, and (if the span moved) which step with that span
+            bases = _to_try(candidates_at(count + 1), self.trials)
+            for base in bases:
+                base.source += " (partial steps' base, over the ratio)"
+                run(base, bar)
+            base = max(bases, key=lambda c: c.psnr_db or -1.0)
+            blocks = expert.blocks
+
+            def partial(step: int, span: tuple[int, int]) -> Candidate:
+                computed = [c for c in base.computed if c != step]
+                saved = sum(blocks[span[0] : span[1]])
+                candidate = Candidate(
+                    computed,
+                    base.forecaster,
+                    base.source.split(" (")[0] + " + partial step",
+                    schedule_cost(trajectory, base.forecaster, base.computed, ranking),
+                    partial_ratio(n, count, full, skip, saved),
+                    partial=[step],
+                    span=span,
+                )
+                run(candidate, bar)
+                return candidate
+
+            def best(found: list[Candidate]) -> Candidate:
+                return max(found, key=lambda c: c.psnr_db or -1.0)
+
+            centre = middle(spans, len(blocks))
+            found = [partial(step, centre) for step in base.computed[1:]]
+            step = best(found).partial[0]
+            found += [partial(step, span) for span in spread(spans, self.trials) if span != centre]
+            span = best(found).span
+            if span != centre:
+                found += [partial(other, span) for other in base.computed[1:] if other != step]
+            return found
+
         notes: list[str] = []
+        samples = sum(int(r.shape[0]) for r in self.reference)
+        if samples < _STEADY_SAMPLES:
+            notes.append(
+                f"verified on {samples} sample(s): a PSNR pooled over so few reads high (the scenes model's "
+                "4 read 1.9-2.8 dB above 64 held-out prompts; BENCHMARKS.md, Scenes); more calibration "
+                "calls or num_images_per_prompt give a steadier figure"
+            )
         desc = f"forecache tune:{name} verifying"
         if self.ratio is not None:
             ratio = float(self.ratio)
             count = count_for_ratio(n, ratio, full, skip)
-            with tqdm(
-                total=self.trials * len(calls), desc=desc, disable=not self.progress, unit="call"
-            ) as bar:
+            spans: list[tuple[int, int]] = []
+            if self.partial and expert.blocks and count + 1 < n:
+                spans = spans_for(expert.blocks, saving_needed(n, count, full, skip, ratio))
+            runs = self.trials + (2 * self.trials + 2 * count if spans else 0)  # at most
+            with tqdm(total=runs * len(calls), desc=desc, disable=not self.progress, unit="call") as bar:
                 chosen, ranked = best_verified(count, bar)
+                if spans:
+                    for candidate in with_partial(count, ratio, spans, bar):
+                        if chosen is None or (candidate.psnr_db or -1) > (chosen.psnr_db or -1):
+                            chosen = candidate
             goal = f"compute ratio >= {ratio:g}x" + self.scored
             if _ratio(n, count, full, skip) < ratio:
                 reached = _ratio(n, count, full, skip)
@@ -232,7 +289,8 @@ class Search:
             else:
                 chosen, ranked = best
         assert chosen is not None
-        errors = [float(e) for e in step_costs(trajectory, chosen.forecaster, chosen.computed)]
+        done = sorted(chosen.computed + chosen.partial)  # a partial step counted as computed
+        errors = [float(e) for e in step_costs(trajectory, chosen.forecaster, done)]
         seen = {id(c) for c in ranked}
         everything = ranked + [c for c in verified if id(c) not in seen]
         return TuneResult(
@@ -261,8 +319,7 @@ def combine(pipe: Any, search: Search, experts: list[Expert], results: dict[str,
             outputs.append(output(call()))
     full = sum(e.trajectory.length * e.full for e in experts)
     spent = sum(
-        len(r.chosen.computed) * e.full + (e.trajectory.length - len(r.chosen.computed)) * e.skip
-        for e, r in zip(experts, results.values(), strict=True)
+        e.trajectory.length * e.full / r.chosen.ratio for e, r in zip(experts, results.values(), strict=True)
     )
     first = next(iter(results.values()))
     notes = [f"{component}: {note}" for component, result in results.items() for note in result.notes]

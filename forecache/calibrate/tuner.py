@@ -6,7 +6,9 @@
    cheapest set of computed steps for the wanted count (`forecache.calibrate.offline`); every candidate
    forecaster is then scored exactly on those schedules.
 3. Verify: the best few are run for real on the calibration calls, cached, against the recorded
-   full-compute outputs (paired PSNR over all values), and the best verified one is kept.
+   full-compute outputs (paired PSNR over all values), and the best verified one is kept. When
+   the ratio leaves part of a step unused, schedules with one partial step (all blocks but a span
+   run; `forecache.calibrate.partial`) are verified too.
 4. Write: a `CacheConfig` whose `Timeline` policy holds the schedule on the normalised timeline,
    so it transfers to other step counts; a config file for `apply`, ``bench --config`` and the
    notebook; a report of everything tried and a plot of the schedule over the per-step error.
@@ -151,7 +153,8 @@ def _record_all(
         skip = float(
             np.mean([total - inside for total, inside in zip(count.per_call, count.inside, strict=True)])
         )
-        experts.append(Expert(name, Trajectory.from_features(features, timesteps), full, skip, n))
+        blocks = tuple(float(v) for v in np.mean(np.asarray(count.per_block, dtype=np.float64), axis=0))
+        experts.append(Expert(name, Trajectory.from_features(features, timesteps), full, skip, n, blocks))
     # a later expert joins the loop where the earlier ones stop: its calls see the steps left from there,
     # the first one the pipeline's whole count
     total = sum(e.trajectory.length for e in experts)
@@ -183,6 +186,7 @@ def tune(
     seed: int = 0,
     progress: bool = True,
     frames: Frames = "pooled",
+    partial: bool = True,
 ) -> TuneResult:
     """Find the schedule and forecaster for this model, for a compute ratio or a quality budget.
 
@@ -211,6 +215,11 @@ def tune(
             ``"pooled"`` (every value alike, the default), ``"worst"`` (a candidate scores its worst
             frame's PSNR: safer against one spoiled frame, picks denser schedules) or one weight
             per frame. Other outputs take ``"pooled"`` only.
+        partial: With a `ratio`, also try a partial step (`forecache.calibrate.partial`): when the
+            ratio leaves part of a step unused, the next step count's schedule with one step that
+            runs all but a span of the blocks, verified for each of its steps, then each span
+            (about ``3 + computed steps + blocks`` more real runs). Default True. The PSNR
+            budget's bisection uses whole steps only.
 
     Returns:
         The `TuneResult`: its `config` is ready for `forecache.apply`; `save`, `report`, `plot`.
@@ -264,6 +273,7 @@ def tune(
         progress,
         ratio=ratio,
         budget_db=budget_db,
+        partial=partial,
     )
     if len(experts) == 1:
         return search.run(experts[0], pipe)

@@ -39,16 +39,21 @@ def test_forecache_tune_writes_a_config_bench_reads(tmp_path, capsys):
 
 def test_tuned_method_in_bench_calibrates_apart_from_the_benchmark_seeds(tmp_path, capsys):
     code = cli.main(
-        ["bench", "--methods", "tuned:ratio=3,calibration=2,trials=2", "--match", "none", "--steps", "12",
+        ["bench", "--methods", "tuned:ratio=3,calibration=2,trials=2,partial=false",
+         "tuned:ratio=3,calibration=2,trials=2", "--match", "none", "--steps", "12",
          "--seeds", "0-1", "--no-progress", "--out", str(tmp_path)]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
     rows = json.loads((tmp_path / "results.json").read_text())["methods"]
-    (row,) = [r for r in rows if r["method"] == "tuned"]
-    assert row["status"] == "ok", row["error"]
-    tuned = row["info"]["tuned"]
-    assert tuned["ratio"] >= 3.0 and tuned["candidates_verified"] == 2
-    assert row["compute_ratio"] >= 3.0 * 0.9
+    whole, partial = [r for r in rows if r["method"] == "tuned"]
+    for row in (whole, partial):
+        assert row["status"] == "ok", row["error"]
+        assert row["info"]["tuned"]["ratio"] >= 3.0 and row["compute_ratio"] >= 3.0 * 0.9
+    # whole steps: the 2 trials; with partial steps (12 steps, 3x leaves a third of a step unused) the
+    # next count's 2 trials, each of its 3 later steps partial, up to 2 more spans, the steps again
+    assert whole["info"]["tuned"]["candidates_verified"] == 2
+    assert whole["info"]["tuned"]["partial_steps"] == [] and partial["info"]["tuned"]["partial_steps"]
+    assert 2 + 2 + 3 <= partial["info"]["tuned"]["candidates_verified"] <= 2 + 2 + 3 + 2 + 2
 
 
 def test_tune_needs_a_goal(capsys):

@@ -122,7 +122,8 @@ def test_two_experts_are_tuned_each_on_its_own_steps(wan22, tmp_path):
     decisions = {name: "".join(ctx.decisions) for name, ctx in stats.contexts.items()}
     for name, expert in (("cond", high), ("transformer_2/cond", low)):
         assert decisions[name] == "".join(
-            "C" if i in expert.chosen.computed else "F" for i in range(expert.steps)
+            "C" if i in expert.chosen.computed else "P" if i in expert.chosen.partial else "F"
+            for i in range(expert.steps)
         )
     assert "## transformer_2" in result.report() and result.plot().height == 600
     path = result.save(tmp_path / "tuned.json")

@@ -53,11 +53,15 @@ def test_tuned_config_meets_its_ratio_and_beats_a_fixed_interval(flux, tuned):
     assert sum(c.psnr_db is not None for c in tuned.candidates) >= 4  # verified for real
     psnr, executed = real_psnr(flux, tuned.config)
     assert psnr == pytest.approx(chosen.psnr_db, abs=1e-6)  # the verification was this run
-    assert executed == pytest.approx(STEPS / len(chosen.computed))
-    every = STEPS // len(chosen.computed)  # a fixed interval computing as many steps
+    # block executions: a partial step runs all but its span
+    blocks, span = 6, chosen.span[1] - chosen.span[0]
+    ran = len(chosen.computed) * blocks + len(chosen.partial) * (blocks - span)
+    assert executed == pytest.approx(STEPS * blocks / ran)
+    # a fixed interval computing as many steps (a partial one as a whole): no more compute than tuned
+    every = STEPS // (len(chosen.computed) + len(chosen.partial))
     interval = forecache.Timeline.from_steps(list(range(0, STEPS, every)), STEPS)
     fixed, fixed_ratio = real_psnr(flux, forecache.CacheConfig(policy=interval, forecaster=chosen.forecaster))
-    assert fixed_ratio == pytest.approx(executed)
+    assert fixed_ratio <= executed + 1e-9
     assert chosen.psnr_db >= fixed + 3.0, f"tuned {chosen.psnr_db:.1f} dB vs fixed interval {fixed:.1f} dB"
 
 
@@ -73,12 +77,16 @@ def test_the_config_file_round_trips_and_applies(flux, tuned, tmp_path):
         decisions = "".join(forecache.stats(flux).contexts["cond"].decisions)
     finally:
         forecache.remove(flux)
-    assert decisions == "".join("C" if i in tuned.chosen.computed else "F" for i in range(STEPS))
+    chosen = tuned.chosen
+    assert decisions == "".join(
+        "C" if i in chosen.computed else "P" if i in chosen.partial else "F" for i in range(STEPS)
+    )
 
 
 def test_report_and_plot(tuned):
     report = tuned.report()
     assert "compute ratio >= 4x" in report and report.count("dB |") >= 4
+    assert "Note: verified on 2 sample(s): a PSNR pooled over so few reads high" in report
     image = tuned.plot()
     assert isinstance(image, Image.Image) and image.size == (900, 300)
 

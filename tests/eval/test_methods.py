@@ -186,5 +186,10 @@ def test_a_peer_is_one_registered_object_that_bench_runs_by_name(flux_pipe, tmp_
 
 
 def test_the_tuner_method_still_reads_its_former_field_verify():
-    assert make_method("tuned", {"verify": 3}).params == {"ratio": 4.0, "calibration": 4, "trials": 3}
+    assert make_method("tuned", {"verify": 3}).params == {
+        "ratio": 4.0,
+        "calibration": 4,
+        "trials": 3,
+        "partial": True,
+    }
     assert parse_method("tuned:ratio=6,trials=2").params["trials"] == 2

@@ -57,6 +57,22 @@ class Policy(Protocol):
         return False
 
     @property
+    def partial_blocks(self) -> tuple[int, int]:
+        """The blocks ``(first, end)`` of the cached stack a partial step forecasts; (0, 0) (default): none.
+
+        A partial step is a computed step that runs every block of the stack but those, whose
+        residual is forecast (the ``"blocks"`` target; see `is_partial`).
+        """
+        return (0, 0)
+
+    def is_partial(self, step: int, num_steps: int | None) -> bool:
+        """Whether computed step `step` of `num_steps` is partial (asked only with `partial_blocks`).
+
+        Default False.
+        """
+        return False
+
+    @property
     def reduce_across_ranks(self) -> bool:
         """Reduce the probe error over every rank of the default `torch.distributed` group. Default False.
 
@@ -109,5 +125,15 @@ class Policy(Protocol):
 
 
 POLICIES: Registry[type] = Registry(
-    "policy", Policy, optional=("probe_blocks", "observes_stack", "reduce_across_ranks", "decide_on", "judge")
+    "policy",
+    Policy,
+    optional=(
+        "probe_blocks",
+        "observes_stack",
+        "partial_blocks",
+        "is_partial",
+        "reduce_across_ranks",
+        "decide_on",
+        "judge",
+    ),
 )

@@ -59,15 +59,28 @@ class Timeline(Policy):
     ratio scales with the step count: a 50-step schedule computing 6 steps is 8.3x at 50 steps
     and 4.7x at 28). Without a known step count, the tuned count is assumed.
 
+    Partial steps spend compute between whole step counts: at 28 steps, 4 computed steps are 6.9x
+    and 5 are 5.5x, so a 6x budget leaves most of a fifth step unused. A partial step runs every
+    block of the stack but `partial_blocks`, whose residual it forecasts (from the full steps), and
+    feeds the forecast histories like a computed step: the forecasts after it start from a nearly
+    computed point. With the ``"blocks"`` target only.
+
     Args:
         positions: Increasing positions in [0, 1] of the computed steps; the first must be 0.0
             (a forecast needs a computed step before it). E.g. ``(0.0, 0.2, 0.5, 0.8, 1.0)``.
         steps: The step count the positions were tuned at (>= 2).
+        partial: Increasing positions in (0, 1] of partial steps, none of them in `positions`.
+            Default none.
+        partial_blocks: ``(first, end)``: the blocks of the stack (0 its first) a partial step
+            forecasts, ``0 <= first < end``, leaving at least one to run (checked when applied),
+            when `partial` is given; ``(0, 0)`` without. Default ``(0, 0)``.
 
     """
 
     positions: tuple[float, ...]
     steps: int
+    partial: tuple[float, ...] = ()
+    partial_blocks: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         check_instance("Timeline", "positions", self.positions, (tuple,))
@@ -89,16 +102,59 @@ class Timeline(Policy):
                 f"got {values!r}"
             )
         object.__setattr__(self, "positions", tuple(float(p) for p in values))
+        check_instance("Timeline", "partial", self.partial, (tuple,))
+        partial = self.partial
+        if any(isinstance(p, bool) or not isinstance(p, (int, float)) for p in partial):
+            raise TypeError(f"Timeline: `partial` must be a tuple of floats, got {partial!r}")
+        if partial and (
+            not all(math.isfinite(p) and 0 < p <= 1 for p in partial)
+            or any(b <= a for a, b in itertools.pairwise(partial))
+            or set(partial) & set(self.positions)
+        ):
+            raise ValueError(
+                "Timeline: `partial` must increase strictly within (0.0, 1.0] and share no position "
+                f"with `positions`, got {partial!r}"
+            )
+        object.__setattr__(self, "partial", tuple(float(p) for p in partial))
+        check_instance("Timeline", "partial_blocks", self.partial_blocks, (tuple,))
+        span = self.partial_blocks
+        valid = len(span) == 2 and all(isinstance(b, int) and not isinstance(b, bool) for b in span)
+        if not valid or (partial and not 0 <= span[0] < span[1]) or (not partial and span != (0, 0)):
+            raise ValueError(
+                "Timeline: `partial_blocks` must be two ints (first, end) with 0 <= first < end with "
+                f"`partial` steps, and (0, 0) without, got {span!r} with partial={partial!r}"
+            )
 
     @classmethod
-    def from_steps(cls, computed: list[int] | tuple[int, ...], num_steps: int) -> Timeline:
-        """Return the timeline of computed step indices ``computed`` (0 among them) out of `num_steps`."""
+    def from_steps(
+        cls,
+        computed: list[int] | tuple[int, ...],
+        num_steps: int,
+        partial: list[int] | tuple[int, ...] = (),
+        partial_blocks: tuple[int, int] = (0, 0),
+    ) -> Timeline:
+        """Return the timeline of computed step indices ``computed`` (0 among them) out of `num_steps`.
+
+        `partial` and `partial_blocks`: step indices of partial steps and the blocks they forecast.
+        """
         ordered = sorted(set(computed))
-        return cls(tuple(i / (num_steps - 1) for i in ordered), num_steps)
+        parts = sorted(set(partial) - set(ordered))
+        return cls(
+            tuple(i / (num_steps - 1) for i in ordered),
+            num_steps,
+            tuple(i / (num_steps - 1) for i in parts),
+            tuple(partial_blocks) if parts else (0, 0),  # type: ignore[arg-type]
+        )
 
     def computed_steps(self, num_steps: int | None) -> frozenset[int]:
-        """Return the computed step indices at `num_steps` (the tuned count when None)."""
-        return timeline_steps(self.positions, num_steps or self.steps)
+        """Return the computed step indices at `num_steps` (the tuned count when None), partial ones too."""
+        count = num_steps or self.steps
+        return timeline_steps(self.positions, count) | self.partial_steps(count)
+
+    def partial_steps(self, num_steps: int | None) -> frozenset[int]:
+        """Return the partial step indices at `num_steps` (a step that is also a full one is full)."""
+        count = num_steps or self.steps
+        return timeline_steps(self.partial, count) - timeline_steps(self.positions, count)
 
     def decide(self, step: int, num_steps: int | None, run_length: int) -> Decision:
         """Compute the steps of the schedule at this step count; forecast the rest."""
@@ -106,6 +162,10 @@ class Timeline(Policy):
         if step in computed or step >= (num_steps or self.steps):
             return Decision.COMPUTE
         return Decision.FORECAST
+
+    def is_partial(self, step: int, num_steps: int | None) -> bool:
+        """Whether computed step `step` is one of the partial ones."""
+        return step in self.partial_steps(num_steps)
 
 
 @register_policy("shaped")

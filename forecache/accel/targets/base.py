@@ -114,6 +114,22 @@ class BlockRole:
         """Return the block's output at a forecast step; ``run()`` runs the block."""
         return run()
 
+    def partial(
+        self,
+        ctx: ContextState,
+        io: StreamIO,
+        run: Callable[[], Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Return the block's output at a partial step (targets with `Target.partial_steps`).
+
+        Default: run it, as at a computed step.
+        """
+        output = run()
+        self.computed(ctx, io, output)
+        return output
+
 
 class Engine(Protocol):
     """What a target's hooks see of the engine (the `CacheSession` of the transformer)."""
@@ -122,6 +138,8 @@ class Engine(Protocol):
     """Blocks that run at every step before the cached stack (the policy's probes)."""
     observes: bool
     """Whether the policy judges steps by the stack's input (its head must be hooked)."""
+    partial_blocks: tuple[int, int]
+    """The blocks ``(first, end)`` of the stack a partial step forecasts (the policy's); (0, 0): none."""
 
     @property
     def current(self) -> ContextState | None:
@@ -146,6 +164,9 @@ class Target(Protocol):
     """Whether its forecast spans the block stack (a residual from the stack's input to its output,
     the input passed through the blocks in between), so an inferred layout must be a chain of block
     lists with no glue between them (`forecache.layouts.infer`). Default False."""
+    partial_steps: bool = False
+    """Whether it can run a partial step (``ctx.partial``: the stack's `Engine.partial_blocks` are
+    forecast, the other blocks run). Default False: a policy with partial steps is refused."""
 
     def attach(self, engine: Engine, blocks: list[Block], register: Register) -> None:
         """Register this target's hooks on the blocks after the probes and on their sub-modules."""
@@ -187,6 +208,7 @@ TARGETS: Registry[type] = Registry(
         "unit",
         "allows_fullgraph",
         "chains_blocks",
+        "partial_steps",
         "plan",
         "forecast_units",
         "new_context_state",

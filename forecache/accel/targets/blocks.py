@@ -4,6 +4,11 @@ At a forecast step every block after the probes passes its input through, and th
 the forecast residual to the stack's input in the same fused pass. One history per stream (a few
 MiB even for video models), the cheapest host work after the ``"output"`` target, and the
 embeddings and the head still run, so conditioning that enters there is kept.
+
+Partial steps (a policy's `partial_blocks`, e.g. a tuned `Timeline`'s): the span's first block
+adds the span's forecast residual (fed at full steps, from the span's input to its output) to
+its input, the span's other blocks pass that on, and every block outside the span runs. The
+stack's residual so made feeds its history as a computed step's would.
 """
 
 from __future__ import annotations
@@ -23,27 +28,89 @@ __all__ = ["BlocksTarget"]
 
 
 class _StackState:
-    """The stack's input streams at the current computed step."""
+    """The stack's input streams at the current computed step, and its partial span's input."""
 
     def __init__(self) -> None:
         self.inputs: list[torch.Tensor | None] = []
+        self.split: list[torch.Tensor | None] = []
 
 
 def _residual_site(stream: int) -> str:
     return f"residual.{stream}"
 
 
-class _Tail(PassThrough):
-    """The last block: records the stack's residual when computed, adds its forecast otherwise."""
+def _span_site(stream: int) -> str:
+    return f"span.{stream}"
+
+
+def _clone(streams: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    return [None if s is None else s.detach().clone() for s in streams]
+
+
+class _Role(PassThrough):
+    """A block of the stack: what it records at full steps and does at partial and forecast steps.
+
+    Args:
+        position: Its position in the stack (0 the first block after the probes).
+        last: Whether it is the stack's last block (records and adds the stack's residual).
+        span: The policy's ``partial_blocks`` ``(first, end)``; ``(0, 0)``: no partial steps.
+
+    """
+
+    def __init__(self, position: int, last: bool, span: tuple[int, int]) -> None:
+        self.last = last
+        self.opens = span[1] > 0 and position == span[0]  # adds the span's forecast at partial steps
+        self.inside = span[0] < position < span[1]  # passes through at partial steps
+        self.before = span[1] > 0 and position == span[0] - 1  # its output is the span's input
+        self.closes = span[1] > 0 and position == span[1] - 1  # its output ends the span
+        self.from_stack = span[0] == 0  # the span's input is the stack's
 
     def computed(self, ctx: ContextState, io: StreamIO, output: Any) -> None:
-        """Record ``output - input`` per stream."""
+        """Record the span's residual and (the last block) the stack's, per stream."""
         io.learn(output)
         state: _StackState = ctx.target_state
-        for i, (out, inp) in enumerate(zip(io.outputs(output), state.inputs, strict=False)):
+        outputs = io.outputs(output)
+        if self.before:
+            state.split = _clone(outputs)
+        if self.closes:
+            bases = state.inputs if self.from_stack else state.split
+            for i, (out, base) in enumerate(zip(outputs, bases, strict=False)):
+                if out is not None and base is not None:
+                    ctx.site(_span_site(i)).update(out - base, ctx.x)
+        if self.last:
+            self._record(ctx, outputs)
+
+    def _record(self, ctx: ContextState, outputs: list[torch.Tensor | None]) -> None:
+        state: _StackState = ctx.target_state
+        for i, (out, inp) in enumerate(zip(outputs, state.inputs, strict=False)):
             if out is not None and inp is not None:
                 ctx.site(_residual_site(i)).update(out - inp, ctx.x)
-        state.inputs = []
+        state.inputs, state.split = [], []
+
+    def partial(
+        self,
+        ctx: ContextState,
+        io: StreamIO,
+        run: Callable[[], Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Run (outside the span), add the span's forecast (its first block) or pass through (inside)."""
+        if self.opens or self.inside:
+            streams = io.inputs(args, kwargs)
+            if self.opens:
+                for i, stream in enumerate(streams):
+                    site = ctx.sites.get(_span_site(i))
+                    if stream is not None and site is not None:
+                        streams[i] = site.predict(ctx.x, addend=stream)
+            output = io.rebuild(streams)
+            outputs = streams
+        else:
+            output = run()
+            outputs = io.outputs(output)
+        if self.last:
+            self._record(ctx, outputs)
+        return output
 
     def forecast(
         self,
@@ -53,12 +120,13 @@ class _Tail(PassThrough):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        """Input streams plus their forecast residuals, added inside the forecast kernel."""
+        """Pass the input streams through; the last block adds their forecast residuals in one pass."""
         streams = io.inputs(args, kwargs)
-        for i, stream in enumerate(streams):
-            site = ctx.sites.get(_residual_site(i))
-            if stream is not None and site is not None:
-                streams[i] = site.predict(ctx.x, addend=stream)
+        if self.last:
+            for i, stream in enumerate(streams):
+                site = ctx.sites.get(_residual_site(i))
+                if stream is not None and site is not None:
+                    streams[i] = site.predict(ctx.x, addend=stream)
         return io.rebuild(streams)
 
 
@@ -67,10 +135,16 @@ class BlocksTarget(Target):
     """Cache the residual of the whole block stack after the probe blocks."""
 
     chains_blocks = True
+    partial_steps = True
 
     def attach(self, engine: Engine, blocks: list[Block], register: Register) -> None:
         """Pass-through hooks; the last block records and adds the residual."""
-        attach_stack(engine, blocks, register, lambda block, last: _Tail() if last else PassThrough())
+        span, probes = engine.partial_blocks, engine.probe_blocks
+
+        def role(block: Block, last: bool) -> PassThrough:
+            return _Role(block.index - probes, last, span)
+
+        attach_stack(engine, blocks, register, role)
 
     def new_context_state(self) -> _StackState:
         """Return the holder of the stack's input at computed steps."""

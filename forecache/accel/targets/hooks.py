@@ -4,8 +4,8 @@ Imported when a target attaches (diffusers is imported on first use, never by ``
 forecache``). Each sees the engine only as an `Engine`:
 
 - `StackBlockHook` on a block after the probes (`forecache.accel.targets.stack.attach_stack`): at
-  computed steps the block runs and its `BlockRole` records what it needs; at forecast steps the
-  role decides what the block returns. The stack's first block (its head) lets the engine settle
+  computed steps the block runs and its `BlockRole` records what it needs; at forecast and partial
+  steps the role decides what the block returns. The stack's first block (its head) lets the engine settle
   a probed step and the target see the stack's input;
 - `ModuleHook` on a cached sub-module (the ``"modules"`` target) returns its forecast; `SkipHook`
   on a sub-module that only feeds cached ones returns zeros.
@@ -56,7 +56,7 @@ class StackBlockHook(ModelHook):
             return self.fn_ref.original_forward(*args, **kwargs)
         if self.head:
             self.engine.enter_stack(ctx, self.io.inputs(args, kwargs))
-        if ctx.decision is Decision.COMPUTE:
+        if ctx.decision is Decision.COMPUTE and not ctx.partial:
             output = self.fn_ref.original_forward(*args, **kwargs)
             self.role.computed(ctx, self.io, output)
             return output
@@ -64,6 +64,8 @@ class StackBlockHook(ModelHook):
         def run() -> Any:
             return self.fn_ref.original_forward(*args, **kwargs)
 
+        if ctx.decision is Decision.COMPUTE:
+            return self.role.partial(ctx, self.io, run, args, kwargs)
         return self.role.forecast(ctx, self.io, run, args, kwargs)
 
 

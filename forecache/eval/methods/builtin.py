@@ -82,7 +82,7 @@ class Preset(Method):
         return _applied(cache_target, spec.config, scheduler)
 
 
-_TUNED_FIELDS = {"ratio": 4.0, "calibration": 4, "trials": 6}
+_TUNED_FIELDS = {"ratio": 4.0, "calibration": 4, "trials": 6, "partial": True}
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,9 @@ class Tuned(Method):
     """
 
     def build(self, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-        """Validate ``ratio`` > 1, ``calibration`` and ``trials`` ints >= 1 (defaults filled in).
+        """Validate ``ratio`` > 1, ``calibration`` and ``trials`` ints >= 1, ``partial`` a bool.
+
+        Missing fields get their defaults.
 
         ``verify``, the former name of ``trials``, is still read (config files written before).
         """
@@ -106,6 +108,8 @@ class Tuned(Method):
             value = params[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"tuned: `{key}` must be an int >= 1, got {value!r}")
+        if not isinstance(params["partial"], bool):
+            raise ValueError(f"tuned: `partial` must be true or false, got {params['partial']!r}")
         return {**params, "ratio": float(ratio)}, None
 
     def attach(
@@ -124,7 +128,7 @@ def _tune(spec: MethodSpec, pipe: Any, run: MethodRun) -> Any:
             "tuned: this run has no calibration samples (a pipeline and its call arguments are needed)"
         )
     params = spec.params
-    key = f"tuned:{params['ratio']:g}:{params['calibration']}:{params['trials']}"
+    key = f"tuned:{params['ratio']:g}:{params['calibration']}:{params['trials']}:{params['partial']}"
     result = run.memo.get(key)
     if result is None:
         result = run.memo[key] = forecache.tune(
@@ -132,6 +136,7 @@ def _tune(spec: MethodSpec, pipe: Any, run: MethodRun) -> Any:
             run.calibration(params["calibration"]),
             ratio=params["ratio"],
             trials=params["trials"],
+            partial=params["partial"],
             seed=TUNE_SEED,
             progress=False,
         )
@@ -139,6 +144,8 @@ def _tune(spec: MethodSpec, pipe: Any, run: MethodRun) -> Any:
     run.info["tuned"] = {
         "forecaster": repr(chosen.forecaster),
         "computed_steps": chosen.computed,
+        "partial_steps": chosen.partial,
+        "partial_blocks": list(chosen.span),
         "ratio": round(chosen.ratio, 3),
         "calibration_psnr_db": None if chosen.psnr_db is None else round(chosen.psnr_db, 2),
         "candidates_verified": sum(c.psnr_db is not None for c in result.candidates),
