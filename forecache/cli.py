@@ -211,6 +211,11 @@ def _add_tune(sub: Any) -> None:
         default="pooled",
         help="videos: score candidates over all frames alike (default) or by their worst frame",
     )
+    tune.add_argument(
+        "--no-partial",
+        action="store_true",
+        help="with --ratio: whole steps only (no partial step spending the budget between step counts)",
+    )
     tune.add_argument("--seed", type=int, default=0, help="seed of the calibration call (default 0)")
     tune.add_argument("--device", default="cpu", help="torch device (default cpu)")
     tune.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
@@ -255,6 +260,7 @@ def _tune(args: argparse.Namespace) -> int:
             seed=args.seed,
             progress=not args.no_progress,
             frames=args.frame_score,
+            partial=not args.no_partial,
         )
     out = Path(args.out or str(Path("forecache-tune") / datetime.now().strftime("%Y%m%d-%H%M%S")))
     config_path = result.save(out / "tuned.json")

@@ -202,26 +202,25 @@ class Search:
                     chosen = candidate
             return chosen, ranked
 
-        def with_partial(count: int, ratio: float, spans: list[tuple[int, int]], bar: Any) -> list[Candidate]:
+        def with_partial(count: int, spans: list[tuple[int, int]], bar: Any) -> list[Candidate]:
             # the next count's schedule as the tuner would choose it (verified, over the ratio), then one
             # of its steps partial: which step with a span in the middle of the stack, which span
             # there, and (if the span moved) which step with that span
             bases = _to_try(candidates_at(count + 1), self.trials)
             for base in bases:
-                base.source += " (partial steps' base, over the ratio)"
                 run(base, bar)
             base = max(bases, key=lambda c: c.psnr_db or -1.0)
-            blocks = expert.blocks
+            source, blocks = base.source, expert.blocks
+            for other in bases:
+                other.source += " (partial steps' base, over the ratio)"
 
             def partial(step: int, span: tuple[int, int]) -> Candidate:
-                computed = [c for c in base.computed if c != step]
-                saved = sum(blocks[span[0] : span[1]])
                 candidate = Candidate(
-                    computed,
+                    [c for c in base.computed if c != step],
                     base.forecaster,
-                    base.source.split(" (")[0] + " + partial step",
-                    schedule_cost(trajectory, base.forecaster, base.computed, ranking),
-                    partial_ratio(n, count, full, skip, saved),
+                    f"{source} + partial step",
+                    base.offline_cost,  # the offline error counts a partial step as computed
+                    partial_ratio(n, count, full, skip, sum(blocks[span[0] : span[1]])),
                     partial=[step],
                     span=span,
                 )
@@ -259,7 +258,7 @@ class Search:
             with tqdm(total=runs * len(calls), desc=desc, disable=not self.progress, unit="call") as bar:
                 chosen, ranked = best_verified(count, bar)
                 if spans:
-                    for candidate in with_partial(count, ratio, spans, bar):
+                    for candidate in with_partial(count, spans, bar):
                         if chosen is None or (candidate.psnr_db or -1) > (chosen.psnr_db or -1):
                             chosen = candidate
             goal = f"compute ratio >= {ratio:g}x" + self.scored

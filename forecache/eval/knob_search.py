@@ -25,7 +25,8 @@ __all__ = ["MATCHED", "UNREACHABLE", "Choice", "Search", "search"]
 MATCHED = "matched"
 UNREACHABLE = "cannot reach"
 _GROW = math.log(4.0)
-_MIN_WIDTH = math.log(1.1)
+_MIN_WIDTH = math.log(1.04)
+"""A bracket of knob values narrower than this (4 %) whose ratios straddle the target is a jump."""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,16 @@ def test_forecache_tune_writes_a_config_bench_reads(tmp_path, capsys):
     rows = json.loads((bench_out / "results.json").read_text())["methods"]
     (row,) = [r for r in rows if r["method"] == "cache"]
     assert row["status"] == "ok" and row["compute_ratio"] >= 3.0 * 0.9
+    # 12 steps at 3x leave most of a step unused: partial steps are tried unless --no-partial
+    assert "+ partial step" in (out / "tune-report.md").read_text()
+    whole = tmp_path / "whole"
+    code = cli.main(
+        ["tune", "--ratio", "3", "--steps", "12", "--calibration", "2", "--trials", "2", "--no-partial",
+         "--no-progress", "--out", str(whole)]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert load_config(whole / "tuned.json").policy.partial == ()
+    assert "partial step" not in (whole / "tune-report.md").read_text()
 
 
 def test_tuned_method_in_bench_calibrates_apart_from_the_benchmark_seeds(tmp_path, capsys):
