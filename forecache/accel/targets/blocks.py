@@ -47,6 +47,17 @@ def _clone(streams: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
     return [None if s is None else s.detach().clone() for s in streams]
 
 
+def _add_forecasts(
+    ctx: ContextState, streams: list[torch.Tensor | None], site: Callable[[int], str]
+) -> list[torch.Tensor | None]:
+    """Add each stream's forecast residual (from its site, where it has one) in the forecast's pass."""
+    for i, stream in enumerate(streams):
+        history = ctx.sites.get(site(i))
+        if stream is not None and history is not None:
+            streams[i] = history.predict(ctx.x, addend=stream)
+    return streams
+
+
 class _Role(PassThrough):
     """A block of the stack: what it records at full steps and does at partial and forecast steps.
 
@@ -99,10 +110,7 @@ class _Role(PassThrough):
         if self.opens or self.inside:
             streams = io.inputs(args, kwargs)
             if self.opens:
-                for i, stream in enumerate(streams):
-                    site = ctx.sites.get(_span_site(i))
-                    if stream is not None and site is not None:
-                        streams[i] = site.predict(ctx.x, addend=stream)
+                streams = _add_forecasts(ctx, streams, _span_site)
             output = io.rebuild(streams)
             outputs = streams
         else:
@@ -123,10 +131,7 @@ class _Role(PassThrough):
         """Pass the input streams through; the last block adds their forecast residuals in one pass."""
         streams = io.inputs(args, kwargs)
         if self.last:
-            for i, stream in enumerate(streams):
-                site = ctx.sites.get(_residual_site(i))
-                if stream is not None and site is not None:
-                    streams[i] = site.predict(ctx.x, addend=stream)
+            streams = _add_forecasts(ctx, streams, _residual_site)
         return io.rebuild(streams)
 
 
