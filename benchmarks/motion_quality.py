@@ -158,7 +158,7 @@ def main() -> None:
             chosen = part.chosen
             print(
                 f"(tuned{' ' + component if component else ''}: {chosen.forecaster!r}, computed steps "
-                f"{chosen.computed} of {part.steps}, {chosen.ratio:.2f}x)",
+                f"{chosen.computed}, partial {chosen.partial} of {part.steps}, {chosen.ratio:.2f}x)",
                 flush=True,
             )
         print(f"(tuning took {tuned_s:.0f} s)", flush=True)

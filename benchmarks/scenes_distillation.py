@@ -90,7 +90,8 @@ def main() -> None:
                     flush=True,
                 )
             print(
-                f"  (tuned: computed steps {result.chosen.computed}, calibration {result.psnr_db:.2f} dB, "
+                f"  (tuned: computed steps {result.chosen.computed}, partial {result.chosen.partial}, "
+                f"calibration {result.psnr_db:.2f} dB, "
                 f"{time.perf_counter() - started:.0f} s)",
                 flush=True,
             )

@@ -9,8 +9,11 @@ On the held-out prompts (colour-shape pairs training never showed), seeds 0..N-1
    changed and the same seed generated again; a try succeeds when the judge reads the new colour on
    that object's cell, or the object on its new cell and its old cell empty;
 3. `forecache.tune` on the first 4 calibration prompts (seeds from 100000) for 10x at 50 steps and
-   6x at 28, and `TimelineConfig()` at both: linear-layer FLOPs ratio, PSNR against full compute
-   (pooled mean and the worst sample), adherence, and the calibration PSNR beside the held-out one
+   6x at 28 (``--ratio R``: R at both), and `TimelineConfig()` at both: linear-layer FLOPs ratio,
+   PSNR against full compute (pooled mean and the worst sample), adherence, and the calibration
+   PSNR beside the held-out one:
+   the tuner's own (its 4 samples) and on as many samples of the calibration prompts as held-out
+   ones (other seeds), which parts the prompts' share of the gap from the small sample's
    (``--no-tune``: `TimelineConfig()` alone; ``--word-tries 0`` leaves out the word test);
 4. ``--fewer K [K ...]``: the same prompts and seeds solved at full compute with K steps, PSNR
    against each step count's solve: how much a systematic change of the trajectory moves the
@@ -65,6 +68,12 @@ def main() -> None:
     parser.add_argument("--word-tries", type=int, default=128)
     parser.add_argument("--steps", type=int, nargs="+", default=[50, 28])
     parser.add_argument("--calibration", type=int, default=4)
+    parser.add_argument(
+        "--ratio",
+        type=float,
+        default=None,
+        help="tune for this ratio at every step count (default: 10x at 50, 6x at 28)",
+    )
     parser.add_argument("--fewer", type=int, nargs="*", default=[], help="full-compute solves with K steps")
     parser.add_argument(
         "--no-tune", action="store_true", help="leave out forecache.tune: TimelineConfig only"
@@ -113,27 +122,39 @@ def main() -> None:
                 **REFERENCE_MODELS["scenes"].call_defaults,
             }
             started = time.perf_counter()
-            result = forecache.tune(
-                pipe, call, ratio=GOALS.get(steps, 6.0), seed=CALIBRATION_SEED, progress=False
-            )
+            goal = args.ratio or GOALS.get(steps, 6.0)
+            result = forecache.tune(pipe, call, ratio=goal, seed=CALIBRATION_SEED, progress=False)
             tuned_s = time.perf_counter() - started
-            rows.insert(0, (f"tuned for {GOALS.get(steps, 6.0):g}x", result.config, result.chosen.psnr_db))
-        print("| method | ratio (FLOPs) | PSNR mean | PSNR worst | adherence | calibration PSNR |")
-        print("|---|---|---|---|---|---|")
+            rows.insert(0, (f"tuned for {goal:g}x", result.config, result.chosen.psnr_db))
+        # the calibration prompts on as many samples as the held-out figure (other seeds than the
+        # tuner's): how much of the gap is the prompts, how much the tuner's few samples
+        calibration = prompt_set("calibration")[: args.calibration]
+        cal_prompts = [calibration[i % len(calibration)] for i in range(args.samples)]
+        cal_seeds = [CALIBRATION_SEED + 100_000 + i for i in range(args.samples)]
+        cal_full = generate(pipe, cal_prompts, cal_seeds, steps)[0] if result is not None else None
+        print(
+            "| method | ratio (FLOPs) | PSNR mean | PSNR worst | adherence | calibration PSNR (tuner's "
+            f"samples) | calibration prompts, {args.samples} samples |"
+        )
+        print("|---|---|---|---|---|---|---|")
         for label, config, calibrated in rows:
             images, flops = generate(pipe, prompts, seeds, steps, config)
             pooled, per_sample = psnr(full, images)
             score = judge.adherence(images, prompts).mean()
-            shown = "-" if calibrated is None else f"{calibrated:.2f} dB"
+            shown, many = "-", "-"
+            if calibrated is not None and cal_full is not None:
+                shown = f"{calibrated:.2f} dB"
+                many = f"{psnr(cal_full, generate(pipe, cal_prompts, cal_seeds, steps, config)[0])[0]:.2f} dB"
             print(
                 f"| {label} | {full_flops / flops:.2f}x | {pooled:.2f} dB | {min(per_sample):.2f} dB | "
-                f"{score:.4f} | {shown} |",
+                f"{score:.4f} | {shown} | {many} |",
                 flush=True,
             )
         if result is not None:
             chosen = result.chosen
             print(
-                f"(tuned: {chosen.forecaster!r}, computed steps {chosen.computed}; {tuned_s:.0f} s)",
+                f"(tuned: {chosen.forecaster!r}, {chosen.described}: steps {chosen.computed}, partial "
+                f"{chosen.partial}; {tuned_s:.0f} s)",
                 flush=True,
             )
 

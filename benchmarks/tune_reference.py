@@ -83,7 +83,8 @@ def main() -> None:
         for steps, (result, seconds) in tuned.items():
             chosen = result.chosen
             print(
-                f"| {name} | (tuned at {steps}: {chosen.forecaster!r}, computed steps {chosen.computed}; "
+                f"| {name} | (tuned at {steps}: {chosen.forecaster!r}, computed steps {chosen.computed}, "
+                f"partial {chosen.partial}; "
                 f"tuning took {seconds:.0f} s) | | | | |",
                 flush=True,
             )
