@@ -40,8 +40,8 @@ class ContextState:
         step: The branch's step index (0-based; -1 before its first call).
         timestep: The current call's timestep on the host.
         decision: What the current call does.
-        partial: Whether the current computed call is a partial step (the policy's
-            `partial_depth` blocks of the stack run, the rest is forecast).
+        partial: Whether the current computed call is a partial step (every block of the stack
+            runs but the policy's `partial_blocks`, whose residual is forecast).
         run_length: Forecast steps in a row so far.
         sites: The forecast histories by site name.
         placeholders: Zero outputs of skipped sub-modules by name.

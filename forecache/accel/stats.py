@@ -13,8 +13,8 @@ class ContextStats:
 
     Attributes:
         name: The context name (``"cond"``/``"uncond"`` from the pipeline, or ``"branch0"``...).
-        decisions: One letter per step: ``"C"`` computed, ``"P"`` partial (the stack's first blocks
-            computed, the rest forecast), ``"F"`` forecast.
+        decisions: One letter per step: ``"C"`` computed, ``"P"`` partial (every block computed but
+            a span, whose residual is forecast), ``"F"`` forecast.
         executed_units: Cached units (blocks, or modules for the ``"modules"`` target) that ran.
         total_units: Units that would have run without the cache.
         gate_errors: ``(step, relative L1 error)`` of every probe the gate evaluated.
@@ -41,7 +41,7 @@ class ContextStats:
 
     @property
     def partial_steps(self) -> int:
-        """Steps that ran the stack's first blocks and forecast the rest."""
+        """Steps that ran every block of the stack but a span, whose residual they forecast."""
         return self.decisions.count("P")
 
     @property

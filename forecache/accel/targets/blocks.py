@@ -79,6 +79,8 @@ class _Role(PassThrough):
     def computed(self, ctx: ContextState, io: StreamIO, output: Any) -> None:
         """Record the span's residual and (the last block) the stack's, per stream."""
         io.learn(output)
+        if not (self.before or self.closes or self.last):
+            return
         state: _StackState = ctx.target_state
         outputs = io.outputs(output)
         if self.before:
