@@ -84,6 +84,7 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
     judge = REFERENCE_MODELS["scenes"].judge()
     held = prompt_set("heldout")
+    calibration = prompt_set("calibration")[: args.calibration]
     prompts = [held[i % len(held)] for i in range(args.samples)]
     seeds = list(range(args.samples))
     for steps in args.steps:
@@ -115,7 +116,6 @@ def main() -> None:
         rows: list[tuple[str, Any, float | None]] = [("TimelineConfig()", forecache.TimelineConfig(), None)]
         result, tuned_s = None, 0.0
         if not args.no_tune:
-            calibration = prompt_set("calibration")[: args.calibration]
             call = {
                 "prompt": calibration,
                 "num_inference_steps": steps,
@@ -128,7 +128,6 @@ def main() -> None:
             rows.insert(0, (f"tuned for {goal:g}x", result.config, result.chosen.psnr_db))
         # the calibration prompts on as many samples as the held-out figure (other seeds than the
         # tuner's): how much of the gap is the prompts, how much the tuner's few samples
-        calibration = prompt_set("calibration")[: args.calibration]
         cal_prompts = [calibration[i % len(calibration)] for i in range(args.samples)]
         cal_seeds = [CALIBRATION_SEED + 100_000 + i for i in range(args.samples)]
         cal_full = generate(pipe, cal_prompts, cal_seeds, steps)[0] if result is not None else None

@@ -56,7 +56,7 @@ class Candidate:
 
     @property
     def described(self) -> str:
-        """The steps it computes: ``"5 computed"``, or ``"4 computed + 1 partial (blocks 4-8)"``."""
+        """The steps it computes: ``"5 computed"``, or ``"4 computed + 1 partial (blocks 4-8 forecast)"``."""
         text = f"{len(self.computed)} computed"
         if self.partial:
             text += f" + {len(self.partial)} partial (blocks {self.span[0]}-{self.span[1] - 1} forecast)"

@@ -83,6 +83,16 @@ def count_for_ratio(n: int, ratio: float, full: float, skip: float) -> int:
     return 1
 
 
+def _verified(candidate: Candidate) -> float:
+    """Return the candidate's verified PSNR, -inf if it was not run (the sort key of the best)."""
+    return -math.inf if candidate.psnr_db is None else candidate.psnr_db
+
+
+def _best(candidates: list[Candidate]) -> Candidate | None:
+    """Return the candidate of highest verified PSNR (the first of equals), None of none."""
+    return max(candidates, key=_verified, default=None)
+
+
 def _to_try(ranked: list[Candidate], count: int) -> list[Candidate]:
     """Return the candidates to run for real: each forecaster's best first, then new schedules.
 
@@ -195,24 +205,21 @@ class Search:
 
         def best_verified(count: int, bar: Any) -> tuple[Candidate | None, list[Candidate]]:
             ranked = candidates_at(count)
-            chosen = None
-            for candidate in _to_try(ranked, self.trials):
+            tried = _to_try(ranked, self.trials)
+            for candidate in tried:
                 run(candidate, bar)
-                if chosen is None or (candidate.psnr_db or -1) > (chosen.psnr_db or -1):
-                    chosen = candidate
-            return chosen, ranked
+            return _best(tried), ranked
 
         def with_partial(count: int, spans: list[tuple[int, int]], bar: Any) -> list[Candidate]:
             # the next count's schedule as the tuner would choose it (verified, over the ratio), then one
             # of its steps partial: which step with a span in the middle of the stack, which span
             # there, and (if the span moved) which step with that span
-            bases = _to_try(candidates_at(count + 1), self.trials)
-            for base in bases:
-                run(base, bar)
-            base = max(bases, key=lambda c: c.psnr_db or -1.0)
+            base, ranked = best_verified(count + 1, bar)
+            assert base is not None
             source, blocks = base.source, expert.blocks
-            for other in bases:
-                other.source += " (partial steps' base, over the ratio)"
+            for other in ranked:
+                if other.psnr_db is not None:
+                    other.source += " (partial steps' base, over the ratio)"
 
             def partial(step: int, span: tuple[int, int]) -> Candidate:
                 candidate = Candidate(
@@ -227,14 +234,11 @@ class Search:
                 run(candidate, bar)
                 return candidate
 
-            def best(found: list[Candidate]) -> Candidate:
-                return max(found, key=lambda c: c.psnr_db or -1.0)
-
             centre = middle(spans, len(blocks))
             found = [partial(step, centre) for step in base.computed[1:]]
-            step = best(found).partial[0]
+            step = max(found, key=_verified).partial[0]
             found += [partial(step, span) for span in spread(spans, self.trials) if span != centre]
-            span = best(found).span
+            span = max(found, key=_verified).span
             if span != centre:
                 found += [partial(other, span) for other in base.computed[1:] if other != step]
             return found
@@ -258,9 +262,8 @@ class Search:
             with tqdm(total=runs * len(calls), desc=desc, disable=not self.progress, unit="call") as bar:
                 chosen, ranked = best_verified(count, bar)
                 if spans:
-                    for candidate in with_partial(count, spans, bar):
-                        if chosen is None or (candidate.psnr_db or -1) > (chosen.psnr_db or -1):
-                            chosen = candidate
+                    whole = [] if chosen is None else [chosen]
+                    chosen = _best([*whole, *with_partial(count, spans, bar)])
             goal = f"compute ratio >= {ratio:g}x" + self.scored
             if _ratio(n, count, full, skip) < ratio:
                 reached = _ratio(n, count, full, skip)

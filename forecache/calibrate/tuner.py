@@ -217,9 +217,9 @@ def tune(
             per frame. Other outputs take ``"pooled"`` only.
         partial: With a `ratio`, also try a partial step (`forecache.calibrate.partial`): when the
             ratio leaves part of a step unused, the next step count's schedule with one step that
-            runs all but a span of the blocks, verified for each of its steps, then each span
-            (about ``3 + computed steps + blocks`` more real runs). Default True. The PSNR
-            budget's bisection uses whole steps only.
+            runs all but a span of the blocks: which step, then which span, by real runs (at most
+            ``2 * trials + 2 * computed steps`` more). Default True. The PSNR budget's bisection
+            uses whole steps only.
 
     Returns:
         The `TuneResult`: its `config` is ready for `forecache.apply`; `save`, `report`, `plot`.

@@ -20,6 +20,19 @@ def timeline_steps(positions: tuple[float, ...], num_steps: int) -> frozenset[in
 
 
 @functools.cache
+def _timeline_schedule(
+    positions: tuple[float, ...], partial: tuple[float, ...], num_steps: int
+) -> tuple[frozenset[int], frozenset[int]]:
+    """Return a `Timeline`'s computed steps (its partial ones among them) and its partial steps.
+
+    A step that is both a full and a partial one is full. Cached: once per step count.
+    """
+    full = timeline_steps(positions, num_steps)
+    parts = timeline_steps(partial, num_steps) - full
+    return full | parts, parts
+
+
+@functools.cache
 def shaped_steps(ratio: float, shape: float, num_steps: int) -> frozenset[int]:
     """Return ``round(num_steps / ratio)`` steps at ``1 - (1 - u) ** shape``, u evenly spaced in [0, 1]."""
     count = max(2, min(num_steps, round(num_steps / ratio)))
@@ -148,13 +161,11 @@ class Timeline(Policy):
 
     def computed_steps(self, num_steps: int | None) -> frozenset[int]:
         """Return the computed step indices at `num_steps` (the tuned count when None), partial ones too."""
-        count = num_steps or self.steps
-        return timeline_steps(self.positions, count) | self.partial_steps(count)
+        return _timeline_schedule(self.positions, self.partial, num_steps or self.steps)[0]
 
     def partial_steps(self, num_steps: int | None) -> frozenset[int]:
         """Return the partial step indices at `num_steps` (a step that is also a full one is full)."""
-        count = num_steps or self.steps
-        return timeline_steps(self.partial, count) - timeline_steps(self.positions, count)
+        return _timeline_schedule(self.positions, self.partial, num_steps or self.steps)[1]
 
     def decide(self, step: int, num_steps: int | None, run_length: int) -> Decision:
         """Compute the steps of the schedule at this step count; forecast the rest."""

@@ -5,8 +5,8 @@ forecache``). Each sees the engine only as an `Engine`:
 
 - `StackBlockHook` on a block after the probes (`forecache.accel.targets.stack.attach_stack`): at
   computed steps the block runs and its `BlockRole` records what it needs; at forecast and partial
-  steps the role decides what the block returns. The stack's first block (its head) lets the engine settle
-  a probed step and the target see the stack's input;
+  steps the role decides what the block returns. The stack's first block (its head) lets the
+  engine settle a probed step and the target see the stack's input;
 - `ModuleHook` on a cached sub-module (the ``"modules"`` target) returns its forecast; `SkipHook`
   on a sub-module that only feeds cached ones returns zeros.
 """
