@@ -9,7 +9,8 @@ On the held-out prompts (colour-shape pairs training never showed), seeds 0..N-1
    changed and the same seed generated again; a try succeeds when the judge reads the new colour on
    that object's cell, or the object on its new cell and its old cell empty;
 3. `forecache.tune` on the first 4 calibration prompts (seeds from 100000) for 10x at 50 steps and
-   6x at 28 (``--ratio R``: R at both), and `TimelineConfig()` at both: linear-layer FLOPs ratio,
+   6x at 28 (``--ratio R``: R at both), and `TimelineConfig()` and ``TimelineConfig(lead=2,
+   order=0)`` (the second step computed too, reuse) at both: linear-layer FLOPs ratio,
    PSNR against full compute (pooled mean and the worst sample), adherence, and the calibration
    PSNR beside the held-out one:
    the tuner's own (its 4 samples) and on as many samples of the calibration prompts as held-out
@@ -113,7 +114,10 @@ def main() -> None:
                 print(f"word test ({kind}): {np.mean(values):.4f} of {len(values)} tries", flush=True)
             total = hits["colour"] + hits["position"]
             print(f"word test (all): {np.mean(total):.4f} of {len(total)} tries", flush=True)
-        rows: list[tuple[str, Any, float | None]] = [("TimelineConfig()", forecache.TimelineConfig(), None)]
+        rows: list[tuple[str, Any, float | None]] = [
+            ("TimelineConfig()", forecache.TimelineConfig(), None),
+            ("TimelineConfig(lead=2, order=0)", forecache.TimelineConfig(lead=2, order=0), None),
+        ]
         result, tuned_s = None, 0.0
         if not args.no_tune:
             call = {

@@ -1,6 +1,6 @@
 """Which untuned schedule holds on every reference model: the evidence behind `TimelineConfig`'s default.
 
-    python benchmarks/timeline_default.py [--steps 28 50] [--ratios 3 4 5] [--models scenes ...]
+    python benchmarks/timeline_default.py [--steps 28 50] [--ratios 3 4 5] [--models scenes ...] [--set lead]
 
 For each model (default: scenes, flux-digits, dit-digits), step count and ratio of steps to computed
 steps (default 3, 4, 5), every candidate runs on the same 8 samples (scenes: the first 8 held-out
@@ -10,6 +10,10 @@ against full compute (pooled over the 8, and the worst sample). The candidates: 
 (``axis="noise"``) for shapes 0.7-1.2 with Taylor 1-2 and Hermite 1-2 (sigma 0.5). The table ranks
 them by the worst model's PSNR, since a default has to hold on the model the user has, not on
 average. About 6 minutes at 28 steps and 12 at 50 on one core.
+
+``--set lead``: the default against a lead step (``Shaped(lead=2)``: the second step computed
+too, in place of the spread's last) with reuse, Taylor 1 and shapes 0.8-1.2, and the default's
+spread with reuse (about 9 minutes for both step counts at 4 ratios).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 import torch
 
 import forecache
-from forecache.accel.forecasters import Hermite, Taylor
+from forecache.accel.forecasters import Hermite, Reuse, Taylor
 from forecache.accel.policies import Shaped
 from forecache.reference import REFERENCE_MODELS, load_reference
 
@@ -36,14 +40,29 @@ FORECASTERS = {
 }
 
 
+def _config(policy: Callable[[float], Any], forecaster: Any) -> Callable[[float], forecache.CacheConfig]:
+    return lambda ratio: forecache.CacheConfig(policy=policy(ratio), forecaster=forecaster, target="blocks")
+
+
+def lead_candidates() -> list[tuple[str, Callable[[float], forecache.CacheConfig]]]:
+    """The default (lead 1, shape 1, Taylor 1), its spread with reuse, and lead 2 variants."""
+    rows = []
+    for lead, shape, name, forecaster in [
+        (1, 1.0, "Taylor 1", Taylor(order=1)),
+        (1, 1.0, "Reuse", Reuse()),
+        (2, 1.0, "Reuse", Reuse()),
+        (2, 1.0, "Taylor 1", Taylor(order=1)),
+        (2, 0.8, "Reuse", Reuse()),
+        (2, 1.2, "Reuse", Reuse()),
+    ]:
+        policy = (lambda s, k: lambda r: Shaped(r, s, axis="noise", lead=k))(shape, lead)
+        rows.append((f"lead {lead}, shape {shape:g}, {name}", _config(policy, forecaster)))
+    return rows
+
+
 def candidates() -> list[tuple[str, Callable[[float], forecache.CacheConfig]]]:
     """The former default, then the noise-axis shapes x forecasters."""
-
-    def config(policy: Callable[[float], Any], forecaster: Any) -> Callable[[float], forecache.CacheConfig]:
-        return lambda ratio: forecache.CacheConfig(
-            policy=policy(ratio), forecaster=forecaster, target="blocks"
-        )
-
+    config = _config
     rows = [
         ("step axis, shape 1.3, Taylor 2 (former default)", config(lambda r: Shaped(r, 1.3), Taylor(order=2)))
     ]
@@ -53,7 +72,12 @@ def candidates() -> list[tuple[str, Callable[[float], forecache.CacheConfig]]]:
     return rows
 
 
-def scores(model: str, steps: int, ratios: list[float]) -> dict[tuple[str, float], tuple[float, float]]:
+SETS = {"noise": candidates, "lead": lead_candidates}
+
+
+def scores(
+    model: str, steps: int, ratios: list[float], rows: Callable[[], list[tuple[str, Any]]] = candidates
+) -> dict[tuple[str, float], tuple[float, float]]:
     """Pooled and worst-sample PSNR of every candidate at every ratio on one model."""
     pipe = load_reference(model)
     pipe.set_progress_bar_config(disable=True)
@@ -69,7 +93,7 @@ def scores(model: str, steps: int, ratios: list[float]) -> dict[tuple[str, float
 
     full = run()
     out = {}
-    for (label, make), ratio in itertools.product(candidates(), ratios):
+    for (label, make), ratio in itertools.product(rows(), ratios):
         with forecache.cached(pipe, make(ratio)):
             errors = ((run() - full) ** 2).reshape(SAMPLES, -1).mean(1)
         out[label, ratio] = (10 * np.log10(1 / errors.mean()), float(10 * np.log10(1 / errors.max())))
@@ -81,16 +105,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[28, 50])
     parser.add_argument("--ratios", type=float, nargs="+", default=[3.0, 4.0, 5.0])
     parser.add_argument("--models", nargs="+", default=["scenes", "flux-digits", "dit-digits"])
+    parser.add_argument("--set", choices=sorted(SETS), default="noise", help="the candidates (default noise)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    rows = SETS[args.set]
     for steps in args.steps:
-        table = {model: scores(model, steps, args.ratios) for model in args.models}
+        table = {model: scores(model, steps, args.ratios, rows) for model in args.models}
         for ratio in args.ratios:
             print(f"\n{steps} steps, {ratio:g}x: PSNR (worst sample), ranked by the worst model\n")
             print("| candidate | worst model | " + " | ".join(args.models) + " |")
             print("|---|---|" + "---|" * len(args.models))
-            rows = [(min(table[m][label, ratio][0] for m in args.models), label) for label, _ in candidates()]
-            for worst, label in sorted(rows, reverse=True):
+            ranked = [(min(table[m][label, ratio][0] for m in args.models), label) for label, _ in rows()]
+            for worst, label in sorted(ranked, reverse=True):
                 cells = " | ".join(
                     f"{table[m][label, ratio][0]:.1f} ({table[m][label, ratio][1]:.1f})" for m in args.models
                 )

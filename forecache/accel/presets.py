@@ -449,6 +449,7 @@ def TimelineConfig(
     target: str = "blocks",
     history_dtype: str = "auto",
     axis: str = "noise",
+    lead: int = 1,
 ) -> CacheConfig:
     """Return the measured default: computed steps spread over the noise levels, Taylor on the blocks.
 
@@ -471,6 +472,11 @@ def TimelineConfig(
         target: See `CacheConfig.target`. Default ``"blocks"``.
         history_dtype: See `CacheConfig.history_dtype`. Default ``"auto"``.
         axis: ``"noise"`` (default) or ``"step"`` (the normalised step index), see `Shaped`.
+        lead: The first steps always computed (>= 1), counted in the ratio. Default 1.
+            ``TimelineConfig(lead=2, order=0)`` (the second step computed too, reuse between
+            computed steps) is for models whose first output is no guide to the next steps: it
+            holds 40 dB at 5.5x and 28 steps on the scenes model where the default does not, and
+            loses 6-13 dB on the digit models (`Shaped`; BENCHMARKS.md, "A lead step").
 
     Returns:
         The `CacheConfig`: a `Shaped` policy, a `Taylor` forecaster.
@@ -478,7 +484,7 @@ def TimelineConfig(
     """
     check_float("TimelineConfig", "ratio", ratio, 1.0, 50.0)  # the preset's range: `Shaped` allows more
     return CacheConfig(
-        policy=Shaped(ratio=ratio, shape=shape, axis=axis),
+        policy=Shaped(ratio=ratio, shape=shape, axis=axis, lead=lead),
         forecaster=Taylor(order=order),
         target=target,
         history_dtype=history_dtype,

@@ -7,9 +7,9 @@ from diffusers import FlowMatchEulerDiscreteScheduler
 
 import forecache
 from forecache.accel.clock import ScheduleClock
-from forecache.accel.forecasters import Taylor
+from forecache.accel.forecasters import Reuse, Taylor
 from forecache.accel.policies import Decision, Shaped
-from forecache.accel.policies.timeline import shaped_levels
+from forecache.accel.policies.timeline import shaped_levels, shaped_steps
 from tests.fixtures.catalog import build_tiny
 
 
@@ -60,6 +60,23 @@ def test_a_shifted_schedule_gets_fewer_early_steps_at_the_same_ratio():
     assert computed(policy, schedule_levels(3.0, 3)) == [0, 1]
 
 
+def test_lead_steps_take_the_place_of_the_last_ones_at_the_same_count():
+    levels = schedule_levels(1.0, 28)
+    assert computed(Shaped(ratio=5.5, shape=1.0, axis="noise"), levels) == [0, 6, 11, 17, 22]
+    assert computed(Shaped(ratio=5.5, shape=1.0, axis="noise", lead=2), levels) == [0, 1, 6, 11, 17]
+    assert computed(Shaped(ratio=5.5, shape=1.0, axis="noise", lead=3), levels) == [0, 1, 2, 6, 11]
+    assert sorted(shaped_steps(5.5, 1.0, 28)) == [0, 7, 14, 20, 27]  # the step axis keeps the last step
+    assert sorted(shaped_steps(5.5, 1.0, 28, 2)) == [0, 1, 7, 14, 20]
+    assert computed(Shaped(ratio=2.0, axis="noise", lead=9), schedule_levels(1.0, 6)) == [0, 1, 2]
+    config = forecache.TimelineConfig(lead=2, order=0)
+    assert config.policy == Shaped(ratio=5.5, shape=1.0, axis="noise", lead=2)
+    assert config.forecaster == Taylor(order=0)
+    with pytest.raises(ValueError, match=r"Shaped: `lead` must be an int >= 1, got 0"):
+        Shaped(lead=0)
+    with pytest.raises(TypeError, match=r"Shaped: `lead` must be an int >= 1, got True"):
+        Shaped(lead=True)
+
+
 def test_the_step_axis_decides_as_before_with_or_without_levels():
     levels = schedule_levels(3.0, 50)
     policy = Shaped(ratio=5.5, shape=1.3)
@@ -69,13 +86,14 @@ def test_the_step_axis_decides_as_before_with_or_without_levels():
         Shaped(axis="sigma")
 
 
+@pytest.mark.parametrize("lead", [1, 2], ids=["lead-1", "lead-2"])
 @pytest.mark.parametrize("scheduler_given", [True, False], ids=["scheduler", "no-scheduler"])
-def test_the_engine_places_the_steps_on_the_schedule_it_follows(scheduler_given):
+def test_the_engine_places_the_steps_on_the_schedule_it_follows(scheduler_given, lead):
     tiny = build_tiny("FluxTransformer2DModel")
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
     scheduler.set_timesteps(sigmas=np.linspace(1.0, 1 / 20, 20).tolist())
     scheduler.set_begin_index(0)
-    policy = Shaped(ratio=4.0, shape=1.0, axis="noise")
+    policy = Shaped(ratio=4.0, shape=1.0, axis="noise", lead=lead)
     config = forecache.CacheConfig(policy=policy, forecaster=Taylor(order=1), target="blocks")
     inputs = tiny.make_inputs(1, torch.Generator().manual_seed(0))
     with forecache.cached(tiny.model, config, scheduler=scheduler if scheduler_given else None):
@@ -91,6 +109,7 @@ def test_the_engine_places_the_steps_on_the_schedule_it_follows(scheduler_given)
         expected = sorted(step for step in range(20) if policy.decide(step, None, 0) is Decision.COMPUTE)
     assert [i for i, c in enumerate(decisions) if c == "C"] == expected
     assert decisions.count("C") == (5 if scheduler_given else len(expected))
+    assert decisions[:lead] == "C" * lead and (lead == 2 or decisions[1] == "F")
 
 
 def test_a_config_file_keeps_the_axis(tmp_path):
@@ -98,6 +117,8 @@ def test_a_config_file_keeps_the_axis(tmp_path):
 
     config = forecache.CacheConfig(policy=Shaped(ratio=4.0, shape=0.9, axis="noise"), forecaster=Taylor())
     assert load_config(save_config(config, tmp_path / "noise.json")) == config
+    lead = forecache.CacheConfig(policy=Shaped(ratio=4.0, axis="noise", lead=2), forecaster=Reuse())
+    assert load_config(save_config(lead, tmp_path / "lead.json")) == lead
     earlier = tmp_path / "earlier.json"  # a file written before the axis existed
     earlier.write_text(
         '{"schema_version": 1, "methods": [{"method": "cache", "params": {"policy": '

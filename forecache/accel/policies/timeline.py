@@ -7,7 +7,7 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from forecache.accel._checks import check_choice, check_float, check_instance
+from forecache.accel._checks import check_choice, check_float, check_instance, check_int
 from forecache.accel.policies.base import Decision, Policy, register_policy
 
 __all__ = ["Shaped", "Timeline", "shaped_levels", "shaped_steps", "timeline_steps"]
@@ -33,25 +33,32 @@ def _timeline_schedule(
 
 
 @functools.cache
-def shaped_steps(ratio: float, shape: float, num_steps: int) -> frozenset[int]:
-    """Return ``round(num_steps / ratio)`` steps at ``1 - (1 - u) ** shape``, u evenly spaced in [0, 1]."""
+def shaped_steps(ratio: float, shape: float, num_steps: int, lead: int = 1) -> frozenset[int]:
+    """Return ``round(num_steps / ratio)`` steps at ``1 - (1 - u) ** shape``, u evenly spaced in [0, 1].
+
+    With ``lead > 1`` the first `lead` steps are computed and take the place of the spread's last ones.
+    """
     count = max(2, min(num_steps, round(num_steps / ratio)))
-    return frozenset(round((1 - (1 - i / (count - 1)) ** shape) * (num_steps - 1)) for i in range(count))
+    lead = min(lead, count)
+    spread = range(count) if lead == 1 else range(1, count - lead + 1)
+    positions = {round((1 - (1 - i / (count - 1)) ** shape) * (num_steps - 1)) for i in spread}
+    return frozenset(range(lead)) | positions
 
 
 @functools.cache
-def shaped_levels(ratio: float, shape: float, levels: tuple[float, ...]) -> frozenset[int]:
-    """Return the first step and ``round(len(levels) / ratio) - 1`` more, placed on the noise scale.
+def shaped_levels(ratio: float, shape: float, levels: tuple[float, ...], lead: int = 1) -> frozenset[int]:
+    """Return the first `lead` steps and ``round(len(levels) / ratio) - lead`` more, on the noise scale.
 
     For ``u = i / count`` (``i = 1, 2, ...``), the free step nearest to the noise level
     ``(1 - u) ** shape`` (`levels` as `Policy.decide_on` gives them, 1.0 first), so the count holds
     where a shifted schedule's last levels lie far apart. The last step is left to the forecast,
     which ends there on the smoothest stretch of the trajectory, and its compute is spent earlier.
+    Lead steps past the first take the place of the spread's last (lowest-noise) ones.
     """
     n = len(levels)
     count = max(2, min(n - 1, round(n / ratio)))
-    chosen = {0}
-    for i in range(1, count):
+    chosen = set(range(min(lead, count)))
+    for i in range(1, count - len(chosen) + 1):
         target = (1 - i / count) ** shape
         free = [k for k in range(1, n - 1) if k not in chosen]
         if not free:  # two or three steps: all but the last are computed
@@ -199,26 +206,36 @@ class Shaped(Policy):
     longer corrected by later steps, and fewer early, where the features change little between
     steps. What `forecache.TimelineConfig` uses.
 
+    ``lead = 2`` also computes the second step, in place of the spread's last: for a model whose
+    first output (from pure noise) is no guide to the next few steps, so that forecasting from it
+    spoils them. The scenes reference model is one (28 steps, 5.5x, 64 held-out prompts, with reuse:
+    40.6 dB against the default's 33.9), the digit models are not (they lose 6-13 dB: flux-digits
+    36.4 against 47.9 dB at 50 steps and 5x); see BENCHMARKS.md, "A lead step". A derivative across
+    the lead step is no guide either: use it with `Reuse` (Taylor order 0).
+
     Args:
         ratio: Steps over computed steps (> 1). Default 5.5.
         shape: Density exponent in (0, 10]. Default 1.3.
         axis: ``"step"`` (default) or ``"noise"``.
+        lead: The first steps always computed, counted in the ratio (>= 1). Default 1.
 
     """
 
     ratio: float = 5.5
     shape: float = 1.3
     axis: str = "step"
+    lead: int = 1
 
     def __post_init__(self) -> None:
         check_float("Shaped", "ratio", self.ratio, 1.0, 1000.0)
         check_float("Shaped", "shape", self.shape, 0.0, 10.0)
         check_choice("Shaped", "axis", self.axis, ("step", "noise"))
+        check_int("Shaped", "lead", self.lead, 1)
 
     def decide(self, step: int, num_steps: int | None, run_length: int) -> Decision:
         """Compute the shaped schedule's steps at this step count (50 when unknown); forecast the rest."""
         steps = num_steps or 50
-        if step >= steps or step in shaped_steps(self.ratio, self.shape, steps):
+        if step >= steps or step in shaped_steps(self.ratio, self.shape, steps, self.lead):
             return Decision.COMPUTE
         return Decision.FORECAST
 
@@ -226,6 +243,6 @@ class Shaped(Policy):
         """With ``axis="noise"``, place the computed steps on `levels`; else as `decide`."""
         if self.axis != "noise":
             return self.decide(step, len(levels), run_length)
-        if step >= len(levels) or step in shaped_levels(self.ratio, self.shape, levels):
+        if step >= len(levels) or step in shaped_levels(self.ratio, self.shape, levels, self.lead):
             return Decision.COMPUTE
         return Decision.FORECAST
