@@ -13,7 +13,7 @@ average. About 6 minutes at 28 steps and 12 at 50 on one core.
 
 ``--set lead``: the default against a lead step (``Shaped(lead=2)``: the second step computed
 too, in place of the spread's last) with reuse, Taylor 1 and shapes 0.8-1.2, and the default's
-spread with reuse (about 9 minutes for both step counts at 4 ratios).
+spread with reuse (about 2 minutes for both step counts at 4 ratios).
 """
 
 from __future__ import annotations
