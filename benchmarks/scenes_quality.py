@@ -1,6 +1,7 @@
 """Issue 19's acceptance on the scenes model: adherence, the word test, the tuner and TimelineConfig.
 
     python benchmarks/scenes_quality.py [--samples 128] [--word-tries 128] [--steps 50 28] [--no-tune]
+        [--images-per-prompt K] [--refine N]
 
 On the held-out prompts (colour-shape pairs training never showed), seeds 0..N-1, one torch thread:
 
@@ -9,13 +10,14 @@ On the held-out prompts (colour-shape pairs training never showed), seeds 0..N-1
    changed and the same seed generated again; a try succeeds when the judge reads the new colour on
    that object's cell, or the object on its new cell and its old cell empty;
 3. `forecache.tune` on the first 4 calibration prompts (seeds from 100000) for 10x at 50 steps and
-   6x at 28 (``--ratio R``: R at both), and `TimelineConfig()` and ``TimelineConfig(lead=2,
-   order=0)`` (the second step computed too, reuse) at both: linear-layer FLOPs ratio,
-   PSNR against full compute (pooled mean and the worst sample), adherence, and the calibration
-   PSNR beside the held-out one:
-   the tuner's own (its 4 samples) and on as many samples of the calibration prompts as held-out
-   ones (other seeds), which parts the prompts' share of the gap from the small sample's
-   (``--no-tune``: `TimelineConfig()` alone; ``--word-tries 0`` leaves out the word test);
+   6x at 28 (``--ratio R``: R at both; ``--images-per-prompt K``: K images of each prompt;
+   ``--refine N``: N rounds of refinement by real runs), and `TimelineConfig()` and
+   ``TimelineConfig(lead=2, order=0)`` (the second step computed too, reuse) at both:
+   linear-layer FLOPs ratio, PSNR against full compute (pooled mean and the worst sample),
+   adherence, and the calibration PSNR beside the held-out one: the tuner's own (on its samples)
+   and on as many samples of the calibration prompts as held-out ones (other seeds), which parts
+   the prompts' share of the gap from the small sample's (``--no-tune``: the `TimelineConfig`
+   rows alone; ``--word-tries 0`` leaves out the word test);
 4. ``--fewer K [K ...]``: the same prompts and seeds solved at full compute with K steps, PSNR
    against each step count's solve: how much a systematic change of the trajectory moves the
    samples (before the scenes model's bind stage, 14 of 28 steps left one sample at 12 dB).
@@ -75,6 +77,12 @@ def main() -> None:
         default=None,
         help="tune for this ratio at every step count (default: 10x at 50, 6x at 28)",
     )
+    parser.add_argument(
+        "--images-per-prompt", type=int, default=1, help="the tuner's images of each calibration prompt"
+    )
+    parser.add_argument(
+        "--refine", type=int, default=0, help="the tuner's rounds of refinement by real runs (default 0)"
+    )
     parser.add_argument("--fewer", type=int, nargs="*", default=[], help="full-compute solves with K steps")
     parser.add_argument(
         "--no-tune", action="store_true", help="leave out forecache.tune: TimelineConfig only"
@@ -123,11 +131,14 @@ def main() -> None:
             call = {
                 "prompt": calibration,
                 "num_inference_steps": steps,
+                "num_images_per_prompt": args.images_per_prompt,
                 **REFERENCE_MODELS["scenes"].call_defaults,
             }
             started = time.perf_counter()
             goal = args.ratio or GOALS.get(steps, 6.0)
-            result = forecache.tune(pipe, call, ratio=goal, seed=CALIBRATION_SEED, progress=False)
+            result = forecache.tune(
+                pipe, call, ratio=goal, seed=CALIBRATION_SEED, progress=False, refine=args.refine
+            )
             tuned_s = time.perf_counter() - started
             rows.insert(0, (f"tuned for {goal:g}x", result.config, result.chosen.psnr_db))
         # the calibration prompts on as many samples as the held-out figure (other seeds than the

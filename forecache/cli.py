@@ -4,7 +4,7 @@ Subcommands::
 
     forecache bench  [--model M] [--methods SPEC ...] [--match 2,3,4,5|none] [--out DIR] [--resume DIR] ...
     forecache sweep  --preset taylorseer --grid interval=2:8 order=0:3 [--out DIR] ...
-    forecache tune   [--model M] (--ratio R | --budget-db D) [--steps N] [--calibration K] [--out DIR] ...
+    forecache tune   [--model M] (--ratio R | --budget-db D) [--steps N] [--calibration K] [--refine N] ...
     forecache models [--model M]
     forecache profile --arch flux-dev [--size tiny|full] [--height H --width W --frames F] ...
 
@@ -216,6 +216,18 @@ def _add_tune(sub: Any) -> None:
         action="store_true",
         help="with --ratio: whole steps only (no partial step spending the budget between step counts)",
     )
+    tune.add_argument(
+        "--images-per-prompt",
+        type=int,
+        default=1,
+        help="text-to-image: images of each calibration prompt (num_images_per_prompt; default 1)",
+    )
+    tune.add_argument(
+        "--refine",
+        type=int,
+        default=0,
+        help="rounds of moving each computed step by real runs (default 0; worth it on >= 16 samples)",
+    )
     tune.add_argument("--seed", type=int, default=0, help="seed of the calibration call (default 0)")
     tune.add_argument("--device", default="cpu", help="torch device (default cpu)")
     tune.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
@@ -247,6 +259,16 @@ def _tune(args: argparse.Namespace) -> int:
         call["batch_size"] = args.calibration
     else:
         call["class_labels" if isinstance(conditions[0], int) else "prompt"] = conditions
+    per_prompt = args.images_per_prompt
+    if isinstance(per_prompt, bool) or per_prompt < 1:
+        raise ValueError(f"`images_per_prompt` must be an int >= 1, got {per_prompt!r}")
+    if per_prompt > 1:
+        if "prompt" not in call:
+            raise ValueError(
+                f"`images_per_prompt` needs a text-to-image pipeline (prompts), got {per_prompt!r} for "
+                f"{type(pipe).__name__}"
+            )
+        call["num_images_per_prompt"] = per_prompt
     threads = (
         1 if args.device == "cpu" and (args.model is None or not Path(str(args.model)).is_dir()) else None
     )
@@ -261,6 +283,7 @@ def _tune(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             frames=args.frame_score,
             partial=not args.no_partial,
+            refine=args.refine,
         )
     out = Path(args.out or str(Path("forecache-tune") / datetime.now().strftime("%Y%m%d-%H%M%S")))
     config_path = result.save(out / "tuned.json")
@@ -271,7 +294,7 @@ def _tune(args: argparse.Namespace) -> int:
         print(
             f"forecache tune: {component + ': ' if component else ''}{chosen.forecaster!r} on "
             f"{chosen.described} of {part.steps} steps, {chosen.ratio:.2f}x, {chosen.psnr_db:.2f} dB "
-            f"against full compute on {args.calibration} calibration samples"
+            f"against full compute on {args.calibration * per_prompt} calibration samples"
         )
     if result.experts:
         print(f"forecache tune: the experts together: {result.ratio:.2f}x, {result.psnr_db:.2f} dB")

@@ -3,8 +3,9 @@
 The package behind the function `forecache.tune(pipe, call_kwargs, ratio=...)` (or
 ``budget_db=...``): `tuner` (the function), `record` (the recording target), `offline` (the
 schedule search), `search` (one transformer's search and verification; two experts combined),
-`frames` (videos scored frame by frame), `result` (what it returns, its report and plot) and
-`flops` (the one FLOPs counter, which the harness measures every method with).
+`partial` (partial steps between whole step counts), `refine` (moving the chosen steps by real
+runs), `frames` (videos scored frame by frame), `result` (what it returns, its report and plot)
+and `flops` (the one FLOPs counter, which the harness measures every method with).
 """
 
 from forecache.calibrate.tuner import DEFAULT_FORECASTERS, Candidate, TuneResult, tune

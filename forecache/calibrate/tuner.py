@@ -8,7 +8,8 @@
 3. Verify: the best few are run for real on the calibration calls, cached, against the recorded
    full-compute outputs (paired PSNR over all values), and the best verified one is kept. When
    the ratio leaves part of a step unused, schedules with one partial step (all blocks but a span
-   run; `forecache.calibrate.partial`) are verified too.
+   run; `forecache.calibrate.partial`) are verified too. Asked to, the chosen schedule is refined
+   by real runs, each computed step moved a little (`forecache.calibrate.refine`).
 4. Write: a `CacheConfig` whose `Timeline` policy holds the schedule on the normalised timeline,
    so it transfers to other step counts; a config file for `apply`, ``bench --config`` and the
    notebook; a report of everything tried and a plot of the schedule over the per-step error.
@@ -187,6 +188,7 @@ def tune(
     progress: bool = True,
     frames: Frames = "pooled",
     partial: bool = True,
+    refine: int = 0,
 ) -> TuneResult:
     """Find the schedule and forecaster for this model, for a compute ratio or a quality budget.
 
@@ -220,6 +222,12 @@ def tune(
             runs all but a span of the blocks: which step, then which span, by real runs (at most
             ``2 * trials + 2 * computed steps`` more). Default True. The PSNR budget's bisection
             uses whole steps only.
+        refine: Rounds of refinement by real runs (`forecache.calibrate.refine`): each computed
+            step but the first of the chosen schedule (with a partial step: of its base) moves by
+            up to 3 steps, kept when the verified PSNR rises by more than 0.05 dB; at most
+            ``6 * (computed steps - 1)`` runs a round, until no step moves. Worth it on 16 samples
+            or more (4 prompts with ``num_images_per_prompt=4``): on the scenes model +1.0 dB on
+            held-out prompts at 10x and 50 steps; on 4 samples it fits them. Default 0 (none).
 
     Returns:
         The `TuneResult`: its `config` is ready for `forecache.apply`; `save`, `report`, `plot`.
@@ -245,6 +253,8 @@ def tune(
         raise ValueError(f"tune: `target` must be one of ['blocks'], got {target!r}")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"tune: `trials` must be an int >= 1, got {trials!r}")
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise ValueError(f"tune: `refine` must be an int >= 0, got {refine!r}")
     check_frames(frames)
     from tqdm.auto import tqdm
 
@@ -274,6 +284,7 @@ def tune(
         ratio=ratio,
         budget_db=budget_db,
         partial=partial,
+        refine=refine,
     )
     if len(experts) == 1:
         return search.run(experts[0], pipe)

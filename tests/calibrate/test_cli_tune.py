@@ -70,3 +70,26 @@ def test_tune_needs_a_goal(capsys):
     with pytest.raises(SystemExit):
         cli.main(["tune", "--steps", "12"])
     assert "one of the arguments --ratio --budget-db is required" in capsys.readouterr().err
+
+
+def test_tune_refines_on_several_images_per_prompt(tmp_path, capsys):
+    out = tmp_path / "refined"
+    code = cli.main(
+        ["tune", "--model", "scenes", "--ratio", "3", "--steps", "12", "--calibration", "2",
+         "--images-per-prompt", "2", "--trials", "2", "--no-partial", "--refine", "1", "--no-progress",
+         "--out", str(out)]
+    )  # fmt: skip
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "against full compute on 4 calibration samples" in printed.out
+    report = (out / "tune-report.md").read_text()
+    assert "+ refined" in report and "refined on 4 sample(s)" in report
+    assert load_config(out / "tuned.json").policy.steps == 12
+
+
+def test_images_per_prompt_needs_prompts(tmp_path, capsys):
+    code = cli.main(
+        ["tune", "--ratio", "3", "--steps", "12", "--images-per-prompt", "2", "--out", str(tmp_path)]
+    )
+    assert code != 0
+    assert "`images_per_prompt` needs a text-to-image pipeline (prompts), got 2" in capsys.readouterr().err

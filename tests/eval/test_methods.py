@@ -191,5 +191,12 @@ def test_the_tuner_method_still_reads_its_former_field_verify():
         "calibration": 4,
         "trials": 3,
         "partial": True,
+        "refine": 0,
     }
     assert parse_method("tuned:ratio=6,trials=2").params["trials"] == 2
+
+
+def test_the_tuner_method_takes_refine_rounds():
+    assert parse_method("tuned:ratio=6,refine=2").params["refine"] == 2
+    with pytest.raises(ValueError, match=r"tuned: `refine` must be an int >= 0, got -1"):
+        parse_method("tuned:refine=-1")

@@ -82,7 +82,7 @@ class Preset(Method):
         return _applied(cache_target, spec.config, scheduler)
 
 
-_TUNED_FIELDS = {"ratio": 4.0, "calibration": 4, "trials": 6, "partial": True}
+_TUNED_FIELDS = {"ratio": 4.0, "calibration": 4, "trials": 6, "partial": True, "refine": 0}
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class Tuned(Method):
     """
 
     def build(self, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-        """Validate ``ratio`` > 1, ``calibration`` and ``trials`` ints >= 1, ``partial`` a bool.
+        """Validate ``ratio`` > 1, ``calibration``, ``trials`` ints >= 1, ``partial`` a bool, ``refine`` >= 0.
 
         Missing fields get their defaults.
 
@@ -110,6 +110,9 @@ class Tuned(Method):
                 raise ValueError(f"tuned: `{key}` must be an int >= 1, got {value!r}")
         if not isinstance(params["partial"], bool):
             raise ValueError(f"tuned: `partial` must be true or false, got {params['partial']!r}")
+        refine = params["refine"]
+        if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+            raise ValueError(f"tuned: `refine` must be an int >= 0, got {refine!r}")
         return {**params, "ratio": float(ratio)}, None
 
     def attach(
@@ -128,7 +131,7 @@ def _tune(spec: MethodSpec, pipe: Any, run: MethodRun) -> Any:
             "tuned: this run has no calibration samples (a pipeline and its call arguments are needed)"
         )
     params = spec.params
-    key = f"tuned:{params['ratio']:g}:{params['calibration']}:{params['trials']}:{params['partial']}"
+    key = "tuned:" + ":".join(str(params[name]) for name in _TUNED_FIELDS)
     result = run.memo.get(key)
     if result is None:
         result = run.memo[key] = forecache.tune(
@@ -137,6 +140,7 @@ def _tune(spec: MethodSpec, pipe: Any, run: MethodRun) -> Any:
             ratio=params["ratio"],
             trials=params["trials"],
             partial=params["partial"],
+            refine=params["refine"],
             seed=TUNE_SEED,
             progress=False,
         )
