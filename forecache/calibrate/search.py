@@ -217,17 +217,20 @@ class Search:
             count = len(candidate.computed)
             widest = max(gap, math.ceil(n / count) + 1)
             best = candidate
+            runs = {tuple(candidate.computed): candidate}  # a schedule met again is not run again
             for _ in range(self.refine):
                 start = best
                 for position in range(1, count):
                     tried = []
                     for schedule in moves(best.computed, position, n, widest):
-                        cost = schedule_cost(trajectory, best.forecaster, schedule, ranking)
-                        moved = Candidate(
-                            schedule, best.forecaster, f"{candidate.source} + refined", cost, best.ratio
-                        )
-                        run(moved, bar)
-                        tried.append(moved)
+                        if tuple(schedule) not in runs:
+                            cost = schedule_cost(trajectory, best.forecaster, schedule, ranking)
+                            moved = Candidate(
+                                schedule, best.forecaster, f"{candidate.source} + refined", cost, best.ratio
+                            )
+                            run(moved, bar)
+                            runs[tuple(schedule)] = moved
+                        tried.append(runs[tuple(schedule)])
                     top = _best(tried)
                     if top is not None and _verified(top) > _verified(best) + MIN_GAIN_DB:
                         best = top
