@@ -1,25 +1,15 @@
 """Refining the tuned schedule by real runs (`forecache.tune(..., refine=N)`): the moves, what it keeps."""
 
 import pytest
-import torch
 
 import forecache
 from forecache.calibrate.frames import frame_psnr
 from forecache.calibrate.refine import MIN_GAIN_DB, REACH, moves
 from forecache.calibrate.search import output
 from forecache.calibrate.tuner import _calls
-from forecache.reference import load_reference
 
 STEPS = 20
 CALL = {"class_labels": [3, 7], "num_inference_steps": STEPS}
-
-
-@pytest.fixture(scope="module")
-def flux():
-    torch.set_num_threads(1)
-    pipe = load_reference("flux-digits")
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def test_moves_shift_one_step_nearest_first_and_keep_the_schedule_valid():

@@ -13,18 +13,9 @@ from forecache.calibrate.offline import schedule_cost, step_weights
 from forecache.calibrate.search import output as _output
 from forecache.calibrate.tuner import _calls, _record
 from forecache.configfile import load_config
-from forecache.reference import load_reference
 
 STEPS = 20
 CALL = {"class_labels": [3, 7], "num_inference_steps": STEPS}
-
-
-@pytest.fixture(scope="module")
-def flux():
-    torch.set_num_threads(1)
-    pipe = load_reference("flux-digits")
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 @pytest.fixture(scope="module")
