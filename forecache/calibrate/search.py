@@ -166,9 +166,12 @@ class Search:
             "" if applied is not None and not isinstance(applied, torch.nn.Module) else f" {expert.component}"
         )
 
-        def candidates_at(count: int) -> list[Candidate]:
+        def widest_for(count: int) -> int:
             # a gap wide enough for `count` computed steps to cover the trajectory
-            widest = max(gap, math.ceil(n / count) + 1)
+            return max(gap, math.ceil(n / count) + 1)
+
+        def candidates_at(count: int) -> list[Candidate]:
+            widest = widest_for(count)
             found: dict[tuple[tuple[int, ...], str], Candidate] = {}
             for searcher in _SEARCHERS:
                 table_key = (str(searcher), widest)
@@ -215,23 +218,24 @@ class Search:
         def refined(candidate: Candidate, bar: Any) -> Candidate:
             # coordinate descent by real runs (`forecache.calibrate.refine`), `self.refine` rounds at most
             count = len(candidate.computed)
-            widest = max(gap, math.ceil(n / count) + 1)
+            widest = widest_for(count)
             best = candidate
-            runs = {tuple(candidate.computed): candidate}  # a schedule met again is not run again
+            seen = {tuple(candidate.computed): candidate}  # a schedule met again is not run again
+
+            def verified(schedule: list[int]) -> Candidate:
+                if tuple(schedule) not in seen:
+                    cost = schedule_cost(trajectory, candidate.forecaster, schedule, ranking)
+                    moved = Candidate(
+                        schedule, candidate.forecaster, f"{candidate.source} + refined", cost, candidate.ratio
+                    )
+                    run(moved, bar)
+                    seen[tuple(schedule)] = moved
+                return seen[tuple(schedule)]
+
             for _ in range(self.refine):
                 start = best
                 for position in range(1, count):
-                    tried = []
-                    for schedule in moves(best.computed, position, n, widest):
-                        if tuple(schedule) not in runs:
-                            cost = schedule_cost(trajectory, best.forecaster, schedule, ranking)
-                            moved = Candidate(
-                                schedule, best.forecaster, f"{candidate.source} + refined", cost, best.ratio
-                            )
-                            run(moved, bar)
-                            runs[tuple(schedule)] = moved
-                        tried.append(runs[tuple(schedule)])
-                    top = _best(tried)
+                    top = _best([verified(s) for s in moves(best.computed, position, n, widest)])
                     if top is not None and _verified(top) > _verified(best) + MIN_GAIN_DB:
                         best = top
                 if best is start:
