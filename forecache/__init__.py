@@ -18,7 +18,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from forecache.accel.config import CacheConfig
-from forecache.accel.forecasters import DMD, AdamsBashforth, FoCa, Hermite, Reuse, Taylor, register_forecaster
+from forecache.accel.forecasters import (
+    DMD,
+    AdamsBashforth,
+    Damped,
+    FoCa,
+    Hermite,
+    Reuse,
+    Taylor,
+    register_forecaster,
+)
 from forecache.accel.policies import (
     ConfidenceGate,
     Interval,
@@ -82,6 +91,7 @@ __all__ = [
     "ConfidenceGate",
     "ConfidenceGateConfig",
     "ContextStats",
+    "Damped",
     "FoCa",
     "Hermite",
     "Interval",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from forecache.accel.forecasters import DMD, FoCa, Guard, Hermite, Taylor, make_history
+from forecache.accel.forecasters import DMD, Damped, FoCa, Guard, Hermite, Taylor, make_history
 from forecache.accel.forecasters.dmd import dmd_coefficients, dmd_fit
 from forecache.accel.forecasters.foca import foca_weights
 from forecache.accel.forecasters.hermite import hermite_polynomial, hermite_weights
@@ -282,7 +282,11 @@ def forecasts_with_backend(spec, backend, monkeypatch):
     return torch.stack(outputs), guard.counter(torch.device("cpu")).clone()
 
 
-@pytest.mark.parametrize("spec", [FoCa(), Hermite(order=2, sigma=0.6), DMD()], ids=["foca", "hermite", "dmd"])
+@pytest.mark.parametrize(
+    "spec",
+    [FoCa(), Hermite(order=2, sigma=0.6), DMD(), Damped((0.0, 0.3, 0.8))],
+    ids=["foca", "hermite", "dmd", "damped"],
+)
 def test_triton_and_torch_paths_agree_bitwise(spec, monkeypatch):
     from forecache.kernels.dispatch import triton_available
 

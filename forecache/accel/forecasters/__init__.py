@@ -21,6 +21,7 @@ from forecache.accel.forecasters.base import (
     make_history,
     register_forecaster,
 )
+from forecache.accel.forecasters.damped import Damped
 from forecache.accel.forecasters.dmd import DMD
 from forecache.accel.forecasters.foca import FoCa
 from forecache.accel.forecasters.hermite import Hermite
@@ -33,6 +34,7 @@ __all__ = [
     "FORECASTERS",
     "AdamsBashforth",
     "Coordinate",
+    "Damped",
     "FoCa",
     "Forecaster",
     "Guard",
