@@ -1,6 +1,7 @@
 """Issue 14's acceptance on the shipped reference models: what `forecache.tune` and the presets reach.
 
     python benchmarks/tune_reference.py [--models flux-digits flux-digits-deep dit-digits] [--held-out 20]
+        [--no-damp]
 
 For each model: `forecache.tune` on 4 calibration samples (seeds apart from the held-out ones) for
 8x (FLUX-architecture models) or 6x (dit-digits), at 50 and at 28 steps; each tuned config then
@@ -9,7 +10,8 @@ runs on 20 held-out samples at its step count, and the 50-step one also at 28 st
 ratio); `TimelineConfig()` (the preset, no tuning) runs on the same samples. PSNR is paired
 against full compute over all pixels of the decoded images; the compute ratio is the
 linear-layer FLOPs of full compute over the method's (`forecache.calibrate.flops`), stem and head
-included. One torch thread.
+included. One torch thread. ``--no-damp``: the tuner keeps its chosen forecaster (no slope damping
+fitted to each stretch, `forecache.calibrate.damping`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(GOALS))
     parser.add_argument("--held-out", type=int, default=20)
     parser.add_argument("--calibration", type=int, default=4)
+    parser.add_argument("--no-damp", action="store_true", help="tune without the fitted slope damping")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print("| model | method | steps | ratio (FLOPs) | PSNR held-out | PSNR calibration |")
@@ -62,7 +65,12 @@ def main() -> None:
             start = time.perf_counter()
             calibration = {"class_labels": list(range(args.calibration)), "num_inference_steps": steps}
             result = forecache.tune(
-                pipe, calibration, ratio=GOALS[name], seed=CALIBRATION_SEED, progress=False
+                pipe,
+                calibration,
+                ratio=GOALS[name],
+                seed=CALIBRATION_SEED,
+                progress=False,
+                damp=not args.no_damp,
             )
             tuned[steps] = (result, time.perf_counter() - start)
         for steps in (50, 28):

@@ -4,7 +4,8 @@ Subcommands::
 
     forecache bench  [--model M] [--methods SPEC ...] [--match 2,3,4,5|none] [--out DIR] [--resume DIR] ...
     forecache sweep  --preset taylorseer --grid interval=2:8 order=0:3 [--out DIR] ...
-    forecache tune   [--model M] (--ratio R | --budget-db D) [--steps N] [--calibration K] [--refine N] ...
+    forecache tune   [--model M] (--ratio R | --budget-db D) [--steps N] [--calibration K] [--refine N]
+                     [--no-damp] ...
     forecache models [--model M]
     forecache profile --arch flux-dev [--size tiny|full] [--height H --width W --frames F] ...
 
@@ -228,6 +229,11 @@ def _add_tune(sub: Any) -> None:
         default=0,
         help="rounds of moving each computed step by real runs (default 0; worth it on >= 16 samples)",
     )
+    tune.add_argument(
+        "--no-damp",
+        action="store_true",
+        help="keep the chosen forecaster (no slope damping fitted to each stretch and run for real)",
+    )
     tune.add_argument("--seed", type=int, default=0, help="seed of the calibration call (default 0)")
     tune.add_argument("--device", default="cpu", help="torch device (default cpu)")
     tune.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
@@ -284,6 +290,7 @@ def _tune(args: argparse.Namespace) -> int:
             frames=args.frame_score,
             partial=not args.no_partial,
             refine=args.refine,
+            damp=not args.no_damp,
         )
     out = Path(args.out or str(Path("forecache-tune") / datetime.now().strftime("%Y%m%d-%H%M%S")))
     config_path = result.save(out / "tuned.json")

@@ -245,7 +245,7 @@ def step_costs(trajectory: Trajectory, forecaster: Forecaster, computed: Sequenc
         if position == 0:
             costs[j] = np.inf
             continue
-        keep = np.array(done[:position][-8:])  # no built-in forecaster looks further back than 8 points
+        keep = np.array(done[:position])  # every point: `Damped` counts its computed steps
         w = forecast_weights(forecaster, x[keep], [x[j]])
         costs[j] = _quadratic(trajectory.gram, keep, w, np.array([j]))[0]
     return costs

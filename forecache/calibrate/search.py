@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from forecache.accel.forecasters import AdamsBashforth, Forecaster, Reuse, Taylor
+from forecache.accel.forecasters import AdamsBashforth, Damped, Forecaster, Reuse, Taylor
+from forecache.calibrate.damping import DAMPING_SCALES, fit_damping
 from forecache.calibrate.frames import Frames, frame_psnr
 from forecache.calibrate.offline import (
     Trajectory,
@@ -139,6 +140,7 @@ class Search:
     budget_db: float | None = None
     partial: bool = True
     refine: int = 0
+    damp: bool = True
 
     @property
     def scored(self) -> str:
@@ -242,6 +244,34 @@ class Search:
                     break
             return best
 
+        def damped(candidate: Candidate, bar: Any) -> Candidate:
+            # the chosen schedule with each stretch's slope damping fitted offline and scaled down
+            # (`forecache.calibrate.damping`), each scale run for real; the best kept when it gains
+            # more than MIN_GAIN_DB
+            done = sorted(candidate.computed + candidate.partial)
+            if not self.damp or len(done) < 2 or len(done) == n:
+                return candidate
+            fitted = fit_damping(trajectory, done, ranking, candidate.forecaster.coordinate)
+            tried = []
+            for scale in DAMPING_SCALES:
+                forecaster = Damped(
+                    tuple(round(scale * d, 4) for d in fitted), candidate.forecaster.coordinate
+                )
+                tried.append(
+                    dataclasses.replace(
+                        candidate,
+                        forecaster=forecaster,
+                        source=f"{candidate.source} + damped x{scale:g}",
+                        offline_cost=schedule_cost(trajectory, forecaster, done, ranking),
+                        psnr_db=None,
+                    )
+                )
+                run(tried[-1], bar)
+            top = _best(tried)
+            return (
+                top if top is not None and _verified(top) > _verified(candidate) + MIN_GAIN_DB else candidate
+            )
+
         def with_partial(count: int, spans: list[tuple[int, int]], bar: Any) -> list[Candidate]:
             # the next count's schedule as the tuner would choose it (verified, over the ratio, refined
             # if asked), then one of its steps partial: which step with a span in the middle of the
@@ -297,7 +327,12 @@ class Search:
             if self.partial and expert.blocks and count + 1 < n:
                 spans = spans_for(expert.blocks, saving_needed(n, count, full, skip, ratio))
             refining = self.refine * 2 * REACH * (count if spans else count - 1)  # at most
-            runs = self.trials + (2 * self.trials + 2 * count if spans else 0) + refining
+            runs = (
+                self.trials
+                + (2 * self.trials + 2 * count if spans else 0)
+                + refining
+                + len(DAMPING_SCALES) * self.damp
+            )
             with tqdm(total=runs * len(calls), desc=desc, disable=not self.progress, unit="call") as bar:
                 chosen, ranked = best_verified(count, bar)
                 if spans:
@@ -305,6 +340,8 @@ class Search:
                     chosen = _best([*whole, *with_partial(count, spans, bar)])
                 elif chosen is not None:
                     chosen = refined(chosen, bar)
+                if chosen is not None:
+                    chosen = damped(chosen, bar)
             goal = f"compute ratio >= {ratio:g}x" + self.scored
             if _ratio(n, count, full, skip) < ratio:
                 reached = _ratio(n, count, full, skip)
@@ -327,6 +364,9 @@ class Search:
                 if best is not None and self.refine:
                     bar.total += self.refine * 2 * REACH * (len(best[0].computed) - 1) * len(calls)
                     best = (refined(best[0], bar), best[1])
+                if best is not None and self.damp:
+                    bar.total += len(DAMPING_SCALES) * len(calls)
+                    best = (damped(best[0], bar), best[1])
             if best is None:
                 notes.append(f"no schedule reached {budget:g} dB: full compute returned")
                 full_steps = list(range(n))

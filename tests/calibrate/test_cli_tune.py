@@ -35,16 +35,19 @@ def test_forecache_tune_writes_a_config_bench_reads(tmp_path, capsys):
     rows = json.loads((bench_out / "results.json").read_text())["methods"]
     (row,) = [r for r in rows if r["method"] == "cache"]
     assert row["status"] == "ok" and row["compute_ratio"] >= 3.0 * 0.9
-    # 12 steps at 3x leave most of a step unused: partial steps are tried unless --no-partial
-    assert "+ partial step" in (out / "tune-report.md").read_text()
+    # 12 steps at 3x leave most of a step unused: partial steps are tried unless --no-partial; the
+    # fitted slope dampings are run at their 3 scales unless --no-damp
+    report = (out / "tune-report.md").read_text()
+    assert "+ partial step" in report and report.count("+ damped x") == 3
     whole = tmp_path / "whole"
     code = cli.main(
         ["tune", "--ratio", "3", "--steps", "12", "--calibration", "2", "--trials", "2", "--no-partial",
-         "--no-progress", "--out", str(whole)]
+         "--no-damp", "--no-progress", "--out", str(whole)]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
     assert load_config(whole / "tuned.json").policy.partial == ()
-    assert "partial step" not in (whole / "tune-report.md").read_text()
+    report = (whole / "tune-report.md").read_text()
+    assert "partial step" not in report and "damped" not in report
 
 
 def test_tuned_method_in_bench_calibrates_apart_from_the_benchmark_seeds(tmp_path, capsys):
@@ -60,10 +63,11 @@ def test_tuned_method_in_bench_calibrates_apart_from_the_benchmark_seeds(tmp_pat
         assert row["status"] == "ok", row["error"]
         assert row["info"]["tuned"]["ratio"] >= 3.0 and row["compute_ratio"] >= 3.0 * 0.9
     # whole steps: the 2 trials; with partial steps (12 steps, 3x leaves a third of a step unused) the
-    # next count's 2 trials, each of its 3 later steps partial, up to 2 more spans, the steps again
-    assert whole["info"]["tuned"]["candidates_verified"] == 2
+    # next count's 2 trials, each of its 3 later steps partial, up to 2 more spans, the steps again;
+    # then the fitted slope dampings at their 3 scales
+    assert whole["info"]["tuned"]["candidates_verified"] == 2 + 3
     assert whole["info"]["tuned"]["partial_steps"] == [] and partial["info"]["tuned"]["partial_steps"]
-    assert 2 + 2 + 3 <= partial["info"]["tuned"]["candidates_verified"] <= 2 + 2 + 3 + 2 + 2
+    assert 2 + 2 + 3 + 3 <= partial["info"]["tuned"]["candidates_verified"] <= 2 + 2 + 3 + 2 + 2 + 3
 
 
 def test_tune_needs_a_goal(capsys):
