@@ -192,6 +192,7 @@ def test_the_tuner_method_still_reads_its_former_field_verify():
         "trials": 3,
         "partial": True,
         "refine": 0,
+        "damp": True,
     }
     assert parse_method("tuned:ratio=6,trials=2").params["trials"] == 2
 
@@ -200,3 +201,9 @@ def test_the_tuner_method_takes_refine_rounds():
     assert parse_method("tuned:ratio=6,refine=2").params["refine"] == 2
     with pytest.raises(ValueError, match=r"tuned: `refine` must be an int >= 0, got -1"):
         parse_method("tuned:refine=-1")
+
+
+def test_the_tuner_method_can_keep_its_chosen_forecaster():
+    assert parse_method("tuned:ratio=6,damp=false").params["damp"] is False
+    with pytest.raises(ValueError, match=r"tuned: `damp` must be true or false, got 2"):
+        parse_method("tuned:damp=2")

@@ -82,7 +82,7 @@ class Preset(Method):
         return _applied(cache_target, spec.config, scheduler)
 
 
-_TUNED_FIELDS = {"ratio": 4.0, "calibration": 4, "trials": 6, "partial": True, "refine": 0}
+_TUNED_FIELDS = {"ratio": 4.0, "calibration": 4, "trials": 6, "partial": True, "refine": 0, "damp": True}
 
 
 @dataclass(frozen=True)
@@ -93,9 +93,9 @@ class Tuned(Method):
     """
 
     def build(self, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-        """Validate ``ratio`` > 1, ``calibration``, ``trials`` ints >= 1, ``partial`` a bool, ``refine`` >= 0.
+        """Validate the fields: ``ratio`` > 1; ``calibration``, ``trials`` ints >= 1; ``refine`` >= 0.
 
-        Missing fields get their defaults.
+        ``partial`` and ``damp`` are bools. Missing fields get their defaults.
 
         ``verify``, the former name of ``trials``, is still read (config files written before).
         """
@@ -108,8 +108,9 @@ class Tuned(Method):
             value = params[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"tuned: `{key}` must be an int >= 1, got {value!r}")
-        if not isinstance(params["partial"], bool):
-            raise ValueError(f"tuned: `partial` must be true or false, got {params['partial']!r}")
+        for key in ("partial", "damp"):
+            if not isinstance(params[key], bool):
+                raise ValueError(f"tuned: `{key}` must be true or false, got {params[key]!r}")
         refine = params["refine"]
         if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
             raise ValueError(f"tuned: `refine` must be an int >= 0, got {refine!r}")
@@ -141,6 +142,7 @@ def _tune(spec: MethodSpec, pipe: Any, run: MethodRun) -> Any:
             trials=params["trials"],
             partial=params["partial"],
             refine=params["refine"],
+            damp=params["damp"],
             seed=TUNE_SEED,
             progress=False,
         )
