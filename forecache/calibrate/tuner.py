@@ -235,7 +235,7 @@ def tune(
             run it at 1, 1/2 and 1/4 of the fit for real (3 runs) and keep the best when it gains more
             than 0.05 dB. On the scenes model (64 held-out prompts): at 50 steps and 10x 39.0 ->
             40.4 dB tuned on 4 samples, 40.1 -> 41.8 refined on 16; at 28 steps and 6x 39.3 -> 40.2
-            refined on 16 (on 4 samples nothing gained and nothing kept). Default True.
+            refined on 16 (tuned on 4 samples no scale gained there, so none was kept). Default True.
 
     Returns:
         The `TuneResult`: its `config` is ready for `forecache.apply`; `save`, `report`, `plot`.
@@ -263,6 +263,8 @@ def tune(
         raise ValueError(f"tune: `trials` must be an int >= 1, got {trials!r}")
     if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
         raise ValueError(f"tune: `refine` must be an int >= 0, got {refine!r}")
+    if not isinstance(damp, bool):
+        raise ValueError(f"tune: `damp` must be True or False, got {damp!r}")
     check_frames(frames)
     from tqdm.auto import tqdm
 

@@ -85,3 +85,9 @@ def test_the_tuner_runs_each_scaled_fit_and_keeps_one_only_when_it_gains(flux):
     with forecache.cached(flux, result.config):
         outputs = [output(c()) for c in calls]
     assert frame_psnr(reference, outputs) == pytest.approx(result.chosen.psnr_db, abs=1e-6)
+
+
+@pytest.mark.parametrize("bad", [1, "no", None])
+def test_a_bad_damp_is_refused_naming_the_field(flux, bad):
+    with pytest.raises(ValueError, match=rf"tune: `damp` must be True or False, got {bad!r}"):
+        forecache.tune(flux, CALL, ratio=4.0, damp=bad)
