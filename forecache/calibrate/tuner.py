@@ -17,7 +17,8 @@
 
 Speed/quality: the schedule is what matters most (sparse where features change slowly, dense
 where they do not, per model and scheduler); the tuner costs one recording generation per
-calibration call plus ``trials`` cached generations per searched step count.
+calibration call plus ``trials`` cached generations per searched step count, and 3 more for the
+slope dampings (`damp`).
 
 A pipeline with two denoising experts (Wan 2.2's `transformer` and `transformer_2`) has each expert
 searched and verified with the other at full compute, then both verified together
