@@ -56,10 +56,12 @@ def test_the_fit_is_the_least_offline_cost_of_each_stretch_and_clipped():
 
 
 def test_a_stretch_with_nothing_to_forecast_or_no_slope_gets_zero():
-    trajectory = bent()
-    fitted = fit_damping(trajectory, [0, 1, 2, 11], np.ones(12))
+    fitted = fit_damping(bent(), [0, 1, 2, 11], np.ones(12))
     assert fitted[1] == 0.0  # stretch 1 -> 2 holds no forecast step
-    assert DAMPING_SCALES == (1.0, 0.5, 0.25)
+    rows = torch.tensor([[0.0, 1.0], [1.0, 1.0], [1.0, 1.0], [2.0, 0.5], [3.0, 0.0]])  # steps 1 and 2 alike
+    flat = Trajectory.from_features([rows], [1000.0, 800.0, 600.0, 400.0, 200.0])
+    assert fit_damping(flat, [0, 1, 2], np.ones(5)) == (0.0, 0.0, 0.0)  # no slope from 1 to 2
+    assert fit_damping(flat, [0, 1], np.ones(5))[1] > 0.0  # from 0 to 1 there is one
 
 
 STEPS = 20
