@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from forecache.accel.forecasters import Forecaster, Taylor
 from forecache.calibrate.offline import Trajectory
 
 __all__ = ["DAMPING_SCALES", "fit_damping"]
@@ -25,9 +26,11 @@ the recorded (full-compute) trajectory, but a cached run drifts from it, and a s
 drift on: on the scenes model the fit at half or a quarter did best (50 steps, 10x, 64 held-out
 prompts: reuse 40.1 dB, the fit 40.8, at half 41.8)."""
 
+_STEP = Taylor()  # slopes on the step index
+
 
 def fit_damping(
-    trajectory: Trajectory, computed: Sequence[int], weights: np.ndarray, coordinate: str = "step"
+    trajectory: Trajectory, computed: Sequence[int], weights: np.ndarray, along: Forecaster = _STEP
 ) -> tuple[float, ...]:
     """Return the damping of each stretch of `computed` that least squares on `trajectory` gives.
 
@@ -35,14 +38,15 @@ def fit_damping(
         trajectory: The recorded trajectory (its Gram matrix).
         computed: The computed step indices, the first among them (partial steps counted as computed).
         weights: ``(n,)`` per-step weights of the squared errors (`step_weights`).
-        coordinate: ``"step"`` or ``"timestep"``, as the forecaster's.
+        along: The forecaster whose coordinate the slopes are taken on (`Trajectory.coordinate`);
+            default the step index.
 
     Returns:
         One damping per computed step (the first, with no slope before it, is 0.0), each in [0, 1].
 
     """
     gram = trajectory.gram
-    x = trajectory.steps if coordinate == "step" else trajectory.timesteps
+    x = trajectory.coordinate(along)
     done = sorted(set(computed))
     ends = [*done[1:], trajectory.length]
     fitted = [0.0]

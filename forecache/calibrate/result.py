@@ -55,6 +55,11 @@ class Candidate:
         return CacheConfig(policy=policy, forecaster=self.forecaster, target=target)
 
     @property
+    def fed(self) -> list[int]:
+        """Every step that feeds the forecast histories, in order: the computed and the partial ones."""
+        return sorted(self.computed + self.partial)
+
+    @property
     def described(self) -> str:
         """The steps it computes: ``"5 computed"``, or ``"4 computed + 1 partial (blocks 4-8 forecast)"``."""
         text = f"{len(self.computed)} computed"

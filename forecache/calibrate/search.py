@@ -248,10 +248,10 @@ class Search:
             # the chosen schedule with each stretch's slope damping fitted offline and scaled down
             # (`forecache.calibrate.damping`), each scale run for real; the best kept when it gains
             # more than MIN_GAIN_DB
-            done = sorted(candidate.computed + candidate.partial)
+            done = candidate.fed
             if not self.damp or len(done) < 2 or len(done) == n:
                 return candidate
-            fitted = fit_damping(trajectory, done, ranking, candidate.forecaster.coordinate)
+            fitted = fit_damping(trajectory, done, ranking, candidate.forecaster)
             tried = []
             for scale in DAMPING_SCALES:
                 forecaster = Damped(
@@ -375,7 +375,7 @@ class Search:
             else:
                 chosen, ranked = best
         assert chosen is not None
-        done = sorted(chosen.computed + chosen.partial)  # a partial step counted as computed
+        done = chosen.fed  # a partial step counted as computed
         errors = [float(e) for e in step_costs(trajectory, chosen.forecaster, done)]
         seen = {id(c) for c in ranked}
         everything = ranked + [c for c in verified if id(c) not in seen]
