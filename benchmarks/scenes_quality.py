@@ -1,7 +1,7 @@
 """Issue 19's acceptance on the scenes model: adherence, the word test, the tuner and TimelineConfig.
 
     python benchmarks/scenes_quality.py [--samples 128] [--word-tries 128] [--steps 50 28] [--no-tune]
-        [--images-per-prompt K] [--refine N]
+        [--images-per-prompt K] [--refine N] [--validate V]
 
 On the held-out prompts (colour-shape pairs training never showed), seeds 0..N-1, one torch thread:
 
@@ -13,10 +13,13 @@ On the held-out prompts (colour-shape pairs training never showed), seeds 0..N-1
    6x at 28 (``--ratio R``: R at both; ``--images-per-prompt K``: K images of each prompt;
    ``--refine N``: N rounds of refinement by real runs), and `TimelineConfig()` and
    ``TimelineConfig(lead=2, order=0)`` (the second step computed too, reuse) at both:
-   linear-layer FLOPs ratio, PSNR against full compute (pooled mean and the worst sample),
+   linear-layer FLOPs ratio, PSNR against full compute (pooled mean with its 90 % bootstrap
+   interval over the samples, and the worst sample),
    adherence, and the calibration PSNR beside the held-out one: the tuner's own (on its samples)
    and on as many samples of the calibration prompts as held-out ones (other seeds), which parts
-   the prompts' share of the gap from the small sample's (``--no-tune``: the `TimelineConfig`
+   the prompts' share of the gap from the small sample's, and the tuner's own validation (its
+   calibration calls again with ``--validate V`` new seeds, default 16: the figure it tells the
+   user to expect on new prompts) (``--no-tune``: the `TimelineConfig`
    rows alone; ``--word-tries 0`` leaves out the word test);
 4. ``--fewer K [K ...]``: the same prompts and seeds solved at full compute with K steps, PSNR
    against each step count's solve: how much a systematic change of the trajectory moves the
@@ -35,6 +38,8 @@ import torch
 
 import forecache
 from forecache.calibrate.flops import count_flops
+from forecache.calibrate.frames import Errors
+from forecache.calibrate.validate import bootstrap_interval
 from forecache.eval.metrics import psnr
 from forecache.reference import REFERENCE_MODELS, load_reference
 from forecache.reference.scenes.checks import word_changes, word_test
@@ -65,6 +70,12 @@ def generate(pipe, prompts, seeds, steps, config=None):
     return np.concatenate(out).astype(np.float32), flops.total
 
 
+def interval(full: np.ndarray, images: np.ndarray) -> tuple[float, float]:
+    """The pooled PSNR's 90 % bootstrap interval over the samples, as the tuner's validation gives it."""
+    errors = Errors.of([torch.from_numpy(full).double()], [torch.from_numpy(images).double()])
+    return bootstrap_interval(errors)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=128)
@@ -82,6 +93,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--refine", type=int, default=0, help="the tuner's rounds of refinement by real runs (default 0)"
+    )
+    parser.add_argument(
+        "--validate",
+        type=int,
+        default=16,
+        help="the tuner's validation: its calibration calls again with this many new seeds (default 16)",
     )
     parser.add_argument("--fewer", type=int, nargs="*", default=[], help="full-compute solves with K steps")
     parser.add_argument(
@@ -137,7 +154,13 @@ def main() -> None:
             started = time.perf_counter()
             goal = args.ratio or GOALS.get(steps, 6.0)
             result = forecache.tune(
-                pipe, call, ratio=goal, seed=CALIBRATION_SEED, progress=False, refine=args.refine
+                pipe,
+                call,
+                ratio=goal,
+                seed=CALIBRATION_SEED,
+                progress=False,
+                refine=args.refine,
+                validate=args.validate,
             )
             tuned_s = time.perf_counter() - started
             rows.insert(0, (f"tuned for {goal:g}x", result.config, result.chosen.psnr_db))
@@ -147,20 +170,22 @@ def main() -> None:
         cal_seeds = [CALIBRATION_SEED + 100_000 + i for i in range(args.samples)]
         cal_full = generate(pipe, cal_prompts, cal_seeds, steps)[0] if result is not None else None
         print(
-            "| method | ratio (FLOPs) | PSNR mean | PSNR worst | adherence | calibration PSNR (tuner's "
-            f"samples) | calibration prompts, {args.samples} samples |"
+            "| method | ratio (FLOPs) | PSNR mean (90 % interval) | PSNR worst | adherence | "
+            f"calibration PSNR (tuner's samples) | calibration prompts, {args.samples} samples |"
         )
         print("|---|---|---|---|---|---|---|")
         for label, config, calibrated in rows:
             images, flops = generate(pipe, prompts, seeds, steps, config)
             pooled, per_sample = psnr(full, images)
+            low, high = interval(full, images)
             score = judge.adherence(images, prompts).mean()
             shown, many = "-", "-"
             if calibrated is not None and cal_full is not None:
                 shown = f"{calibrated:.2f} dB"
                 many = f"{psnr(cal_full, generate(pipe, cal_prompts, cal_seeds, steps, config)[0])[0]:.2f} dB"
             print(
-                f"| {label} | {full_flops / flops:.2f}x | {pooled:.2f} dB | {min(per_sample):.2f} dB | "
+                f"| {label} | {full_flops / flops:.2f}x | {pooled:.2f} dB ({low:.2f}-{high:.2f}) | "
+                f"{min(per_sample):.2f} dB | "
                 f"{score:.4f} | {shown} | {many} |",
                 flush=True,
             )
@@ -171,6 +196,14 @@ def main() -> None:
                 f"{chosen.partial}; {tuned_s:.0f} s)",
                 flush=True,
             )
+            if result.validation is not None:
+                check = result.validation
+                print(
+                    f"(the tuner's validation on {check.samples} new samples of the calibration prompts: "
+                    f"{check.psnr_db:.2f} dB ({check.interval_db[0]:.2f}-{check.interval_db[1]:.2f}), worst "
+                    f"{check.worst_db:.2f} dB)",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import torch
 import forecache
 from forecache.calibrate.flops import count_flops
 from forecache.calibrate.frames import frame_psnr as _psnr
-from forecache.calibrate.search import output as _output
+from forecache.calibrate.frames import output as _output
 from forecache.calibrate.tuner import _calls
 from forecache.reference import load_reference
 

@@ -5,7 +5,7 @@ Subcommands::
     forecache bench  [--model M] [--methods SPEC ...] [--match 2,3,4,5|none] [--out DIR] [--resume DIR] ...
     forecache sweep  --preset taylorseer --grid interval=2:8 order=0:3 [--out DIR] ...
     forecache tune   [--model M] (--ratio R | --budget-db D) [--steps N] [--calibration K] [--refine N]
-                     [--no-damp] ...
+                     [--no-damp] [--validate N] ...
     forecache models [--model M]
     forecache profile --arch flux-dev [--size tiny|full] [--height H --width W --frames F] ...
 
@@ -234,6 +234,13 @@ def _add_tune(sub: Any) -> None:
         action="store_true",
         help="keep the chosen forecaster (no slope damping fitted to each stretch and run for real)",
     )
+    tune.add_argument(
+        "--validate",
+        type=int,
+        default=0,
+        help="then run the calibration samples N times more with new seeds, full and tuned: the PSNR to "
+        "expect on new prompts (default 0)",
+    )
     tune.add_argument("--seed", type=int, default=0, help="seed of the calibration call (default 0)")
     tune.add_argument("--device", default="cpu", help="torch device (default cpu)")
     tune.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
@@ -291,6 +298,7 @@ def _tune(args: argparse.Namespace) -> int:
             partial=not args.no_partial,
             refine=args.refine,
             damp=not args.no_damp,
+            validate=args.validate,
         )
     out = Path(args.out or str(Path("forecache-tune") / datetime.now().strftime("%Y%m%d-%H%M%S")))
     config_path = result.save(out / "tuned.json")
@@ -305,6 +313,12 @@ def _tune(args: argparse.Namespace) -> int:
         )
     if result.experts:
         print(f"forecache tune: the experts together: {result.ratio:.2f}x, {result.psnr_db:.2f} dB")
+    if result.validation is not None:
+        check = result.validation
+        print(
+            f"forecache tune: validated on {check.samples} new samples: {check.psnr_db:.2f} dB (worst "
+            f"{check.worst_db:.2f} dB), the figure to expect on new prompts"
+        )
     print(
         f"wrote {config_path} (forecache.apply(pipe, path), forecache bench --config), "
         "tune-report.md, schedule.png"

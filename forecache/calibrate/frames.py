@@ -11,16 +11,23 @@ full-compute outputs of the same calls as a PSNR. For video pipelines (outputs
 - a sequence of per-frame weights ``w``: ``10 log10(peak^2 / (sum_f w_f MSE_f / sum_f w_f))``.
 
 The peak is 1 for outputs in [0, 1] (images, frames), else the largest absolute reference value.
+`output` turns what a pipeline returns into the tensor scored; `Errors` keeps the squared errors
+per sample, so a subset or a bootstrap resample of the samples scores the same way
+(`forecache.calibrate.validate`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 
-__all__ = ["FRAME_SCORES", "Frames", "check_frames", "frame_psnr"]
+__all__ = ["FRAME_SCORES", "Errors", "Frames", "check_frames", "frame_psnr", "output"]
 
 FRAME_SCORES = ("pooled", "worst")
 """The named ways of scoring frames (a sequence of per-frame weights is the third)."""
@@ -58,6 +65,71 @@ def _db(peak: float, mse: float) -> float:
     return float("inf") if mse == 0 else 10.0 * math.log10(peak**2 / mse)
 
 
+@dataclass(frozen=True)
+class Errors:
+    """Squared errors of outputs against the reference outputs of the same calls, kept per sample.
+
+    What `frame_psnr` scores; a subset or a resampling of the samples (`pick`) scores the same way.
+
+    Attributes:
+        squared: Summed squared error per sample and frame, ``(samples, frames)`` (one frame for
+            outputs that are not videos).
+        values: Values per frame of each sample, ``(samples,)``.
+        peak: The PSNR's peak: 1 for outputs in [0, 1], else the largest absolute reference value.
+        video: Whether the outputs are videos ``(batch, frames, H, W, C)`` (frames can be weighted).
+        shapes: The reference outputs' shapes, named when a weighting does not fit them.
+
+    """
+
+    squared: torch.Tensor
+    values: torch.Tensor
+    peak: float
+    video: bool
+    shapes: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, reference: list[torch.Tensor], outputs: list[torch.Tensor]) -> Errors:
+        """Measure `outputs` against `reference` (one float64 tensor per call, same shapes)."""
+        peak = max(float(a.abs().max()) for a in reference)
+        shapes = tuple(sorted({tuple(a.shape) for a in reference}))
+        video = all(len(shape) == 5 for shape in shapes) and len({shape[1] for shape in shapes}) == 1
+        frames = shapes[0][1] if video else 1
+        squared, values = [], []
+        for a, b in zip(reference, outputs, strict=True):
+            squared.append(((a - b) ** 2).reshape(a.shape[0], frames, -1).sum(dim=-1))
+            values += [a[0].numel() // frames] * a.shape[0]
+        return cls(
+            torch.cat(squared),
+            torch.tensor(values, dtype=torch.float64),
+            1.0 if peak <= 1.0 else peak,
+            video,
+            shapes,
+        )
+
+    def pick(self, samples: torch.Tensor) -> Errors:
+        """Return the errors of the samples at these indices (repeats allowed: a bootstrap resample)."""
+        return dataclasses.replace(self, squared=self.squared[samples], values=self.values[samples])
+
+    def psnr(self, frames: Frames = "pooled") -> float:
+        """Return the PSNR of these samples, scored as `frame_psnr` says."""
+        if isinstance(frames, str) and frames == "pooled":
+            return _db(self.peak, float(self.squared.sum() / (self.values.sum() * self.squared.shape[1])))
+        if not self.video:
+            raise ValueError(
+                f"tune: `frames` {frames!r} scores videos (batch, frames, H, W, C); the outputs have shapes "
+                f"{list(self.shapes)}: use 'pooled'"
+            )
+        per_frame = [float(v / self.values.sum()) for v in self.squared.sum(dim=0)]
+        if isinstance(frames, str):  # "worst"
+            return min(_db(self.peak, mse) for mse in per_frame)
+        if len(frames) != len(per_frame):
+            raise ValueError(
+                f"tune: `frames` must give one weight per frame ({len(per_frame)}), got {len(frames)}"
+            )
+        mse = sum(w * m for w, m in zip(frames, per_frame, strict=True)) / sum(frames)
+        return _db(self.peak, mse)
+
+
 def frame_psnr(
     reference: list[torch.Tensor], outputs: list[torch.Tensor], frames: Frames = "pooled"
 ) -> float:
@@ -77,26 +149,20 @@ def frame_psnr(
             ``(batch, frames, H, W, C)``, or weights not one per frame.
 
     """
-    peak = max(float(a.abs().max()) for a in reference)
-    peak = 1.0 if peak <= 1.0 else peak
-    if isinstance(frames, str) and frames == "pooled":
-        squared = sum(float(((a - b) ** 2).sum()) for a, b in zip(reference, outputs, strict=True))
-        count = sum(a.numel() for a in reference)
-        return _db(peak, squared / max(count, 1))
-    shapes = {tuple(a.shape) for a in reference}
-    if any(len(shape) != 5 for shape in shapes):
-        raise ValueError(
-            f"tune: `frames` {frames!r} scores videos (batch, frames, H, W, C); the outputs have shapes "
-            f"{sorted(shapes)}: use 'pooled'"
-        )
-    per_call = [((a - b) ** 2).sum(dim=(0, 2, 3, 4)) for a, b in zip(reference, outputs, strict=True)]
-    count = sum(a[:, 0].numel() for a in reference)
-    per_frame = [float(v) / count for v in torch.stack(per_call).sum(dim=0)]
-    if isinstance(frames, str):  # "worst"
-        return min(_db(peak, mse) for mse in per_frame)
-    if len(frames) != len(per_frame):
-        raise ValueError(
-            f"tune: `frames` must give one weight per frame ({len(per_frame)}), got {len(frames)}"
-        )
-    mse = sum(w * m for w, m in zip(frames, per_frame, strict=True)) / sum(frames)
-    return _db(peak, mse)
+    return Errors.of(reference, outputs).psnr(frames)
+
+
+def output(result: Any) -> torch.Tensor:
+    """Return the generated values of a pipeline output as a float64 tensor (images, frames or latents)."""
+    for name in ("images", "frames", "latents", "audios", "sample"):
+        value = getattr(result, name, None)
+        if value is not None:
+            break
+    else:
+        value = result[0] if isinstance(result, tuple) else result
+    if isinstance(value, list) and value and not isinstance(value[0], (torch.Tensor, np.ndarray)):
+        value = np.stack([np.asarray(v) for v in value])
+    if isinstance(value, list):
+        value = np.stack([np.asarray(v.cpu() if isinstance(v, torch.Tensor) else v) for v in value])
+    tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
+    return tensor.detach().to("cpu", torch.float64)

@@ -12,6 +12,7 @@ from typing import Any
 from forecache.accel.config import CacheConfig
 from forecache.accel.forecasters import Forecaster
 from forecache.accel.policies import Timeline
+from forecache.calibrate.validate import Validation
 
 __all__ = ["Candidate", "TuneResult", "markdown_report", "schedule_plot"]
 
@@ -89,6 +90,9 @@ class TuneResult:
             other expert at full compute. Empty for one transformer.
         psnr_db: The verified PSNR of the pipeline as tuned (every expert cached at once).
         ratio: The compute ratio of the pipeline as tuned.
+        validation: With ``tune(validate=N)``: the chosen config scored on new seeds of the
+            calibration calls (pooled and worst sample), what new prompts should expect; None
+            without.
 
     """
 
@@ -105,6 +109,7 @@ class TuneResult:
     experts: dict[str, TuneResult] = field(default_factory=dict)
     psnr_db: float | None = None
     ratio: float | None = None
+    validation: Validation | None = None
 
     def __post_init__(self) -> None:
         if self.psnr_db is None:
@@ -160,6 +165,21 @@ def _schedule_text(candidate: Candidate, steps: int) -> str:
     )
 
 
+def _validated(result: TuneResult) -> list[str]:
+    """Return the report's line on the validation and a blank line; none without a validation."""
+    check = result.validation
+    if check is None:
+        return []
+    seeds = f"{check.seeds[0]}-{check.seeds[-1]}" if len(check.seeds) > 1 else f"{check.seeds[0]}"
+    return [
+        f"Validated on {check.samples} new sample(s) of the calibration calls (seeds {seeds}), which no "
+        f"choice was made on: {check.psnr_db:.2f} dB against full compute (90 % bootstrap interval "
+        f"{check.interval_db[0]:.2f}-{check.interval_db[1]:.2f} dB), worst sample {check.worst_db:.2f} dB. "
+        "Expect this on new prompts rather than the verified figure; more validation samples narrow it.",
+        "",
+    ]
+
+
 def markdown_report(result: TuneResult) -> str:
     """Return the goal, the choice and every candidate tried, as markdown (per expert for two)."""
     if result.experts:
@@ -170,6 +190,7 @@ def markdown_report(result: TuneResult) -> str:
             "others at full compute, then verified together: "
             f"{result.ratio:.2f}x, {result.psnr_db:.2f} dB against full compute.",
             "",
+            *_validated(result),
             *[f"Note: {note}" for note in result.notes],
         ]
         for component, expert in result.experts.items():
@@ -191,6 +212,7 @@ def _one(result: TuneResult) -> str:
         f"Chosen: {chosen.forecaster!r} on {chosen.described} steps "
         f"({chosen.ratio:.2f}x), verified {chosen.psnr_db:.2f} dB against full compute.",
         "",
+        *_validated(result),
         f"Schedule: `{_schedule_text(chosen, result.steps)}` (computed steps {chosen.computed}"
         + (f", partial {chosen.partial})" if chosen.partial else ")"),
         "",

@@ -22,7 +22,7 @@ import torch
 
 from forecache.accel.forecasters import AdamsBashforth, Damped, Forecaster, Reuse, Taylor
 from forecache.calibrate.damping import DAMPING_SCALES, fit_damping
-from forecache.calibrate.frames import Frames, frame_psnr
+from forecache.calibrate.frames import Frames, frame_psnr, output
 from forecache.calibrate.offline import (
     Trajectory,
     best_schedules,
@@ -35,29 +35,13 @@ from forecache.calibrate.partial import middle, partial_ratio, saving_needed, sp
 from forecache.calibrate.refine import MIN_GAIN_DB, REACH, moves
 from forecache.calibrate.result import Candidate, TuneResult
 
-__all__ = ["Expert", "Search", "combine", "count_for_ratio", "output"]
+__all__ = ["Expert", "Search", "combine", "count_for_ratio"]
 
 #: The two-point forecasters the dynamic programme searches schedules for.
 _SEARCHERS: tuple[Forecaster, ...] = (Reuse(), Taylor(order=1), AdamsBashforth(order=2))
 _WEIGHTINGS = ("sensitivity", "uniform", "dt", "late")
 #: Fewer verified samples than this get a note: their pooled PSNR overstates what new prompts get.
 _STEADY_SAMPLES = 16
-
-
-def output(result: Any) -> torch.Tensor:
-    """Return the generated values of a pipeline output as a float64 tensor (images, frames or latents)."""
-    for name in ("images", "frames", "latents", "audios", "sample"):
-        value = getattr(result, name, None)
-        if value is not None:
-            break
-    else:
-        value = result[0] if isinstance(result, tuple) else result
-    if isinstance(value, list) and value and not isinstance(value[0], (torch.Tensor, np.ndarray)):
-        value = np.stack([np.asarray(v) for v in value])
-    if isinstance(value, list):
-        value = np.stack([np.asarray(v.cpu() if isinstance(v, torch.Tensor) else v) for v in value])
-    tensor = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
-    return tensor.detach().to("cpu", torch.float64)
 
 
 @dataclass
@@ -311,8 +295,9 @@ class Search:
         if samples < _STEADY_SAMPLES:
             notes.append(
                 f"verified on {samples} sample(s): a PSNR pooled over so few reads high (the scenes model's "
-                "4 read 1.9-2.8 dB above 64 held-out prompts; BENCHMARKS.md, Scenes); more calibration "
-                "calls or num_images_per_prompt give a steadier figure"
+                "4 read 1.8-1.9 dB above 64 held-out prompts; BENCHMARKS.md, Scenes); more calibration "
+                "calls or num_images_per_prompt give a steadier choice, validate= a figure no choice "
+                "was made on"
             )
         if self.refine and samples < _STEADY_SAMPLES:
             notes.append(

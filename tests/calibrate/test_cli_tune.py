@@ -14,13 +14,16 @@ def test_forecache_tune_writes_a_config_bench_reads(tmp_path, capsys):
     out = tmp_path / "tuned"
     code = cli.main(
         ["tune", "--ratio", "3", "--steps", "12", "--calibration", "2", "--trials", "2", "--no-progress",
-         "--out", str(out)]
+         "--validate", "1", "--out", str(out)]
     )  # fmt: skip
     printed = capsys.readouterr()
     assert code == 0, printed.err
     assert (
         "forecache tune:" in printed.out and "dB against full compute on 2 calibration samples" in printed.out
     )
+    assert "forecache tune: validated on 2 new samples: " in printed.out
+    validated = "Validated on 2 new sample(s) of the calibration calls (seeds 1)"
+    assert validated in (out / "tune-report.md").read_text()
     config = load_config(out / "tuned.json")
     assert type(config.policy).__name__ == "Timeline" and config.policy.steps == 12
     assert (out / "tune-report.md").read_text().count("dB |") >= 2 and (

@@ -7,10 +7,9 @@ import torch
 import forecache
 from forecache.accel.forecasters import Damped
 from forecache.calibrate.damping import DAMPING_SCALES, fit_damping
-from forecache.calibrate.frames import frame_psnr
+from forecache.calibrate.frames import frame_psnr, output
 from forecache.calibrate.offline import Trajectory, schedule_cost, step_weights
 from forecache.calibrate.refine import MIN_GAIN_DB
-from forecache.calibrate.search import output
 from forecache.calibrate.tuner import _calls
 
 

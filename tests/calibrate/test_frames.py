@@ -7,7 +7,7 @@ import torch
 
 import forecache
 from forecache.calibrate.frames import check_frames, frame_psnr
-from forecache.calibrate.search import output as _output
+from forecache.calibrate.frames import output as _output
 from forecache.calibrate.tuner import _calls
 from tests.fixtures.saved_pipelines import TINY_WAN_CALL, tiny_wan
 
@@ -100,7 +100,7 @@ def wan22(one_thread):
 
 def test_two_experts_are_tuned_each_on_its_own_steps(wan22, tmp_path):
     steps = 16
-    result = forecache.tune(wan22, _call(steps), ratio=2.0, trials=2, progress=False)
+    result = forecache.tune(wan22, _call(steps), ratio=2.0, trials=2, progress=False, validate=1)
     assert list(result.experts) == ["transformer", "transformer_2"]
     high, low = result.experts["transformer"], result.experts["transformer_2"]
     assert high.steps + low.steps == steps and 0 < high.steps < steps
@@ -110,15 +110,21 @@ def test_two_experts_are_tuned_each_on_its_own_steps(wan22, tmp_path):
     assert high.chosen.ratio >= 2.0 and low.chosen.ratio >= 2.0 and result.ratio >= 2.0
     assert result.configs == {"transformer": high.config, "transformer_2": low.config}
     calls = _calls(wan22, _call(steps))
-    reference = [_output(c()) for c in calls]
+    new = _calls(wan22, _call(steps), 1)  # the validation's seed, after the calibration's 0
+    reference = [_output(c()) for c in calls + new]
     result.apply(wan22)
     try:
-        outputs = [_output(c()) for c in calls]
+        outputs = [_output(c()) for c in new]
+        outputs.insert(0, _output(calls[0]()))
         stats = forecache.stats(wan22)
     finally:
         forecache.remove(wan22)
     # ~90 dB on random weights: the recorded reference (run hooked) differs in the last bits
-    assert result.psnr_db == pytest.approx(frame_psnr(reference, outputs), rel=0.01)
+    assert result.psnr_db == pytest.approx(frame_psnr(reference[:1], outputs[:1]), rel=0.01)
+    # the validation runs both experts' configs at once, on the next seed
+    assert result.validation.seeds == (1,)
+    assert result.validation.psnr_db == pytest.approx(frame_psnr(reference[1:], outputs[1:]), abs=1e-9)
+    assert "Validated on 2 new sample(s) of the calibration calls (seeds 1)" in result.report()
     decisions = {name: "".join(ctx.decisions) for name, ctx in stats.contexts.items()}
     for name, expert in (("cond", high), ("transformer_2/cond", low)):
         assert decisions[name] == "".join(

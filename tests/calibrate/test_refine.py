@@ -3,9 +3,8 @@
 import pytest
 
 import forecache
-from forecache.calibrate.frames import frame_psnr
+from forecache.calibrate.frames import frame_psnr, output
 from forecache.calibrate.refine import MIN_GAIN_DB, REACH, moves
-from forecache.calibrate.search import output
 from forecache.calibrate.tuner import _calls
 
 STEPS = 20

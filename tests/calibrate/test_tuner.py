@@ -9,8 +9,8 @@ from PIL import Image
 
 import forecache
 from forecache.calibrate.frames import frame_psnr as _psnr
+from forecache.calibrate.frames import output as _output
 from forecache.calibrate.offline import schedule_cost, step_weights
-from forecache.calibrate.search import output as _output
 from forecache.calibrate.tuner import _calls, _record
 from forecache.configfile import load_config
 
