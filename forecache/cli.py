@@ -316,8 +316,9 @@ def _tune(args: argparse.Namespace) -> int:
     if result.validation is not None:
         check = result.validation
         print(
-            f"forecache tune: validated on {check.samples} new samples: {check.psnr_db:.2f} dB (worst "
-            f"{check.worst_db:.2f} dB), the figure to expect on new prompts"
+            f"forecache tune: validated on {check.samples} new samples: {check.psnr_db:.2f} dB (90 % "
+            f"interval {check.interval_db[0]:.2f}-{check.interval_db[1]:.2f}, worst {check.worst_db:.2f} "
+            "dB), the figure to expect on new prompts"
         )
     print(
         f"wrote {config_path} (forecache.apply(pipe, path), forecache bench --config), "
