@@ -106,6 +106,27 @@ class Errors:
             shapes,
         )
 
+    @classmethod
+    def joined(cls, parts: Sequence[Errors]) -> Errors:
+        """Return the errors of several measurements together (calls measured one at a time)."""
+        shapes = tuple(sorted({shape for part in parts for shape in part.shapes}))
+        frames = {int(part.squared.shape[1]) for part in parts}
+        if len(frames) > 1:  # videos of different lengths: pooled over their values only
+            return cls(
+                torch.cat([p.squared.sum(dim=1, keepdim=True) for p in parts]),
+                torch.cat([p.values * p.squared.shape[1] for p in parts]),
+                max(part.peak for part in parts),
+                False,
+                shapes,
+            )
+        return cls(
+            torch.cat([part.squared for part in parts]),
+            torch.cat([part.values for part in parts]),
+            max(part.peak for part in parts),
+            all(part.video for part in parts),
+            shapes,
+        )
+
     def pick(self, samples: torch.Tensor) -> Errors:
         """Return the errors of the samples at these indices (repeats allowed: a bootstrap resample)."""
         return dataclasses.replace(self, squared=self.squared[samples], values=self.values[samples])

@@ -98,22 +98,21 @@ def run_validation(
 
     from forecache.api import remove
 
-    reference: list[torch.Tensor] = []
-    outputs: list[torch.Tensor] = []
+    parts: list[Errors] = []  # call by call: no call's outputs are kept (a video's can be large)
     with tqdm(
         total=2 * len(calls), desc="forecache tune: validating", disable=not progress, unit="call"
     ) as bar:
         for call in calls:
-            reference.append(output(call()))
+            reference = output(call())
             bar.update(1)
-        result.apply(pipe)
-        try:
-            for call in calls:
-                outputs.append(output(call()))
-                bar.update(1)
-        finally:
-            remove(pipe)
-    errors = Errors.of(reference, outputs)
+            result.apply(pipe)
+            try:
+                cached = output(call())
+            finally:
+                remove(pipe)
+            bar.update(1)
+            parts.append(Errors.of([reference], [cached]))
+    errors = Errors.joined(parts)
     each = tuple(errors.pick(torch.tensor([i])).psnr(frames) for i in range(int(errors.squared.shape[0])))
     return Validation(
         errors.psnr(frames), min(each), len(each), seeds, each, bootstrap_interval(errors, frames)

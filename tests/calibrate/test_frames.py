@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import forecache
-from forecache.calibrate.frames import check_frames, frame_psnr
+from forecache.calibrate.frames import Errors, check_frames, frame_psnr
 from forecache.calibrate.frames import output as _output
 from forecache.calibrate.tuner import _calls
 from tests.fixtures.saved_pipelines import TINY_WAN_CALL, tiny_wan
@@ -33,6 +33,23 @@ def test_frame_scores_on_known_errors():
     images = [torch.zeros(2, 4, 4, 3)]
     with pytest.raises(ValueError, match=r"scores videos .* use 'pooled'"):
         frame_psnr(images, images, "worst")
+
+
+def test_errors_measured_call_by_call_score_as_all_calls_at_once():
+    generator = torch.Generator().manual_seed(0)
+    calls = [torch.rand(n, 3, 4, 4, 3, generator=generator, dtype=torch.float64) for n in (2, 1, 3)]
+    outputs = [c + 0.05 * torch.randn(c.shape, generator=generator, dtype=torch.float64) for c in calls]
+    joined = Errors.joined([Errors.of([a], [b]) for a, b in zip(calls, outputs, strict=True)])
+    for frames in ("pooled", "worst", [1.0, 0.0, 2.0]):
+        assert joined.psnr(frames) == pytest.approx(frame_psnr(calls, outputs, frames), rel=1e-12)
+    # a subset scores as those samples alone: the second call's one sample is sample 2
+    assert joined.pick(torch.tensor([2])).psnr() == pytest.approx(frame_psnr(calls[1:2], outputs[1:2]))
+    # videos of other lengths: pooled over every value, frames no longer weighed
+    longer = torch.rand(1, 5, 4, 4, 3, generator=generator, dtype=torch.float64)
+    mixed = Errors.joined([Errors.of(calls[:1], outputs[:1]), Errors.of([longer], [longer + 0.1])])
+    assert mixed.psnr() == pytest.approx(frame_psnr([calls[0], longer], [outputs[0], longer + 0.1]))
+    with pytest.raises(ValueError, match="scores videos"):
+        mixed.psnr("worst")
 
 
 @pytest.mark.parametrize(
