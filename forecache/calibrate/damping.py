@@ -58,7 +58,7 @@ def fit_damping(
             fitted.append(0.0)
             continue
         c = (x[targets] - x[last]) / (x[last] - x[p])
-        along = gram[last, targets] - gram[last, last] - gram[p, targets] + gram[p, last]  # <a, F_j - F_l>
+        moved = gram[last, targets] - gram[last, last] - gram[p, targets] + gram[p, last]  # <a, F_j - F_l>
         w = weights[targets]
-        fitted.append(float(np.clip(np.sum(w * c * along) / (norm * np.sum(w * c * c)), 0.0, 1.0)))
+        fitted.append(float(np.clip(np.sum(w * c * moved) / (norm * np.sum(w * c * c)), 0.0, 1.0)))
     return tuple(fitted)

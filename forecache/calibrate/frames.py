@@ -65,6 +65,10 @@ def _db(peak: float, mse: float) -> float:
     return float("inf") if mse == 0 else 10.0 * math.log10(peak**2 / mse)
 
 
+def _one_length_video(shapes: Sequence[tuple[int, ...]]) -> bool:
+    return all(len(shape) == 5 for shape in shapes) and len({shape[1] for shape in shapes}) == 1
+
+
 @dataclass(frozen=True)
 class Errors:
     """Squared errors of outputs against the reference outputs of the same calls, kept per sample.
@@ -73,59 +77,46 @@ class Errors:
 
     Attributes:
         squared: Summed squared error per sample and frame, ``(samples, frames)`` (one frame for
-            outputs that are not videos).
+            outputs that are not videos, and for videos of different lengths).
         values: Values per frame of each sample, ``(samples,)``.
         peak: The PSNR's peak: 1 for outputs in [0, 1], else the largest absolute reference value.
-        video: Whether the outputs are videos ``(batch, frames, H, W, C)`` (frames can be weighted).
-        shapes: The reference outputs' shapes, named when a weighting does not fit them.
+        shapes: The reference outputs' shapes.
 
     """
 
     squared: torch.Tensor
     values: torch.Tensor
     peak: float
-    video: bool
     shapes: tuple[tuple[int, ...], ...]
+
+    @property
+    def video(self) -> bool:
+        """Whether the outputs are videos ``(batch, frames, H, W, C)`` of one length (frames weighable)."""
+        return _one_length_video(self.shapes)
 
     @classmethod
     def of(cls, reference: list[torch.Tensor], outputs: list[torch.Tensor]) -> Errors:
         """Measure `outputs` against `reference` (one float64 tensor per call, same shapes)."""
         peak = max(float(a.abs().max()) for a in reference)
         shapes = tuple(sorted({tuple(a.shape) for a in reference}))
-        video = all(len(shape) == 5 for shape in shapes) and len({shape[1] for shape in shapes}) == 1
-        frames = shapes[0][1] if video else 1
+        frames = shapes[0][1] if _one_length_video(shapes) else 1
         squared, values = [], []
         for a, b in zip(reference, outputs, strict=True):
             squared.append(((a - b) ** 2).reshape(a.shape[0], frames, -1).sum(dim=-1))
             values += [a[0].numel() // frames] * a.shape[0]
-        return cls(
-            torch.cat(squared),
-            torch.tensor(values, dtype=torch.float64),
-            1.0 if peak <= 1.0 else peak,
-            video,
-            shapes,
-        )
+        counts = torch.tensor(values, dtype=torch.float64)
+        return cls(torch.cat(squared), counts, 1.0 if peak <= 1.0 else peak, shapes)
 
     @classmethod
     def joined(cls, parts: Sequence[Errors]) -> Errors:
         """Return the errors of several measurements together (calls measured one at a time)."""
         shapes = tuple(sorted({shape for part in parts for shape in part.shapes}))
-        frames = {int(part.squared.shape[1]) for part in parts}
-        if len(frames) > 1:  # videos of different lengths: pooled over their values only
-            return cls(
-                torch.cat([p.squared.sum(dim=1, keepdim=True) for p in parts]),
-                torch.cat([p.values * p.squared.shape[1] for p in parts]),
-                max(part.peak for part in parts),
-                False,
-                shapes,
-            )
-        return cls(
-            torch.cat([part.squared for part in parts]),
-            torch.cat([part.values for part in parts]),
-            max(part.peak for part in parts),
-            all(part.video for part in parts),
-            shapes,
-        )
+        peak = max(part.peak for part in parts)
+        if len({int(part.squared.shape[1]) for part in parts}) > 1:  # videos of other lengths: pooled
+            squared = torch.cat([p.squared.sum(dim=1, keepdim=True) for p in parts])
+            values = torch.cat([p.values * p.squared.shape[1] for p in parts])
+            return cls(squared, values, peak, shapes)
+        return cls(torch.cat([p.squared for p in parts]), torch.cat([p.values for p in parts]), peak, shapes)
 
     def pick(self, samples: torch.Tensor) -> Errors:
         """Return the errors of the samples at these indices (repeats allowed: a bootstrap resample)."""
