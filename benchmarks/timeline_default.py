@@ -1,6 +1,7 @@
 """Which untuned schedule holds on every reference model: the evidence behind `TimelineConfig`'s default.
 
-    python benchmarks/timeline_default.py [--steps 28 50] [--ratios 3 4 5] [--models scenes ...] [--set lead]
+    python benchmarks/timeline_default.py [--steps 28 50] [--ratios 3 4 5] [--models scenes ...]
+        [--set lead|partial]
 
 For each model (default: scenes, flux-digits, dit-digits), step count and ratio of steps to computed
 steps (default 3, 4, 5), every candidate runs on the same 8 samples (scenes: the first 8 held-out
@@ -11,9 +12,18 @@ against full compute (pooled over the 8, and the worst sample). The candidates: 
 them by the worst model's PSNR, since a default has to hold on the model the user has, not on
 average. About 6 minutes at 28 steps and 12 at 50 on one core.
 
-``--set lead``: the default against a lead step (``Shaped(lead=2)``: the second step computed
-too, in place of the spread's last) with reuse, Taylor 1 and shapes 0.8-1.2, and the default's
-spread with reuse (about 2 minutes for both step counts at 4 ratios).
+``--set lead``: the spread without a lead (the default before the partial lead) against a lead
+step (``Shaped(lead=2)``: the second step computed too, in place of the spread's last) with reuse,
+Taylor 1 and shapes 0.8-1.2, and the spread with reuse (about 2 minutes for both step counts at 4
+ratios).
+
+``--set partial``: the default (``lead=1.5``: the second step partial, running the first and last
+quarter of the blocks, counted as half a step; the slope 0.8 after it, none across it) against
+the spread without a lead (Taylor 1, the default before; and with the slope 0.8, to tell the lead
+from the damping), the partial lead with a full slope or Taylor 1 across it, and a whole lead step.
+
+Every cell gives the compute ratio measured (linear-layer FLOPs of full compute over the
+candidate's), since a partial step is a fraction of one.
 """
 
 from __future__ import annotations
@@ -27,8 +37,9 @@ import numpy as np
 import torch
 
 import forecache
-from forecache.accel.forecasters import Hermite, Reuse, Taylor
+from forecache.accel.forecasters import Damped, Hermite, Reuse, Taylor
 from forecache.accel.policies import Shaped
+from forecache.calibrate.flops import count_flops
 from forecache.reference import REFERENCE_MODELS, load_reference
 
 SAMPLES = 8
@@ -44,8 +55,24 @@ def _config(policy: Callable[[float], Any], forecaster: Any) -> Callable[[float]
     return lambda ratio: forecache.CacheConfig(policy=policy(ratio), forecaster=forecaster, target="blocks")
 
 
+def partial_candidates() -> list[tuple[str, Callable[[float], forecache.CacheConfig]]]:
+    """The default (a partial lead, the slope 0.8 after it) and what it is made of, one change at a time."""
+
+    def shaped(lead: float) -> Callable[[float], Shaped]:
+        return lambda r: Shaped(r, 1.0, axis="noise", lead=lead)
+
+    return [
+        ("partial lead, slope 0.8 (default)", forecache.TimelineConfig),
+        ("no lead, Taylor 1 (default before)", _config(shaped(1.0), Taylor(order=1))),
+        ("no lead, slope 0.8", _config(shaped(1.0), Damped((0.0, 0.8)))),
+        ("partial lead, slope 1", _config(shaped(1.5), Damped((0.0, 0.0, 1.0)))),
+        ("partial lead, Taylor 1 across it", _config(shaped(1.5), Taylor(order=1))),
+        ("whole lead step, slope 0.8", _config(shaped(2.0), Damped((0.0, 0.0, 0.8)))),
+    ]
+
+
 def lead_candidates() -> list[tuple[str, Callable[[float], forecache.CacheConfig]]]:
-    """The default (lead 1, shape 1, Taylor 1), its spread with reuse, and lead 2 variants."""
+    """The spread without a lead (shape 1, Taylor 1), with reuse, and lead 2 variants."""
     rows = []
     for lead, shape, name, forecaster in [
         (1, 1.0, "Taylor 1", Taylor(order=1)),
@@ -72,13 +99,13 @@ def candidates() -> list[tuple[str, Callable[[float], forecache.CacheConfig]]]:
     return rows
 
 
-SETS = {"noise": candidates, "lead": lead_candidates}
+SETS = {"noise": candidates, "lead": lead_candidates, "partial": partial_candidates}
 
 
 def scores(
     model: str, steps: int, ratios: list[float], rows: Callable[[], list[tuple[str, Any]]] = candidates
-) -> dict[tuple[str, float], tuple[float, float]]:
-    """Pooled and worst-sample PSNR of every candidate at every ratio on one model."""
+) -> dict[tuple[str, float], tuple[float, float, float]]:
+    """Pooled and worst-sample PSNR, and the compute ratio, of every candidate at every ratio on one model."""
     pipe = load_reference(model)
     pipe.set_progress_bar_config(disable=True)
     entry = REFERENCE_MODELS[model]
@@ -86,17 +113,21 @@ def scores(
     conditions = entry.conditions(None, SAMPLES)[0]  # held-out prompts, or labels 0..7
     defaults["prompt" if entry.prompt_sets else "class_labels"] = conditions
 
-    def run() -> np.ndarray:
+    def run() -> tuple[np.ndarray, int]:
         generators = [torch.Generator().manual_seed(i) for i in range(SAMPLES)]
-        images = pipe(num_inference_steps=steps, generator=generators, output_type="np", **defaults).images
-        return np.asarray(images, dtype=np.float64)
+        with count_flops(pipe.transformer) as flops:
+            result = pipe(num_inference_steps=steps, generator=generators, output_type="np", **defaults)
+        images = result.images
+        return np.asarray(images, dtype=np.float64), flops.total
 
-    full = run()
+    full, full_flops = run()
     out = {}
     for (label, make), ratio in itertools.product(rows(), ratios):
         with forecache.cached(pipe, make(ratio)):
-            errors = ((run() - full) ** 2).reshape(SAMPLES, -1).mean(1)
-        out[label, ratio] = (10 * np.log10(1 / errors.mean()), float(10 * np.log10(1 / errors.max())))
+            images, flops = run()
+        errors = ((images - full) ** 2).reshape(SAMPLES, -1).mean(1)
+        pooled, worst = 10 * np.log10(1 / errors.mean()), float(10 * np.log10(1 / errors.max()))
+        out[label, ratio] = (pooled, worst, full_flops / flops)
     return out
 
 
@@ -112,13 +143,13 @@ def main() -> None:
     for steps in args.steps:
         table = {model: scores(model, steps, args.ratios, rows) for model in args.models}
         for ratio in args.ratios:
-            print(f"\n{steps} steps, {ratio:g}x: PSNR (worst sample), ranked by the worst model\n")
+            print(f"\n{steps} steps, {ratio:g}x asked: PSNR (worst sample) @ratio, worst model first\n")
             print("| candidate | worst model | " + " | ".join(args.models) + " |")
             print("|---|---|" + "---|" * len(args.models))
             ranked = [(min(table[m][label, ratio][0] for m in args.models), label) for label, _ in rows()]
             for worst, label in sorted(ranked, reverse=True):
                 cells = " | ".join(
-                    f"{table[m][label, ratio][0]:.1f} ({table[m][label, ratio][1]:.1f})" for m in args.models
+                    "{:.1f} ({:.1f}) @{:.2f}x".format(*table[m][label, ratio]) for m in args.models
                 )
                 print(f"| {label} | {worst:.1f} | {cells} |", flush=True)
 

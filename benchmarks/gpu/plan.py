@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 # Method specs (see `benchmarks.gpu.methods`), in priority order within their tier.
-# The case forecache makes past 5x: TimelineConfig's default 5.5x, fixed Timelines at 8x and 10x.
+# The case forecache makes past 5x: TimelineConfig's default 5x, fixed Timelines at 8x and 10x.
 HIGH_RATIO = ("timeline", "fixed-timeline:ratio=8", "fixed-timeline:ratio=10")
 # The presets' 2-3x on the two targets with an acceptance threshold.
 PRESETS_CORE = ("taylorseer:target=blocks", "taylorseer:target=modules")

@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from forecache.accel._checks import check_float
-from forecache.accel.config import CacheConfig
-from forecache.accel.forecasters import AdamsBashforth, Taylor
+from forecache.accel.config import CacheConfig, check_target
+from forecache.accel.forecasters import AdamsBashforth, Damped, Taylor
 from forecache.accel.params import build, cache_from_params, cache_params
 from forecache.accel.policies import ConfidenceGate, Interval, Shaped
+from forecache.accel.targets import runs_partial_steps
 
 __all__ = [
     "PRESETS",
@@ -441,54 +443,75 @@ def ConfidenceGateConfig(
     )
 
 
+LEAD_SLOPE = 0.8
+"""`TimelineConfig`'s slope factor after its lead steps: a slope carried over a stretch of 5-6 steps
+overshoots a little (`Damped`; measured: BENCHMARKS.md, "A partial lead step")."""
+
+
 @register_preset("timeline", knob=ratio_knob)
 def TimelineConfig(
-    ratio: float = 5.5,
+    ratio: float = 5.0,
     shape: float = 1.0,
     order: int = 1,
     target: str = "blocks",
     history_dtype: str = "auto",
     axis: str = "noise",
-    lead: int = 1,
+    lead: float | None = None,
 ) -> CacheConfig:
-    """Return the measured default: computed steps spread over the noise levels, Taylor on the blocks.
+    """Return the measured default: a partial second step, the rest spread over the noise levels.
 
     No paper's preset but what the shipped reference models measured best without tuning (see
-    BENCHMARKS.md, "An untuned default on the noise levels"): ``round(n / ratio)`` of ``n`` steps
-    computed, the first step and those nearest the noise levels ``(1 - u) ** shape`` for ``u``
-    evenly spaced: by default evenly spaced noise levels (a `Shaped` policy on ``axis="noise"``,
-    where the scheduler's timesteps say each step is, so a shifted flow-matching schedule, FLUX's,
-    SD3's or Wan's, gets the same spread of noise levels as an unshifted one); the last step is
-    forecast, and the block stack's residual is forecast with a first-order Taylor series. Every
-    step count gets the same compute ratio. For the most out of one model, tune it:
-    `forecache.tune`. The former default, positions on the step index denser late, is
-    ``TimelineConfig(shape=1.3, order=2, axis="step")``.
+    BENCHMARKS.md, "An untuned default on the noise levels" and "A partial lead step"): about
+    ``n / ratio`` of ``n`` steps computed. The first step, and the second as a partial step that
+    runs the first and last quarter of the block stack and forecasts the middle half (a lead:
+    some models' first output, from pure noise, is no guide to the next steps; it counts as half a
+    step in the ratio). The others at the steps nearest the noise levels ``(1 - u) ** shape`` for
+    ``u`` evenly spaced: by default evenly spaced noise levels (a `Shaped` policy on
+    ``axis="noise"``, where the scheduler's timesteps say each step is, so a shifted flow-matching
+    schedule, FLUX's, SD3's or Wan's, gets the same spread of noise levels as an unshifted one);
+    the last step is forecast. The block stack's residual is forecast linearly (`Damped`): no slope
+    across the lead steps (the change from pure noise is no guide either), then the slope between
+    the last two computed steps times `LEAD_SLOPE` (0.8; a full slope overshoots a stretch of 5-6
+    steps on some models). Every step count gets about the same compute ratio: at 28 and 50 steps,
+    5 and 9 full steps with the partial one, 5.03x and 5.20x of the scenes model's FLOPs, holding
+    40.8 and 43.7 dB on its 64 held-out prompts (without the lead, 33.9 and 40.7 dB at 5.5x); the
+    worst of four reference models 36.2 and 41.0 dB (before: 32.9 and 41.1), the flux-digits models
+    1-2 dB lower than before. For the most out of one model, tune it: `forecache.tune`. The default
+    before the lead is ``TimelineConfig(ratio=5.5, lead=1)``; the one before that, positions on
+    the step index denser late, ``TimelineConfig(ratio=5.5, shape=1.3, order=2, axis="step",
+    lead=1)``.
 
     Args:
-        ratio: Steps over computed steps in (1, 50]. Default 5.5. Larger is faster and lossier.
+        ratio: Steps over computed steps in (1, 50], the partial step counted as half a step.
+            Default 5.0. Larger is faster and lossier.
         shape: Density exponent (> 0): 1 spaces computed steps evenly along `axis`, larger puts
             more of them late (low noise), smaller early. Default 1.0.
-        order: Taylor order in [0, 8]. Default 1.
+        order: Taylor order in [0, 8]. Default 1: with a lead (`lead` > 1) the damped slope above,
+            without one `Taylor` order 1; order 0 reuses; order 2 and up are `Taylor`, their
+            derivatives across the lead steps too.
         target: See `CacheConfig.target`. Default ``"blocks"``.
         history_dtype: See `CacheConfig.history_dtype`. Default ``"auto"``.
         axis: ``"noise"`` (default) or ``"step"`` (the normalised step index), see `Shaped`.
-        lead: The first steps always computed (>= 1), counted in the ratio. Default 1.
-            ``TimelineConfig(lead=2, order=0)`` (the second step computed too, reuse between
-            computed steps) is for models whose first output is no guide to the next steps: it
-            holds 40 dB at 5.5x and 28 steps on the scenes model where the default does not, and
-            loses 6-13 dB on the digit models (`Shaped`; BENCHMARKS.md, "A lead step").
+        lead: The first steps always computed, counted in the ratio (a number >= 1; a fractional
+            part is a partial step running that fraction of the blocks, see `Shaped`). Default
+            None: 1.5 with a target that runs part of the block stack (``"blocks"``), else 1.
+            ``lead=2`` computes the second step fully, in place of the spread's last step: the
+            digit models lose 6-13 dB with it (BENCHMARKS.md, "A lead step").
 
     Returns:
-        The `CacheConfig`: a `Shaped` policy, a `Taylor` forecaster.
+        The `CacheConfig`: a `Shaped` policy, a `Damped` forecaster (`Taylor` without a lead or
+        with an order other than 1).
 
     """
     check_float("TimelineConfig", "ratio", ratio, 1.0, 50.0)  # the preset's range: `Shaped` allows more
-    return CacheConfig(
-        policy=Shaped(ratio=ratio, shape=shape, axis=axis, lead=lead),
-        forecaster=Taylor(order=order),
-        target=target,
-        history_dtype=history_dtype,
-    )
+    check_target("TimelineConfig", target)
+    if lead is None:
+        lead = 1.5 if runs_partial_steps(target) else 1.0
+    policy = Shaped(ratio=ratio, shape=shape, axis=axis, lead=lead)
+    forecaster: Any = Taylor(order=order)
+    if order == 1 and policy.lead > 1:
+        forecaster = Damped(damping=(0.0,) * math.ceil(policy.lead) + (LEAD_SLOPE,))
+    return CacheConfig(policy=policy, forecaster=forecaster, target=target, history_dtype=history_dtype)
 
 
 @register_preset("cache", knob=cache_knob, params_of=cache_params)

@@ -120,11 +120,11 @@ class CacheSession:
                 f"{name}, got {self.probe_blocks}"
             )
         self.target = TARGETS.get(config.target)()
-        first, end = self.partial_blocks = config.policy.partial_blocks
         stack = len(blocks) - self.probe_blocks
+        first, end = self.partial_blocks = config.policy.partial_span(stack)
         if end and not self.target.partial_steps:
             raise ValueError(
-                f"{type(config.policy).__name__}: partial steps (`partial_blocks`) need a target that runs "
+                f"{type(config.policy).__name__}: partial steps need a target that runs "
                 f"part of the block stack: ['blocks'], got target={config.target!r}"
             )
         if end and (end > stack or end - first >= stack):

@@ -14,7 +14,7 @@ def test_a_fixed_timeline_is_the_timeline_policy_tune_writes_with_timeline_confi
     assert spec.config == CacheConfig(
         policy=Timeline((0.0, 16 / 27, 1.0), 28), forecaster=Taylor(order=2), target="blocks"
     )
-    shaped = TimelineConfig(ratio=10.0, shape=1.3, order=2, axis="step").policy
+    shaped = TimelineConfig(ratio=10.0, shape=1.3, order=2, axis="step", lead=1).policy
     for steps in (28, 50):
         timeline = methods.resolve("fixed-timeline:ratio=10", steps).config.policy
         assert [timeline.decide(s, steps, 0) for s in range(steps)] == [

@@ -56,17 +56,16 @@ class Policy(Protocol):
         """With ``probe_blocks == 0``: `judge` each step by the forecast of the stack input. Default False."""
         return False
 
-    @property
-    def partial_blocks(self) -> tuple[int, int]:
-        """The blocks ``(first, end)`` of the cached stack a partial step forecasts; (0, 0) (default): none.
+    def partial_span(self, stack: int) -> tuple[int, int]:
+        """Return the blocks ``(first, end)`` a partial step forecasts, of a cached stack of `stack` blocks.
 
         A partial step is a computed step that runs every block of the stack but those, whose
-        residual is forecast (the ``"blocks"`` target; see `is_partial`).
+        residual is forecast (the ``"blocks"`` target; see `is_partial`). Default (0, 0): none.
         """
         return (0, 0)
 
     def is_partial(self, step: int, num_steps: int | None) -> bool:
-        """Whether computed step `step` of `num_steps` is partial (asked only with `partial_blocks`).
+        """Whether computed step `step` of `num_steps` is partial (asked only with a `partial_span`).
 
         Default False.
         """
@@ -130,7 +129,7 @@ POLICIES: Registry[type] = Registry(
     optional=(
         "probe_blocks",
         "observes_stack",
-        "partial_blocks",
+        "partial_span",
         "is_partial",
         "reduce_across_ranks",
         "decide_on",

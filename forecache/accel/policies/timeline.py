@@ -7,10 +7,13 @@ import itertools
 import math
 from dataclasses import dataclass
 
-from forecache.accel._checks import check_choice, check_float, check_instance, check_int
+from forecache.accel._checks import check_choice, check_float, check_instance
 from forecache.accel.policies.base import Decision, Policy, register_policy
 
 __all__ = ["Shaped", "Timeline", "shaped_levels", "shaped_steps", "timeline_steps"]
+
+MAX_LEAD = 1000.0
+"""The largest `Shaped.lead` accepted."""
 
 
 @functools.cache
@@ -32,39 +35,64 @@ def _timeline_schedule(
     return full | parts, parts
 
 
-@functools.cache
-def shaped_steps(ratio: float, shape: float, num_steps: int, lead: int = 1) -> frozenset[int]:
-    """Return ``round(num_steps / ratio)`` steps at ``1 - (1 - u) ** shape``, u evenly spaced in [0, 1].
+def _split_lead(lead: float) -> tuple[int, float]:
+    """Return the lead's whole steps and the share of the blocks its partial step runs (0.0: none)."""
+    whole = math.floor(lead)
+    return whole, lead - whole
 
-    With ``lead > 1`` the first `lead` steps are computed and take the place of the spread's last ones.
+
+def _lead_plan(num_steps: int, ratio: float, lead: float, limit: int) -> tuple[int, int, frozenset[int]]:
+    """Return the full steps at `ratio`, the whole lead steps among them, and the partial lead step.
+
+    At most `limit` full steps, and at least 2: ``round(num_steps / ratio)`` of them without a
+    partial step; with one, counted as the share of the blocks it runs, the count that brings the
+    total nearest ``num_steps / ratio``, a tie to the faster schedule (at 50 steps and 5x: 9 full
+    steps and the partial one, not 10). No partial step where the whole lead steps take the count.
     """
-    count = max(2, min(num_steps, round(num_steps / ratio)))
-    lead = min(lead, count)
-    spread = range(count) if lead == 1 else range(1, count - lead + 1)
-    positions = {round((1 - (1 - i / (count - 1)) ** shape) * (num_steps - 1)) for i in spread}
-    return frozenset(range(lead)) | positions
+    whole, share = _split_lead(lead)
+    full = max(2, min(limit, math.ceil(num_steps / ratio - share - 0.5)))
+    if not share or whole >= full:
+        full = max(2, min(limit, round(num_steps / ratio)))
+        return full, min(whole, full), frozenset()
+    return full, whole, frozenset({whole})
 
 
 @functools.cache
-def shaped_levels(ratio: float, shape: float, levels: tuple[float, ...], lead: int = 1) -> frozenset[int]:
-    """Return the first `lead` steps and ``round(len(levels) / ratio) - lead`` more, on the noise scale.
+def shaped_steps(ratio: float, shape: float, num_steps: int, lead: float = 1.0) -> frozenset[int]:
+    """Return about ``num_steps / ratio`` steps at ``1 - (1 - u) ** shape``, u evenly spaced in [0, 1].
+
+    With ``lead >= 2`` the first ``floor(lead)`` steps are computed and take the place of the
+    spread's last ones; a fractional `lead` adds step ``floor(lead)`` as a partial step, counted in
+    the ratio as that fraction of a step (`Shaped`).
+    """
+    count, lead_steps, partial = _lead_plan(num_steps, ratio, lead, num_steps)
+    spread = range(count) if lead_steps == 1 else range(1, count - lead_steps + 1)
+    positions = {round((1 - (1 - i / (count - 1)) ** shape) * (num_steps - 1)) for i in spread}
+    return frozenset(range(lead_steps)) | positions | partial
+
+
+@functools.cache
+def shaped_levels(ratio: float, shape: float, levels: tuple[float, ...], lead: float = 1.0) -> frozenset[int]:
+    """Return the lead steps and about ``len(levels) / ratio`` in all, spread on the noise scale.
 
     For ``u = i / count`` (``i = 1, 2, ...``), the free step nearest to the noise level
     ``(1 - u) ** shape`` (`levels` as `Policy.decide_on` gives them, 1.0 first), so the count holds
     where a shifted schedule's last levels lie far apart. The last step is left to the forecast,
     which ends there on the smoothest stretch of the trajectory, and its compute is spent earlier.
-    Lead steps past the first take the place of the spread's last (lowest-noise) ones.
+    Whole lead steps past the first take the place of the spread's last (lowest-noise) ones; a
+    fractional lead's partial step (`Shaped`) is counted as its fraction of a step and is never
+    one of the spread's.
     """
     n = len(levels)
-    count = max(2, min(n - 1, round(n / ratio)))
-    chosen = set(range(min(lead, count)))
+    count, lead_steps, partial = _lead_plan(n, ratio, lead, n - 1)
+    chosen = set(range(lead_steps))
     for i in range(1, count - len(chosen) + 1):
         target = (1 - i / count) ** shape
-        free = [k for k in range(1, n - 1) if k not in chosen]
+        free = [k for k in range(1, n - 1) if k not in chosen and k not in partial]
         if not free:  # two or three steps: all but the last are computed
             break
         chosen.add(min(free, key=lambda k: abs(levels[k] - target)))
-    return frozenset(chosen)
+    return frozenset(chosen | partial)
 
 
 @register_policy("timeline")
@@ -181,6 +209,10 @@ class Timeline(Policy):
             return Decision.COMPUTE
         return Decision.FORECAST
 
+    def partial_span(self, stack: int) -> tuple[int, int]:
+        """Return the tuned span, `partial_blocks`, whatever the stack's size (the session checks it)."""
+        return self.partial_blocks
+
     def is_partial(self, step: int, num_steps: int | None) -> bool:
         """Whether computed step `step` is one of the partial ones."""
         return step in self.partial_steps(num_steps)
@@ -206,31 +238,61 @@ class Shaped(Policy):
     longer corrected by later steps, and fewer early, where the features change little between
     steps. What `forecache.TimelineConfig` uses.
 
-    ``lead = 2`` also computes the second step, in place of the spread's last: for a model whose
-    first output (from pure noise) is no guide to the next few steps, so that forecasting from it
-    spoils them. The scenes reference model is one (28 steps, 5.5x, 64 held-out prompts, with reuse:
-    40.6 dB against the default's 33.9), the digit models are not (they lose 6-13 dB: flux-digits
-    36.4 against 47.9 dB at 50 steps and 5x); see BENCHMARKS.md, "A lead step". A derivative across
-    the lead step is no guide either: use it with `Reuse` (Taylor order 0).
+    `lead`: the first steps always computed, counted in the ratio. A model whose first output (from
+    pure noise) is no guide to the next few steps is spoiled by forecasting them from it: the
+    scenes reference model's block stack changes by 47 % of its norm from step 0 to step 1 (6 % at
+    the median step). ``lead = 2`` computes step 1 too, in place of the spread's last step: 40.6 dB
+    against 33.9 on the scenes model (28 steps, 5.5x, 64 held-out prompts, with reuse), but the
+    digit models, whose spread it thins, lose 6-13 dB. A fractional lead adds step ``floor(lead)``
+    as a partial step instead: it runs that fraction of the stack's blocks (the first and last
+    ones) and forecasts the middle ones from the step before (a middle span costs least; see
+    BENCHMARKS.md, "Partial steps"). ``lead = 1.5`` (`forecache.TimelineConfig`'s default) keeps the
+    whole spread for about half a step more compute (28 steps: 5.03x against 5.52x): 40.8 dB on
+    the scenes model against 33.9, and the worst of four reference models 36.2 dB against 32.9, at
+    a cost of 1-2 dB on the flux-digits models; see BENCHMARKS.md, "A partial lead step". A
+    derivative across the lead steps is no guide either: forecast with `Reuse` or `Damped` (no
+    slope on the stretches the lead steps start). Partial steps need the ``"blocks"`` target.
 
     Args:
-        ratio: Steps over computed steps (> 1). Default 5.5.
+        ratio: Steps over computed steps (> 1), a partial step counted as its fraction of the
+            blocks (with one, a tie rounds to the faster schedule). Default 5.5.
         shape: Density exponent in (0, 10]. Default 1.3.
         axis: ``"step"`` (default) or ``"noise"``.
-        lead: The first steps always computed, counted in the ratio (>= 1). Default 1.
+        lead: The first steps always computed (a number >= 1): ``floor(lead)`` whole ones, and with
+            a fractional part one partial step after them that runs that fraction of the blocks.
+            Default 1.
 
     """
 
     ratio: float = 5.5
     shape: float = 1.3
     axis: str = "step"
-    lead: int = 1
+    lead: float = 1.0
 
     def __post_init__(self) -> None:
         check_float("Shaped", "ratio", self.ratio, 1.0, 1000.0)
         check_float("Shaped", "shape", self.shape, 0.0, 10.0)
         check_choice("Shaped", "axis", self.axis, ("step", "noise"))
-        check_int("Shaped", "lead", self.lead, 1)
+        lead = self.lead
+        if isinstance(lead, bool) or not isinstance(lead, (int, float)):
+            raise TypeError(f"Shaped: `lead` must be a number >= 1, got {lead!r} ({type(lead).__name__})")
+        if not 1 <= lead <= MAX_LEAD:
+            raise ValueError(f"Shaped: `lead` must be a number in [1, {MAX_LEAD}], got {lead!r}")
+        object.__setattr__(self, "lead", float(lead))
+
+    def partial_span(self, stack: int) -> tuple[int, int]:
+        """Return the middle blocks a fractional lead's partial step forecasts (it runs the rest)."""
+        share = _split_lead(self.lead)[1]
+        forecast = stack - max(1, round(stack * share)) if share else 0
+        if forecast < 1:
+            return (0, 0)
+        first = (stack - forecast) // 2
+        return (first, first + forecast)
+
+    def is_partial(self, step: int, num_steps: int | None) -> bool:
+        """Whether computed step `step` is a fractional lead's partial step, ``floor(lead)``."""
+        whole, share = _split_lead(self.lead)
+        return bool(share) and step == whole
 
     def decide(self, step: int, num_steps: int | None, run_length: int) -> Decision:
         """Compute the shaped schedule's steps at this step count (50 when unknown); forecast the rest."""

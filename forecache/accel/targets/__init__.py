@@ -10,6 +10,7 @@ from forecache.accel.targets.base import (
     blocks_of,
     chains_blocks,
     register_target,
+    runs_partial_steps,
 )
 from forecache.accel.targets.blocks import BlocksTarget
 from forecache.accel.targets.modules import ModulesTarget
@@ -28,4 +29,5 @@ __all__ = [
     "blocks_of",
     "chains_blocks",
     "register_target",
+    "runs_partial_steps",
 ]

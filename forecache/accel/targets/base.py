@@ -34,6 +34,7 @@ __all__ = [
     "blocks_of",
     "chains_blocks",
     "register_target",
+    "runs_partial_steps",
 ]
 
 Register = Callable[[torch.nn.Module, Any, str], None]
@@ -52,6 +53,12 @@ def chains_blocks(target: str) -> bool:
     """Whether the registered target `target` needs its blocks chained (`Target.chains_blocks`)."""
     cls: type[Target] = TARGETS.get(target)
     return cls.chains_blocks
+
+
+def runs_partial_steps(target: str) -> bool:
+    """Whether the registered target `target` can run a partial step (`Target.partial_steps`)."""
+    cls: type[Target] = TARGETS.get(target)
+    return cls.partial_steps
 
 
 @dataclass(frozen=True)
