@@ -5,11 +5,11 @@ a fixed set of computed steps, a Taylor forecaster, the ``blocks`` target. The s
 `forecache.TimelineConfig` with the same fields computes at the row's step count on the step axis
 (``round(steps / ratio)`` of them, at least 2; by default the former preset's spread, ``shape=1.3,
 order=2, axis="step", lead=1``, denser late, whole steps only: the plan fixes its steps before any
-schedule is known), frozen
-into a `Timeline`: at that step count the decisions are the same as ``timeline:ratio=8,shape=1.3,
-order=2,axis=step,lead=1``, but through the policy class the tuner's configs use. Any field of
-`TimelineConfig` may be given (``ratio``, ``shape``, ``order``, ``target``, ``history_dtype``); every
-other spec is parsed by `forecache.eval.methods.parse_method`.
+schedule is known), frozen into a `Timeline`: at that step count the decisions are the same as
+``timeline:ratio=8,shape=1.3,order=2,axis=step,lead=1``, but through the policy class the tuner's
+configs use. Any field of `TimelineConfig` may be given (``ratio``, ``shape``, ``order``,
+``target``, ``history_dtype``, ``lead``); every other spec is parsed by
+`forecache.eval.methods.parse_method`.
 
 Imports forecache on first use only: the GPU run installs its wheels before anything imports
 diffusers.
