@@ -508,9 +508,10 @@ def TimelineConfig(
     if lead is None:
         lead = 1.5 if runs_partial_steps(target) else 1.0
     policy = Shaped(ratio=ratio, shape=shape, axis=axis, lead=lead)
-    forecaster: Any = Taylor(order=order)
-    if order == 1 and policy.lead > 1:
-        forecaster = Damped(damping=(0.0,) * math.ceil(policy.lead) + (LEAD_SLOPE,))
+    lead_slope = order == 1 and policy.lead > 1
+    forecaster: Any = (
+        Damped(damping=(0.0,) * math.ceil(policy.lead) + (LEAD_SLOPE,)) if lead_slope else Taylor(order=order)
+    )
     return CacheConfig(policy=policy, forecaster=forecaster, target=target, history_dtype=history_dtype)
 
 

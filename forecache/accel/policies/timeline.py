@@ -50,11 +50,12 @@ def _lead_plan(num_steps: int, ratio: float, lead: float, limit: int) -> tuple[i
     steps and the partial one, not 10). No partial step where the whole lead steps take the count.
     """
     whole, share = _split_lead(lead)
-    full = max(2, min(limit, math.ceil(num_steps / ratio - share - 0.5)))
-    if not share or whole >= full:
-        full = max(2, min(limit, round(num_steps / ratio)))
-        return full, min(whole, full), frozenset()
-    return full, whole, frozenset({whole})
+    if share:
+        full = max(2, min(limit, math.ceil(num_steps / ratio - share - 0.5)))
+        if whole < full:
+            return full, whole, frozenset({whole})
+    full = max(2, min(limit, round(num_steps / ratio)))
+    return full, min(whole, full), frozenset()
 
 
 @functools.cache
