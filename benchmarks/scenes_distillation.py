@@ -3,7 +3,7 @@
     python benchmarks/scenes_distillation.py --work DIR.work [--samples 16] [--steps 28 50]
 
 Needs the training's work folder (``--work`` of ``python -m forecache.reference.train --model
-scenes``), which holds the teacher: the bind stage's averaged weights before distillation, run
+scenes``), which holds the teacher: the detail stage's averaged weights before distillation, run
 here with true CFG (``true_cfg_scale`` 3.5, an empty negative prompt, two transformer calls per
 step) instead of the distilled guidance embedding. Both are tuned by `forecache.tune` on the first 4
 calibration prompts (seeds from 100000) for 6x at 28 steps and 10x at 50, and run with
@@ -31,8 +31,8 @@ CALIBRATION_SEED = 100_000
 
 
 def teacher_of(work: Path) -> Any:
-    """The bind stage's averaged transformer from the work folder (the shipped text encoders are its own)."""
-    state = torch.load(work / "bind.pt", map_location="cpu", weights_only=False)
+    """The detail stage's averaged transformer from the work folder (the shipped encoders are its own)."""
+    state = torch.load(work / "detail.pt", map_location="cpu", weights_only=False)
     prefix = "transformer."
     teacher = build_transformer()
     teacher.load_state_dict(

@@ -10,7 +10,7 @@ Usage::
     python -m forecache.reference.train --model motion --out DIR [--work DIR] [--judge-out DIR]
 
 The shipped weights were made with the commands in `forecache/reference/__init__.py`. The scenes
-model trains in six resumable stages (`forecache.reference.scenes.train`), the motion model in
+model trains in five resumable stages (`forecache.reference.scenes.train`), the motion model in
 five (`forecache.reference.motion.train`; its two-expert variant goes to OUT-experts); rerunning
 the same command with the same ``--work`` folder resumes where it stopped.
 """

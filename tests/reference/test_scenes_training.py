@@ -51,7 +51,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path, monkeypatch,
 
 
 def test_recipe_must_name_every_stage(tmp_path):
-    with pytest.raises(ValueError, match="missing bind, detail, distill, judge"):
+    with pytest.raises(ValueError, match="missing detail, distill, judge"):
         train_scenes(tmp_path, recipe={"vae": TINY["vae"], "t2i": TINY["t2i"]})
 
 
