@@ -66,6 +66,8 @@ def partial_candidates() -> list[tuple[str, Callable[[float], forecache.CacheCon
         ("no lead, Taylor 1 (default before)", _config(shaped(1.0), Taylor(order=1))),
         ("no lead, slope 0.8", _config(shaped(1.0), Damped((0.0, 0.8)))),
         ("partial lead, slope 1", _config(shaped(1.5), Damped((0.0, 0.0, 1.0)))),
+        ("partial lead, slope 0.5 across it, 0.8", _config(shaped(1.5), Damped((0.0, 0.5, 0.8)))),
+        ("partial lead, slope across it, 0.8", _config(shaped(1.5), Damped((0.0, 1.0, 0.8)))),
         ("partial lead, Taylor 1 across it", _config(shaped(1.5), Taylor(order=1))),
         ("whole lead step, slope 0.8", _config(shaped(2.0), Damped((0.0, 0.0, 0.8)))),
     ]

@@ -469,24 +469,25 @@ def TimelineConfig(
     ``u`` evenly spaced: by default evenly spaced noise levels (a `Shaped` policy on
     ``axis="noise"``, where the scheduler's timesteps say each step is, so a shifted flow-matching
     schedule, FLUX's, SD3's or Wan's, gets the same spread of noise levels as an unshifted one);
-    the last step is forecast. The block stack's residual is forecast linearly (`Damped`): no slope
-    across the lead steps (the change from pure noise is no guide either), then the slope between
-    the last two computed steps times `LEAD_SLOPE` (0.8; a full slope overshoots a stretch of 5-6
-    steps on some models). Every step count gets about the same compute ratio: at 28 and 50 steps,
-    5 and 9 full steps with the partial one, 5.03x and 5.20x of the scenes model's FLOPs, holding
-    40.8 and 43.7 dB on its 64 held-out prompts (without the lead, 33.9 and 40.7 dB at 5.5x); the
-    worst of four reference models 36.2 and 41.0 dB (before: 32.9 and 41.1), the flux-digits models
-    1-2 dB lower than before. For the most out of one model, tune it: `forecache.tune`. The default
-    before the lead is ``TimelineConfig(ratio=5.5, lead=1)``; the one before that, positions on
-    the step index denser late, ``TimelineConfig(ratio=5.5, shape=1.3, order=2, axis="step",
-    lead=1)``.
+    the last step is forecast. The block stack's residual is forecast linearly (`Damped`): after the
+    lead steps, the slope from step 0 across them in full; after every later computed step, the
+    slope between the last two computed steps times `LEAD_SLOPE` (0.8; a full slope overshoots a
+    stretch of 5-6 steps on some models). Every step count gets about the same compute ratio: at 28
+    and 50 steps, 5 and 9 full steps with the partial one, 5.03x and 5.20x of the scenes model's
+    FLOPs, holding 41.1 and 46.0 dB on its 64 held-out prompts (reuse across the lead: 37.1 and
+    42.8 dB); the worst of four reference models 36.1 and 40.8 dB on 8 samples (reuse across the
+    lead: 35.7 and 40.6). A model whose first output, from pure noise, is no guide to the next
+    steps wants reuse across the lead: ``order=0`` reuses throughout, and `forecache.tune` fits a
+    damping per stretch. For the most out of one model, tune it. The default before the lead is
+    ``TimelineConfig(ratio=5.5, lead=1)``; the one before that, positions on the step index denser
+    late, ``TimelineConfig(ratio=5.5, shape=1.3, order=2, axis="step", lead=1)``.
 
     Args:
         ratio: Steps over computed steps in (1, 50], the partial step counted as half a step.
             Default 5.0. Larger is faster and lossier.
         shape: Density exponent (> 0): 1 spaces computed steps evenly along `axis`, larger puts
             more of them late (low noise), smaller early. Default 1.0.
-        order: Taylor order in [0, 8]. Default 1: with a lead (`lead` > 1) the damped slope above,
+        order: Taylor order in [0, 8]. Default 1: with a lead (`lead` > 1) the damped slopes above,
             without one `Taylor` order 1; order 0 reuses; order 2 and up are `Taylor`, their
             derivatives across the lead steps too.
         target: See `CacheConfig.target`. Default ``"blocks"``.
@@ -510,7 +511,9 @@ def TimelineConfig(
     policy = Shaped(ratio=ratio, shape=shape, axis=axis, lead=lead)
     lead_slope = order == 1 and policy.lead > 1
     forecaster: Any = (
-        Damped(damping=(0.0,) * math.ceil(policy.lead) + (LEAD_SLOPE,)) if lead_slope else Taylor(order=order)
+        Damped(damping=(0.0,) + (1.0,) * (math.ceil(policy.lead) - 1) + (LEAD_SLOPE,))
+        if lead_slope
+        else Taylor(order=order)
     )
     return CacheConfig(policy=policy, forecaster=forecaster, target=target, history_dtype=history_dtype)
 

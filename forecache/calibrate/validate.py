@@ -2,16 +2,16 @@
 
 The tuner keeps the candidate of highest PSNR on its calibration samples, so the winner's figure
 there is the largest of many noisy estimates and reads high: tuned on 4 samples of the scenes model,
-40.6 / 42.1 dB against 38.7 / 40.35 dB on 64 held-out prompts (28 steps and 6x / 50 steps and
+45.1 / 46.3 dB against 41.0 / 42.4 dB on 64 held-out prompts (28 steps and 6x / 50 steps and
 10x). `run_validation` runs the calibration calls again with seeds the search did not use, at full
 compute and with the chosen config, and scores those: no choice was made on them. On 64 such
-samples (``validate=16`` with 4 prompts) the scenes model read 38.9 / 41.25 dB: within 0.2 / 0.9 dB
+samples (``validate=16`` with 4 prompts) the scenes model read 42.0 / 42.7 dB: within 1.0 / 0.3 dB
 of the held-out figures.
 
 A PSNR pooled over samples is ruled by its worst few (the mean squared error of one sample at 30 dB
 outweighs ten at 40), so a small draw reads high more often than low and draws of the same size
-spread widely: on the scenes model fresh draws of 16 samples of the same prompts read 37.9-40.2 dB,
-of 64 samples 37.3-38.9 dB (28 steps). `Validation.interval_db`, a bootstrap interval over the
+spread widely: on the six-stage scenes model fresh draws of 16 samples of the same prompts read
+37.9-40.2 dB, of 64 samples 37.3-38.9 dB (28 steps). `Validation.interval_db`, a bootstrap interval over the
 samples, says how wide that spread is for the samples at hand. Cost: two generations per validation
 call (full compute, cached), no search.
 """

@@ -78,7 +78,7 @@ def test_unknown_config_type_lists_the_known_ones():
 def test_timeline_preset_resolves_to_a_shaped_schedule_on_the_blocks():
     config = resolve_config(forecache.TimelineConfig())
     assert config.policy == forecache.Shaped(ratio=5.0, shape=1.0, axis="noise", lead=1.5)
-    assert config.forecaster == forecache.Damped((0.0, 0.0, 0.8)) and config.target == "blocks"
+    assert config.forecaster == forecache.Damped((0.0, 1.0, 0.8)) and config.target == "blocks"
     message = r"TimelineConfig: `ratio` must be a float in \(1\.0, 50\.0\], got 0\.5"
     with pytest.raises(ValueError, match=message):
         forecache.TimelineConfig(ratio=0.5)

@@ -153,7 +153,7 @@ def test_a_config_file_keeps_the_axis(tmp_path):
 def test_timeline_config_spreads_its_steps_over_the_noise_levels():
     config = forecache.TimelineConfig()
     assert config.policy == Shaped(ratio=5.0, shape=1.0, axis="noise", lead=1.5)
-    assert config.forecaster == Damped((0.0, 0.0, 0.8))  # no slope across the lead steps
+    assert config.forecaster == Damped((0.0, 1.0, 0.8))  # the full slope across the lead steps
     before = forecache.TimelineConfig(ratio=5.5, lead=1)
     assert before.policy == Shaped(ratio=5.5, shape=1.0, axis="noise")
     assert before.forecaster == Taylor(order=1)
@@ -162,5 +162,6 @@ def test_timeline_config_spreads_its_steps_over_the_noise_levels():
     # a target that cannot run part of the stack gets no partial step
     modules = forecache.TimelineConfig(target="modules")
     assert modules.policy.lead == 1.0 and modules.forecaster == Taylor(order=1)
-    assert forecache.TimelineConfig(lead=2).forecaster == Damped((0.0, 0.0, 0.8))
+    assert forecache.TimelineConfig(lead=2).forecaster == Damped((0.0, 1.0, 0.8))
+    assert forecache.TimelineConfig(lead=3.5).forecaster == Damped((0.0, 1.0, 1.0, 1.0, 0.8))
     assert forecache.TimelineConfig(order=2).forecaster == Taylor(order=2)

@@ -2,17 +2,19 @@
 
 Reduced cost, same floors: 16 held-out prompts (colour-shape pairs training never showed) at 28
 steps, FLUX.1-dev's default; the full measurement (64 prompts, 28 and 50 steps) is
-`benchmarks/scenes_quality.py`, its figures in BENCHMARKS.md.
+`benchmarks/scenes_quality.py`, its figures in BENCHMARKS.md. The two lines that hold by about
+1 dB on the 64 prompts (`TimelineConfig()` at 5x and the tuner at 6x, both at 28 steps) are
+measured on those 64, since the first 16 read 1-2 dB under them (a 16-sample figure spreads by
+about 0.85 dB around the 64's on this model: BENCHMARKS.md, Scenes, "Validation").
 
-`TimelineConfig()` holds 40 dB at 5x untuned at 28 steps with its partial lead step (without it,
-33.9 dB at 5.5x on the 64 prompts of BENCHMARKS.md). At 6x on 28 steps the tuner's default (4
-samples) holds about 39 dB; on 16 samples (4 prompts x 4 images), refined and with its slopes
-damped, 40.4 here and 40.2 on the 64 prompts of BENCHMARKS.md. At 10x on 50 steps the damped slopes
-hold 40 dB tuned on 4 samples.
+`TimelineConfig()` holds 40 dB at 5x untuned at 28 steps with its partial lead step and the slope
+across it. At 6x on 28 steps the tuner's default (4 samples) holds 40 dB; at 10x on 50 steps the
+damped slopes hold 40 dB tuned on 4 samples.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -35,6 +37,8 @@ pytestmark = pytest.mark.eval
 STEPS = 28
 HELD_OUT = prompt_set("heldout")[:16]
 SEEDS = list(range(len(HELD_OUT)))
+HELD_OUT_64 = prompt_set("heldout")[:64]  # BENCHMARKS.md's 64, seeds 0-63
+SEEDS_64 = list(range(len(HELD_OUT_64)))
 DEFAULTS = dict(REFERENCE_MODELS["scenes"].call_defaults)
 MAX_WEIGHT_BYTES = 25 * 2**20
 
@@ -69,6 +73,11 @@ def full(pipe):
     return generate(pipe, HELD_OUT, SEEDS)
 
 
+@pytest.fixture(scope="module")
+def full_64(pipe):
+    return generate(pipe, HELD_OUT_64, SEEDS_64)
+
+
 def test_loads_in_diffusers_own_flux_pipeline_within_the_size_budget():
     folder = reference_path("scenes")
     loaded = FluxPipeline.from_pretrained(folder)
@@ -92,7 +101,7 @@ def test_the_judge_reads_drawn_scenes(judge):
 
 
 def test_the_pooled_clip_vector_has_no_effect(pipe):
-    """The bind stage cut it (its projection's weight is zero): colours come through the T5 tokens."""
+    """Training cut it (its projection's weight is zero): colours come through the T5 tokens."""
     assert torch.count_nonzero(pipe.transformer.time_text_embed.text_embedder.linear_1.weight) == 0
     kwargs = {"num_inference_steps": 4, "output_type": "np", **DEFAULTS}
     kwargs.pop("max_sequence_length")
@@ -137,15 +146,20 @@ def test_full_compute_draws_objects_colours_and_backgrounds_asked(full, judge):
     assert present >= 0.95 and backgrounds >= 0.95 and colours >= 0.95, (present, colours, backgrounds)
 
 
-def test_timeline_config_untuned_keeps_40_db_at_5x(pipe, full):
-    """With its partial lead step (64 held-out prompts: 40.8 dB, worst 32.6, at 5.03x; without, 33.9)."""
-    images, flops = generate(pipe, HELD_OUT, SEEDS, forecache.TimelineConfig())
-    ratio = full[1] / flops
-    pooled, per_sample = psnr(full[0], images)
+def test_timeline_config_untuned_keeps_40_db_at_5x(pipe, full_64):
+    """64 prompts: 41.13 dB (worst 31.6) at 5.03x; reuse across the lead 37.12; no lead 34.06 (5.52x)."""
+    images, flops = generate(pipe, HELD_OUT_64, SEEDS_64, forecache.TimelineConfig())
+    ratio = full_64[1] / flops
+    pooled, per_sample = psnr(full_64[0], images)
     print(f"TimelineConfig(): {ratio:.2f}x at {pooled:.2f} dB (worst {min(per_sample):.2f})")
     assert ratio >= 5.0 and pooled >= 40.0, f"{ratio:.2f}x at {pooled:.2f} dB (worst {min(per_sample):.2f})"
-    before, _ = generate(pipe, HELD_OUT, SEEDS, forecache.TimelineConfig(ratio=5.5, lead=1))
-    assert pooled >= psnr(full[0], before)[0] + 4.0  # the lead: +6.3 dB on the 64 prompts
+    reuse = forecache.Damped((0.0, 0.0, 0.8))
+    reuse_across = dataclasses.replace(forecache.TimelineConfig(), forecaster=reuse)
+    before, _ = generate(pipe, HELD_OUT_64, SEEDS_64, forecache.TimelineConfig(ratio=5.5, lead=1))
+    across, _ = generate(pipe, HELD_OUT_64, SEEDS_64, reuse_across)
+    gains = pooled - psnr(full_64[0], before)[0], pooled - psnr(full_64[0], across)[0]
+    print(f"over no lead: {gains[0]:+.2f} dB, over reuse across the lead: {gains[1]:+.2f} dB")
+    assert gains[0] >= 4.0 and gains[1] >= 3.0, gains  # measured: +7.07, +4.01 dB
 
 
 def test_timeline_config_with_a_whole_lead_step_keeps_40_db_at_5x_untuned(pipe, full):
@@ -156,60 +170,54 @@ def test_timeline_config_with_a_whole_lead_step_keeps_40_db_at_5x_untuned(pipe, 
     assert ratio >= 5.0 and pooled >= 40.0, f"{ratio:.2f}x at {pooled:.2f} dB (worst {min(per_sample):.2f})"
 
 
-def tune_and_generate(pipe, goal, trials, steps=STEPS, call=None, **tuning):
+def tune_and_generate(pipe, goal, trials, steps=STEPS, call=None, held_out=HELD_OUT, **tuning):
     """Tune on the first 4 calibration prompts (`call`: more call arguments), generate the held-out ones."""
     call = {"prompt": prompt_set("calibration")[:4], "num_inference_steps": steps, **DEFAULTS, **(call or {})}
     result = forecache.tune(pipe, call, ratio=goal, trials=trials, seed=100_000, progress=False, **tuning)
-    return result, *generate(pipe, HELD_OUT, SEEDS, result.config, steps)
+    return result, *generate(pipe, held_out, list(range(len(held_out))), result.config, steps)
 
 
 @pytest.fixture(scope="module")
 def tuned_6x(pipe):
-    return tune_and_generate(pipe, 6.0, trials=8)  # the default: what BENCHMARKS.md measured (8 s)
+    """The default tuning (4 samples), what BENCHMARKS.md measured, on the 64 held-out prompts."""
+    return tune_and_generate(pipe, 6.0, trials=8, held_out=HELD_OUT_64)
 
 
-def test_tuned_for_6x_spends_the_budget_on_a_partial_step_and_keeps_adherence(full, judge, tuned_6x):
+def test_tuned_for_6x_spends_the_budget_on_a_partial_step_and_keeps_adherence(full_64, judge, tuned_6x):
     """4 of 28 steps computed are 6.9x, 5 are 5.5x: the tuner makes one of 5 a partial step (6.0x)."""
     result, images, flops = tuned_6x
-    ratio = full[1] / flops
+    ratio = full_64[1] / flops
     assert 6.0 <= ratio < 6.5 and len(result.chosen.computed) == 4 and len(result.chosen.partial) == 1
     assert ratio == pytest.approx(result.chosen.ratio, rel=1e-3)
-    drop = judge.adherence(full[0], HELD_OUT).mean() - judge.adherence(images, HELD_OUT).mean()
+    drop = judge.adherence(full_64[0], HELD_OUT_64).mean() - judge.adherence(images, HELD_OUT_64).mean()
     assert drop <= 0.01, f"adherence fell by {drop:.3f}"
 
 
-@pytest.fixture(scope="module")
-def tuned_6x_on_16(pipe):
-    """The 4 calibration prompts x 4 images, refined 3 rounds, slopes damped (`tune`'s default)."""
-    return tune_and_generate(pipe, 6.0, trials=8, call={"num_images_per_prompt": 4}, refine=3)
-
-
-def test_tuned_for_6x_on_16_samples_holds_40_db_on_held_out_prompts(full, judge, tuned_6x_on_16):
-    """40.4 dB (worst 37.1) at 6.02x on these 16 prompts (39.6 undamped); 64 prompts: 40.2 (worst 32.4)."""
-    result, images, flops = tuned_6x_on_16
-    ratio = full[1] / flops
-    pooled, per_sample = psnr(full[0], images)
+def test_tuned_for_6x_holds_40_db_on_held_out_prompts(full_64, tuned_6x):
+    """40.96 dB (worst 32.7) at 6.02x on the 64 held-out prompts, slopes damped."""
+    result, images, flops = tuned_6x
+    ratio = full_64[1] / flops
+    pooled, per_sample = psnr(full_64[0], images)
     assert ratio >= 6.0 and pooled >= 40.0, f"{ratio:.2f}x at {pooled:.2f} dB, worst {min(per_sample):.2f} dB"
-    assert "+ refined" in result.chosen.source and isinstance(result.config.forecaster, forecache.Damped)
-    drop = judge.adherence(full[0], HELD_OUT).mean() - judge.adherence(images, HELD_OUT).mean()
-    assert drop <= 0.01, f"adherence fell by {drop:.3f}"
+    assert isinstance(result.config.forecaster, forecache.Damped)
 
 
 def test_damped_slopes_hold_40_db_at_10x_and_50_steps_tuned_on_4_samples(pipe, judge):
-    """16 prompts: 39.1 dB (worst 34.7) undamped, 40.5 (worst 36.2) damped at 10.06x (64: 39.0, 40.4).
+    """16 prompts: 39.8 dB undamped, 41.8 (worst 37.5) damped at 10.06x (64: 42.36, worst 36.8).
 
-    The tuner's figure on its 4 samples reads 42.1 dB; its validation on 64 new samples of the same
-    prompts 41.25 (the 64 held-out prompts: 40.35).
+    The worst sample holds issue 19's 35 dB too. The tuner's figure on its 4 samples reads 46.3 dB;
+    its validation on 64 new samples of the same prompts 42.7.
     """
     full, full_flops = generate(pipe, HELD_OUT, SEEDS, steps=50)
     _, plain, _ = tune_and_generate(pipe, 10.0, trials=8, steps=50, damp=False)
     result, images, flops = tune_and_generate(pipe, 10.0, trials=8, steps=50, validate=16)
     ratio = full_flops / flops
     before, (after, per_sample) = psnr(full, plain)[0], psnr(full, images)
-    assert ratio >= 10.0 and after >= 40.0 and after >= before + 1.0, (
+    assert ratio >= 10.0 and after >= 40.0 and min(per_sample) >= 35.0 and after >= before + 1.0, (
         f"{ratio:.2f}x: {before:.2f} -> {after:.2f} dB (worst {min(per_sample):.2f})"
     )
     validated, verified = result.validation.psnr_db, result.chosen.psnr_db
+    print(f"10x: {before:.2f} -> {after:.2f} dB (worst {min(per_sample):.2f}); validated {validated:.2f}")
     assert result.validation.samples == 64
     assert abs(validated - after) <= 1.0 < verified - after, (
         f"held out {after:.2f} dB, validated {validated:.2f}, verified {verified:.2f}"
@@ -220,7 +228,7 @@ def test_damped_slopes_hold_40_db_at_10x_and_50_steps_tuned_on_4_samples(pipe, j
 
 
 def test_tuned_for_3_5x_holds_40_db_and_adherence_on_held_out_prompts(pipe, full, judge):
-    """The 4x cell of `make bench` (16 held-out prompts): 4.01x at 44.4 dB mean, 40.2 dB worst."""
+    """The 4x cell of `make bench` (16 held-out prompts): 4.01x at 49.8 dB mean, 45.3 dB worst."""
     _, images, flops = tune_and_generate(pipe, 3.5, trials=2)
     ratio = full[1] / flops
     pooled, per_sample = psnr(full[0], images)

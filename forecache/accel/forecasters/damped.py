@@ -40,9 +40,9 @@ class Damped:
     next ones overshoots the next stretch, where a later, straighter stretch wants most of it.
     `forecache.tune` fits one damping per stretch of its chosen schedule by least squares on the
     recorded trajectory (`forecache.calibrate.damping`) and keeps it where a real run confirms it.
-    Measured on the scenes model (64 held-out prompts, the tuner's 6x schedule at 28 steps): reuse
-    38.7 dB, Taylor 1 26.1 dB, a damping of 0.1 throughout 40.1 dB; see BENCHMARKS.md, "Damped
-    slopes".
+    Measured on the six-stage scenes model (64 held-out prompts, the tuner's 6x schedule at 28
+    steps): reuse 38.7 dB, Taylor 1 26.1 dB, a damping of 0.1 throughout 40.1 dB; see BENCHMARKS.md,
+    "Damped slopes".
 
     Speed/quality: the cost of `Taylor` order 1 (two history tensors per cached site, one fused
     weighted sum per forecast).

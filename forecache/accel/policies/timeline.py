@@ -242,17 +242,19 @@ class Shaped(Policy):
     `lead`: the first steps always computed, counted in the ratio. A model whose first output (from
     pure noise) is no guide to the next few steps is spoiled by forecasting them from it: the
     scenes reference model's block stack changes by 47 % of its norm from step 0 to step 1 (6 % at
-    the median step). ``lead = 2`` computes step 1 too, in place of the spread's last step: 40.6 dB
-    against 33.9 on the scenes model (28 steps, 5.5x, 64 held-out prompts, with reuse), but the
+    the median step). ``lead = 2`` computes step 1 too, in place of the spread's last step: 40.9 dB
+    against 34.1 on the scenes model (28 steps, 5.5x, 64 held-out prompts, with reuse), but the
     digit models, whose spread it thins, lose 6-13 dB. A fractional lead adds step ``floor(lead)``
     as a partial step instead: it runs that fraction of the stack's blocks (the first and last
     ones) and forecasts the middle ones from the step before (a middle span costs least; see
     BENCHMARKS.md, "Partial steps"). ``lead = 1.5`` (`forecache.TimelineConfig`'s default) keeps the
-    whole spread for about half a step more compute (28 steps: 5.03x against 5.52x): 40.8 dB on
-    the scenes model against 33.9, and the worst of four reference models 36.2 dB against 32.9, at
-    a cost of 1-2 dB on the flux-digits models; see BENCHMARKS.md, "A partial lead step". A
-    derivative across the lead steps is no guide either: forecast with `Reuse` or `Damped` (no
-    slope on the stretches the lead steps start). Partial steps need the ``"blocks"`` target.
+    whole spread for about half a step more compute (28 steps: 5.03x against 5.52x): 41.1 dB on
+    the scenes model against 34.1 (64 held-out prompts), and the worst of four reference models
+    36.1 dB against 32.9, at a cost of 1-2 dB on the flux-digits models; see BENCHMARKS.md, "A
+    partial lead step". Whether the slope across the lead steps is a guide depends on the model:
+    the scenes model holds 41.1 dB with it and 37.1 with `Reuse` there, the six-stage scenes model
+    shipped before it 34.1 and 40.3 (`Damped` takes one damping per stretch). Partial steps need
+    the ``"blocks"`` target.
 
     Args:
         ratio: Steps over computed steps (> 1), a partial step counted as its fraction of the
