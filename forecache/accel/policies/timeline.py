@@ -241,8 +241,8 @@ class Shaped(Policy):
 
     `lead`: the first steps always computed, counted in the ratio. A model whose first output (from
     pure noise) is no guide to the next few steps is spoiled by forecasting them from it: the
-    scenes reference model's block stack changes by 47 % of its norm from step 0 to step 1 (6 % at
-    the median step). ``lead = 2`` computes step 1 too, in place of the spread's last step: 40.9 dB
+    six-stage scenes reference model's block stack changed by 47 % of its norm from step 0 to step 1
+    (6 % at the median step). ``lead = 2`` computes step 1 too, in place of the spread's last step: 40.9 dB
     against 34.1 on the scenes model (28 steps, 5.5x, 64 held-out prompts, with reuse), but the
     digit models, whose spread it thins, lose 6-13 dB. A fractional lead adds step ``floor(lead)``
     as a partial step instead: it runs that fraction of the stack's blocks (the first and last
