@@ -65,6 +65,11 @@ class Knob:
         low: Continuous knobs: the smallest value tried (skips least).
         high: Continuous knobs: the largest value tried.
         start: Continuous knobs: the first value tried (the method's own default).
+        is_ratio: Continuous knobs whose value is the compute ratio the method aims at
+            (``timeline``'s and the tuner's ``ratio``): the search tries each target itself first
+            and, below a target, steps as if the ratio grew like the value. It then needs about
+            one run per target where a threshold needs three or four (the tuner is the costly one:
+            one tuning per run).
 
     """
 
@@ -73,12 +78,17 @@ class Knob:
     low: float = 0.0
     high: float = 0.0
     start: float = 0.0
+    is_ratio: bool = False
 
     def __post_init__(self) -> None:
         if not self.values and not 0.0 < self.low < self.start <= self.high:
             raise ValueError(
                 f"Knob `{self.field}`: a continuous knob needs 0 < low < start <= high, got "
                 f"low={self.low}, start={self.start}, high={self.high}"
+            )
+        if self.values and self.is_ratio:
+            raise ValueError(
+                f"Knob `{self.field}`: `is_ratio` is for continuous knobs, got values={self.values}"
             )
 
     @property
@@ -292,7 +302,7 @@ def threshold_knob(config: CacheConfig, steps: int) -> Knob:
 
 def ratio_knob(config: CacheConfig, steps: int) -> Knob:
     """Return a schedule's compute ratio as the knob, starting from its own value."""
-    return Knob("ratio", low=1.2, high=float(steps), start=config.policy.ratio)  # type: ignore[attr-defined]
+    return Knob("ratio", low=1.2, high=float(steps), start=config.policy.ratio, is_ratio=True)  # type: ignore[attr-defined]
 
 
 def cache_knob(config: CacheConfig, steps: int) -> Knob:

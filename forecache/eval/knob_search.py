@@ -4,9 +4,10 @@ The search only sees ``evaluate(value) -> measured ratio`` (real runs of the fir
 harness, cached by the caller so a setting never runs twice) and assumes the ratio grows with the
 knob. Discrete knobs (intervals, ordered choices) are searched by interpolation over their index
 until the two neighbours around the target are known; continuous knobs (thresholds) by regula falsi
-in (log value, log ratio), bracketing first by factors of 4 from the method's default. A target is
+in (log value, log ratio), bracketing first by factors of 4 from the method's default (a knob whose
+value is the ratio aimed at, `Knob.is_ratio`, tries the target itself and steps onto it). A target is
 "matched" when some setting lands within `tolerance` (relative) of it, else "cannot reach": beyond
-the knob's range, or in a jump of the ratio between two settings closer than 10% (a gate whose
+the knob's range, or in a jump of the ratio between two settings closer than 4% (a gate whose
 decisions flip together), or past a cap (a 4x larger setting raises the ratio by under 1%).
 The setting closest to the target is reported either way.
 """
@@ -193,13 +194,17 @@ class _Searcher:
             lo = max(below, default=(x_low, 1.0))
             hi = min(above, default=None)
             if hi is None:
-                if not known:
+                if not known and not knob.is_ratio:
                     x = math.log(knob.start)
                 elif lo[0] >= x_high - 1e-9:
                     break
                 elif self._plateau(below):
                     self.capped = True
                     break
+                elif knob.is_ratio and math.log(target) > lo[0] + 1e-9:  # the target itself
+                    x = min(x_high, math.log(target))
+                elif knob.is_ratio:  # landed below it: as if the ratio grew like the value
+                    x = min(x_high, lo[0] + min(_GROW, max(_MIN_WIDTH, math.log(target / lo[1]))))
                 else:
                     x = min(x_high, lo[0] + _GROW)
             else:

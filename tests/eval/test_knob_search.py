@@ -45,6 +45,47 @@ def test_continuous_knob_bisects_onto_each_target():
     assert evaluate.calls[0] == 0.05 and len(evaluate.calls) <= 12
 
 
+def tuner_ratio(asked, steps=28, skip=0.00346):
+    """The tuner's reached ratio for an asked one, as measured on the scenes model at 28 steps.
+
+    It counts the most whole computed steps at or over the ratio asked, then keeps that schedule
+    when it is within 13 % over the ask (it scored best there), else a partial step lands on the ask.
+    """
+
+    def whole(k):
+        return steps / (k + (steps - k) * skip)
+
+    k = max((k for k in range(1, steps + 1) if whole(k) >= asked), default=1)
+    return whole(k) if whole(k) <= 1.13 * asked else asked * 1.005
+
+
+def test_a_knob_that_is_the_ratio_tries_each_target_first():
+    assert tuner_ratio(3.11) == pytest.approx(3.47, abs=0.01)  # the jumps the scenes model showed
+    assert tuner_ratio(5.0) == pytest.approx(5.51, abs=0.01)
+    assert tuner_ratio(4.8) == pytest.approx(4.82, abs=0.01)
+    knob = Knob("ratio", low=1.2, high=28.0, start=4.0, is_ratio=True)
+    evaluate = Counting(tuner_ratio)
+    found = search(knob, evaluate, [3, 4, 5])
+    assert all(c.status == MATCHED and abs(c.ratio / c.target - 1) <= 0.10 for c in found.choices)
+    # 3 and 4 land at once; 5 lands at 5.51 (10.2 % over), then between 4 and 5
+    assert evaluate.calls[:3] == [3.0, 4.0, 5.0] and len(evaluate.calls) == 4
+    # the same response read as a threshold (start 4, bracketing by x4) takes 7 runs, one of them 16x
+    evaluate = Counting(tuner_ratio)
+    found = search(Knob("ratio", low=1.2, high=28.0, start=4.0), evaluate, [3, 4, 5])
+    assert all(c.status == MATCHED for c in found.choices) and len(evaluate.calls) == 7
+    assert 16.0 in evaluate.calls
+
+
+def test_a_knob_that_is_the_ratio_steps_up_when_the_target_lands_below():
+    evaluate = Counting(lambda asked: 0.8 * asked)  # a method that reaches 80 % of what it is asked
+    knob = Knob("ratio", low=1.2, high=28.0, start=4.0, is_ratio=True)
+    (choice,) = search(knob, evaluate, [4.0]).choices
+    assert choice.status == MATCHED and choice.ratio == pytest.approx(4.0)
+    assert evaluate.calls == [4.0, 5.0]
+    with pytest.raises(ValueError, match="`is_ratio` is for continuous knobs"):
+        Knob("interval", values=(1, 2), is_ratio=True)
+
+
 def test_a_capped_knob_is_marked_cannot_reach_with_the_highest_ratio():
     evaluate = Counting(lambda t: min(1.0 + 10.0 * t, 1.27))
     found = search(Knob("threshold", low=0.002, high=4.0, start=0.05), evaluate, [2.0, 3.0])
@@ -90,6 +131,9 @@ def test_knobs_of_presets_and_peers():
 
     assert knob_for("taylorseer", forecache.TaylorSeerConfig(), 28).values == tuple(range(1, 29))
     assert knob_for("cg", forecache.ConfidenceGateConfig(threshold=0.2), 28).start == 0.2
+    assert knob_for("timeline", forecache.TimelineConfig(), 28).is_ratio
+    assert knob_for("tuned", None, 28).is_ratio
+    assert not knob_for("cg", forecache.ConfidenceGateConfig(), 28).is_ratio
     assert knob_for("diffusers.fbcache", None, 28).field == "threshold"
     assert knob_for("cachedit.dbcache", None, 28).field == "residual_diff_threshold"
     assert knob_for("diffusers.taylorseer", None, 10).values == tuple(range(1, 11))

@@ -43,6 +43,17 @@ def test_ssim_is_one_for_identical_and_lower_for_noisy_images():
     assert metrics.ssim(a, noisy) < 0.9
 
 
+@pytest.mark.parametrize("noise", [0.002, 0.05])
+def test_ssim_in_float32_agrees_with_float64(noise):
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    a = _images(n=16, size=32, channels=3)
+    b = np.clip(a + np.random.default_rng(2).normal(0, noise, a.shape), 0, 1).astype(np.float32)
+    reference, images = metrics.to_tensor(a).double(), metrics.to_tensor(b).double()
+    exact = structural_similarity_index_measure(images, reference, data_range=1.0, kernel_size=11, sigma=1.5)
+    assert metrics.ssim(a, b) == pytest.approx(float(exact), abs=1e-6)
+
+
 def test_ssim_handles_images_smaller_than_the_window():
     a = _images(size=8, channels=3)
     assert metrics.ssim(a, a) == pytest.approx(1.0, abs=1e-6)

@@ -198,7 +198,7 @@ register_method(
         "forecache",
         "forecache.tune for a compute ratio, calibrated on samples of other seeds",
         Style("#08306b", "*"),
-        lambda config, steps: Knob("ratio", low=1.2, high=float(steps), start=4.0),
+        lambda config, steps: Knob("ratio", low=1.2, high=float(steps), start=4.0, is_ratio=True),
     )
 )
 on_register(_register_preset)
