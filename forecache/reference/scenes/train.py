@@ -131,18 +131,23 @@ class _Latents:
 
 
 class _TextEncoders(nn.Module):
-    """The pipeline's two text encoders behind one call, as `FluxPipeline.encode_prompt` uses them."""
+    """The pipeline's two text encoders, trained and saved together; a call gives the T5 token states.
+
+    CLIP is not run: its pooled vector is cut in every transformer stage (`_cut_pooled`), so it
+    never got a gradient and ships with its initial weights. Running it (as before 2026-12-06) gave
+    bitwise the same weights (BENCHMARKS.md, Scenes, "Training time").
+    """
 
     def __init__(self, clip: nn.Module, t5: nn.Module) -> None:
         super().__init__()
         self.clip, self.t5 = clip, t5
         self.tokenizer = build_tokenizer()
 
-    def forward(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, captions: list[str]) -> torch.Tensor:
         ids = self.tokenizer(
             captions, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt"
         ).input_ids
-        return self.clip(ids).pooler_output, self.t5(ids)[0]
+        return self.t5(ids)[0]
 
 
 def _scenes(rng: Any, batch: int, exclude: frozenset[tuple[str, str]] | None = None) -> list[Any]:
@@ -252,7 +257,7 @@ def _train_t2i(
         scenes = _scenes(rng, batch)
         prompts = ["" if rng.random() < 0.1 else caption(scene) for scene in scenes]
         x0 = latents(render_batch(scenes, rng))
-        vector, tokens = models["text"](prompts)
+        tokens = models["text"](prompts)
         noise = torch.randn(x0.shape, generator=gen)
         sigma = _sigmas(batch, gen, plan.shift)
         s = sigma.view(-1, 1, 1)
@@ -260,7 +265,7 @@ def _train_t2i(
             hidden_states=(1 - s) * x0 + s * noise,
             timestep=sigma,
             guidance=torch.ones(batch),
-            pooled_projections=torch.zeros_like(vector),
+            pooled_projections=torch.zeros(batch, transformer.config.pooled_projection_dim),
             encoder_hidden_states=tokens,
             txt_ids=latents.txt_ids,
             img_ids=latents.img_ids,
@@ -290,7 +295,8 @@ def _distill(
     """
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     with torch.no_grad():
-        _, null_tokens = text([""])
+        null_tokens = text([""])
+    width = int(cast(Any, teacher).config.pooled_projection_dim)
 
     def loss_fn(batch: int, rng: Any, gen: torch.Generator) -> torch.Tensor:
         scenes = _scenes(rng, batch)
@@ -301,8 +307,8 @@ def _distill(
         s = sigma.view(-1, 1, 1)
         x_t = (1 - s) * x0 + s * noise
         with torch.no_grad():
-            vector, tokens = text([caption(scene) for scene in scenes])
-            pooled = torch.zeros_like(vector)
+            tokens = text([caption(scene) for scene in scenes])
+            pooled = torch.zeros(batch, width)
             both = teacher(
                 hidden_states=torch.cat([x_t, x_t]),
                 timestep=torch.cat([sigma, sigma]),
