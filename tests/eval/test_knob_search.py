@@ -82,6 +82,11 @@ def test_a_knob_that_is_the_ratio_steps_up_when_the_target_lands_below():
     (choice,) = search(knob, evaluate, [4.0]).choices
     assert choice.status == MATCHED and choice.ratio == pytest.approx(4.0)
     assert evaluate.calls == [4.0, 5.0]
+    # a target past the knob's range: the range's end once, then "at most"
+    evaluate = Counting(lambda asked: 0.9 * asked)
+    (choice,) = search(knob, evaluate, [40.0]).choices
+    assert choice.status == UNREACHABLE and evaluate.calls == [28.0]
+    assert choice.reason == "at most 25.20x (ratio=28.0; ratio in [1.2, 28])"
     with pytest.raises(ValueError, match="`is_ratio` is for continuous knobs"):
         Knob("interval", values=(1, 2), is_ratio=True)
 
