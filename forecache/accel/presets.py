@@ -300,9 +300,14 @@ def threshold_knob(config: CacheConfig, steps: int) -> Knob:
     return Knob("threshold", low=0.005, high=10.0, start=config.policy.threshold)  # type: ignore[attr-defined]
 
 
+def compute_ratio_knob(start: float, steps: int) -> Knob:
+    """Return the compute ratio a method aims at as its knob (1.2x to `steps`x), first tried at `start`."""
+    return Knob("ratio", low=1.2, high=float(steps), start=start, is_ratio=True)
+
+
 def ratio_knob(config: CacheConfig, steps: int) -> Knob:
     """Return a schedule's compute ratio as the knob, starting from its own value."""
-    return Knob("ratio", low=1.2, high=float(steps), start=config.policy.ratio, is_ratio=True)  # type: ignore[attr-defined]
+    return compute_ratio_knob(config.policy.ratio, steps)  # type: ignore[attr-defined]
 
 
 def cache_knob(config: CacheConfig, steps: int) -> Knob:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from forecache.accel.presets import PRESETS, Knob, on_register
+from forecache.accel.presets import PRESETS, Knob, compute_ratio_knob, on_register
 from forecache.accel.presets import Preset as TablePreset
 from forecache.eval.methods.base import (
     METHODS,
@@ -198,7 +198,7 @@ register_method(
         "forecache",
         "forecache.tune for a compute ratio, calibrated on samples of other seeds",
         Style("#08306b", "*"),
-        lambda config, steps: Knob("ratio", low=1.2, high=float(steps), start=4.0, is_ratio=True),
+        lambda config, steps: compute_ratio_knob(_TUNED_FIELDS["ratio"], steps),
     )
 )
 on_register(_register_preset)
