@@ -34,6 +34,15 @@ def default_out(now: datetime | None = None) -> str:
     return str(Path(OUT_ROOT) / (now or datetime.now()).strftime("%Y%m%d-%H%M%S"))
 
 
+def _tuner_default(name: str) -> Any:
+    """Return `forecache.tune`'s default for argument `name`: the CLI's options take the API's defaults."""
+    import inspect
+
+    from forecache.calibrate.tuner import tune
+
+    return inspect.signature(tune).parameters[name].default
+
+
 def parse_targets(text: str) -> tuple[float, ...]:
     """Parse ``--match``: ``"2,3,4,5"``, or ``"none"`` to run each method as given.
 
@@ -203,8 +212,8 @@ def _add_tune(sub: Any) -> None:
         "--verify",
         dest="trials",
         type=int,
-        default=8,
-        help="real cached runs per searched step count (default 8; --verify: its former name)",
+        default=_tuner_default("trials"),
+        help="real cached runs per searched step count (default %(default)s; --verify: its former name)",
     )
     tune.add_argument(
         "--frame-score",
@@ -226,8 +235,8 @@ def _add_tune(sub: Any) -> None:
     tune.add_argument(
         "--refine",
         type=int,
-        default=0,
-        help="rounds of moving each computed step by real runs (default 0; worth it on >= 16 samples)",
+        default=_tuner_default("refine"),
+        help="rounds of moving each computed step by real runs (default %(default)s; pays on 16+ samples)",
     )
     tune.add_argument(
         "--no-damp",

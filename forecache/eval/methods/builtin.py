@@ -7,11 +7,13 @@ presets in the table when this module is imported and for any registered later
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
 from forecache.accel.presets import PRESETS, Knob, compute_ratio_knob, on_register
 from forecache.accel.presets import Preset as TablePreset
+from forecache.calibrate.tuner import tune
 from forecache.eval.methods.base import (
     METHODS,
     Detach,
@@ -82,7 +84,14 @@ class Preset(Method):
         return _applied(cache_target, spec.config, scheduler)
 
 
-_TUNED_FIELDS = {"ratio": 4.0, "calibration": 4, "trials": 6, "partial": True, "refine": 0, "damp": True}
+_TUNER_DEFAULTS = ("trials", "partial", "refine", "damp")
+_TUNED_FIELDS = {
+    "ratio": 4.0,
+    "calibration": 4,
+    **{name: inspect.signature(tune).parameters[name].default for name in _TUNER_DEFAULTS},
+}
+"""The tuned method's fields and defaults: those it passes on to `forecache.tune` default to the tuner's
+own, so ``tuned:ratio=R`` in a benchmark is what ``forecache.tune(..., ratio=R)`` returns."""
 
 
 @dataclass(frozen=True)
@@ -125,8 +134,6 @@ class Tuned(Method):
 
 def _tune(spec: MethodSpec, pipe: Any, run: MethodRun) -> Any:
     """Run `forecache.tune` for the method's ratio (once per ratio and benchmark: memoised in `run`)."""
-    import forecache
-
     if run.calibration is None:
         raise ValueError(
             "tuned: this run has no calibration samples (a pipeline and its call arguments are needed)"
@@ -135,7 +142,7 @@ def _tune(spec: MethodSpec, pipe: Any, run: MethodRun) -> Any:
     key = "tuned:" + ":".join(str(params[name]) for name in _TUNED_FIELDS)
     result = run.memo.get(key)
     if result is None:
-        result = run.memo[key] = forecache.tune(
+        result = run.memo[key] = tune(
             pipe,
             run.calibration(params["calibration"]),
             ratio=params["ratio"],
