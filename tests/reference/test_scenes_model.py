@@ -24,7 +24,8 @@ from diffusers import FluxPipeline
 
 import forecache
 from forecache.calibrate.flops import count_flops
-from forecache.eval.metrics import QualityScorer, psnr
+from forecache.eval import metrics
+from forecache.eval.metrics import psnr
 from forecache.reference import REFERENCE_MODELS, load_reference, reference_path
 from forecache.reference.scenes.checks import word_changes, word_test
 from forecache.reference.scenes.grammar import HELD_OUT_PAIRS, parse_caption, random_scene
@@ -146,7 +147,7 @@ def test_full_compute_draws_objects_colours_and_backgrounds_asked(full, judge):
     assert present >= 0.95 and backgrounds >= 0.95 and colours >= 0.95, (present, colours, backgrounds)
 
 
-def test_judge_fid_of_64_samples_tells_the_prompts_drawn_from_others(full_64, judge):
+def test_judge_fid_of_64_samples_tells_the_prompts_drawn_from_others(full_64, judge, monkeypatch):
     """The judge's features give FID on 64 samples (issue 19), against the drawings of the same prompts.
 
     Measured (64 held-out prompts, 28 steps): the model at full compute 1011 (1010 at 50 steps);
@@ -154,8 +155,9 @@ def test_judge_fid_of_64_samples_tells_the_prompts_drawn_from_others(full_64, ju
     64 held-out prompts 4276 and their drawings 4030; uniform noise 17802. A judge FID scores how
     well a set of images matches its prompts' distribution, on the judge's scale, not Inception's.
     """
+    monkeypatch.setattr(metrics, "_hub_checkpoint", lambda name: None)  # the judge's, even beside Inception
     real, note = judge.real_images(HELD_OUT_64)
-    scorer = QualityScorer(real_images=real, real_note=note, conditions=HELD_OUT_64, judge=judge)
+    scorer = metrics.QualityScorer(real_images=real, real_note=note, conditions=HELD_OUT_64, judge=judge)
     assert "judge's features (SceneFeatureExtractor, 320-d)" in scorer.notes["fid"]
 
     def drawings(prompts, seed):
