@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_tune(sub: Any) -> None:
+    from forecache.calibrate.frames import FRAME_SCORES
+
     tune = sub.add_parser(
         "tune", help="fit the schedule and forecaster to a model on calibration samples; write a config file"
     )
@@ -217,9 +219,10 @@ def _add_tune(sub: Any) -> None:
     )
     tune.add_argument(
         "--frame-score",
-        choices=["pooled", "worst"],
-        default="pooled",
-        help="videos: score candidates over all frames alike (default) or by their worst frame",
+        choices=list(FRAME_SCORES),
+        default=_tuner_default("frames"),
+        help="videos: score candidates over all frames alike (pooled) or by their worst frame "
+        "(default %(default)s)",
     )
     tune.add_argument(
         "--no-partial",
@@ -246,11 +249,16 @@ def _add_tune(sub: Any) -> None:
     tune.add_argument(
         "--validate",
         type=int,
-        default=0,
+        default=_tuner_default("validate"),
         help="then run the calibration samples N times more with new seeds, full and tuned: the PSNR to "
-        "expect on new prompts (default 0)",
+        "expect on new prompts (default %(default)s)",
     )
-    tune.add_argument("--seed", type=int, default=0, help="seed of the calibration call (default 0)")
+    tune.add_argument(
+        "--seed",
+        type=int,
+        default=_tuner_default("seed"),
+        help="seed of the calibration call (default %(default)s)",
+    )
     tune.add_argument("--device", default="cpu", help="torch device (default cpu)")
     tune.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
     tune.add_argument(

@@ -120,3 +120,6 @@ def test_the_cli_and_the_tuned_method_take_the_tuners_defaults():
     args = cli.build_parser().parse_args(["tune", "--ratio", "10"])
     assert (args.trials, args.refine, args.no_partial, args.no_damp) == (8, 0, False, False)
     assert (tuner["trials"].default, tuner["refine"].default, tuner["partial"].default) == (8, 0, True)
+    cli_options = {"trials": args.trials, "refine": args.refine, "frames": args.frame_score}
+    cli_options |= {"validate": args.validate, "seed": args.seed, "partial": not args.no_partial}
+    assert cli_options == {name: tuner[name].default for name in cli_options}
