@@ -34,6 +34,23 @@ def default_out(now: datetime | None = None) -> str:
     return str(Path(OUT_ROOT) / (now or datetime.now()).strftime("%Y%m%d-%H%M%S"))
 
 
+def _config_default(config: type, name: str) -> Any:
+    """Return the default of the dataclass `config`'s field `name`: the CLI's options take the API's."""
+    import dataclasses
+
+    (found,) = [f for f in dataclasses.fields(config) if f.name == name]
+    if found.default_factory is not dataclasses.MISSING:
+        return found.default_factory()
+    return found.default
+
+
+def _seeds_text(seeds: Sequence[int]) -> str:
+    """Write seeds as ``--seeds`` reads them: ``"0-7"`` for a run of consecutive seeds, else ``"0,3,5"``."""
+    if len(seeds) > 1 and list(seeds) == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(str(s) for s in seeds)
+
+
 def _tuner_default(name: str) -> Any:
     """Return `forecache.tune`'s default for argument `name`: the CLI's options take the API's defaults."""
     import inspect
@@ -84,8 +101,11 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return tuple(seeds)
 
 
-def _add_run_options(parser: argparse.ArgumentParser, repeats: str) -> None:
+def _add_run_options(parser: argparse.ArgumentParser, config: type, repeats: str) -> None:
     from forecache.eval.workload import DTYPES, OUTPUTS
+
+    def default(name: str) -> Any:
+        return _config_default(config, name)
 
     run = parser.add_argument_group("what to generate")
     run.add_argument(
@@ -97,24 +117,43 @@ def _add_run_options(parser: argparse.ArgumentParser, repeats: str) -> None:
         help="'drawbench' or a text file with one prompt per line (text-to-image models); the scenes "
         "model: calibration, benchmark or heldout (default heldout)",
     )
-    run.add_argument("--steps", type=int, default=28, help="denoising steps (default 28)")
+    run.add_argument(
+        "--steps", type=int, default=default("steps"), help="denoising steps (default %(default)s)"
+    )
     run.add_argument("--height", type=int, help="image height, for pipelines that take one")
     run.add_argument("--width", type=int, help="image width, for pipelines that take one")
     run.add_argument("--frames", type=int, help="video frames (num_frames), for video pipelines")
     run.add_argument(
         "--guidance-scale", type=float, help="classifier-free guidance scale (default: the pipeline's)"
     )
-    run.add_argument("--dtype", default="float32", help=f"one of {', '.join(DTYPES)} (default float32)")
-    run.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    run.add_argument(
+        "--dtype", default=default("dtype"), help=f"one of {', '.join(DTYPES)} (default %(default)s)"
+    )
+    run.add_argument("--device", default=default("device"), help="torch device (default %(default)s)")
     run.add_argument(
         "--output",
-        default="images",
-        help=f"one of {', '.join(OUTPUTS)}: decoded outputs, scored (default), or latents (speed only)",
+        default=default("output"),
+        help=f"one of {', '.join(OUTPUTS)}: decoded outputs, scored, or latents (speed only) "
+        "(default %(default)s)",
     )
-    run.add_argument("--seeds", default="0-7", help="one sample per seed: '0-7' or '0,3,5' (default 0-7)")
-    run.add_argument("--batch-size", type=int, default=8, help="samples per pipeline call (default 8)")
+    run.add_argument(
+        "--seeds",
+        default=_seeds_text(default("seeds")),
+        help="one sample per seed: '0-7' or '0,3,5' (default %(default)s)",
+    )
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        default=default("batch_size"),
+        help="samples per pipeline call (default %(default)s)",
+    )
     run.add_argument("--repeats", type=int, help=f"timed runs per row, 0: not timed (default {repeats})")
-    run.add_argument("--warmup", type=int, default=1, help="untimed runs before timing (default 1)")
+    run.add_argument(
+        "--warmup",
+        type=int,
+        default=default("warmup"),
+        help="untimed runs before timing (default %(default)s)",
+    )
     run.add_argument(
         "--threads",
         type=int,
@@ -129,14 +168,16 @@ def _add_run_options(parser: argparse.ArgumentParser, repeats: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``forecache`` command."""
+    from forecache.eval.config import BenchConfig
     from forecache.eval.methods import method_names
+    from forecache.eval.sweep import SweepConfig
 
     parser = argparse.ArgumentParser(
         prog="forecache", description="Benchmark and tune forecache's feature caches."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="baseline and methods on the same seeds, at matched compute")
-    _add_run_options(bench, repeats="3; 0 when matching")
+    _add_run_options(bench, BenchConfig, repeats="3; 0 when matching")
     bench.add_argument(
         "--methods",
         nargs="+",
@@ -150,25 +191,44 @@ def build_parser() -> argparse.ArgumentParser:
         "methods as given (default: 2,3,4,5 without --methods/--config, else none)",
     )
     bench.add_argument(
-        "--tolerance", type=float, default=0.10, help="relative distance counted as on target (default 0.1)"
+        "--tolerance",
+        type=float,
+        default=_config_default(BenchConfig, "tolerance"),
+        help="relative distance counted as on target (default %(default)s)",
     )
     bench.add_argument("--resume", help="continue the interrupted run in this folder (same settings)")
     sweep = sub.add_parser(
         "sweep", help="grid over a method's fields; Pareto front; best config per speed bucket"
     )
-    _add_run_options(sweep, repeats="1")
+    _add_run_options(sweep, SweepConfig, repeats="1")
     sweep.add_argument(
         "--preset",
-        default="taylorseer",
+        default=_config_default(SweepConfig, "preset"),
         help="the method swept: a preset (taylorseer, ab, cg, timeline, cache or one registered with "
-        "forecache.register_preset) or a peer (default taylorseer)",
+        "forecache.register_preset) or a peer (default %(default)s)",
     )
     sweep.add_argument(
-        "--grid", nargs="+", default=["interval=2:6"], help="axes: field=a:b (inclusive), a:b:step or v1,v2"
+        "--grid",
+        nargs="+",
+        default=list(_config_default(SweepConfig, "grid")),
+        help="axes: field=a:b (inclusive), a:b:step or v1,v2 "
+        f"(default {' '.join(_config_default(SweepConfig, 'grid'))})",
     )
-    sweep.add_argument("--bucket-edges", default="1.5,2,3,4", help="speed bucket edges (default 1.5,2,3,4)")
-    sweep.add_argument("--bucket-by", default="speedup", help="speedup (default) or compute_ratio")
-    sweep.add_argument("--quality", default="psnr", help="best per bucket by psnr (default) or fid")
+    sweep.add_argument(
+        "--bucket-edges",
+        default=",".join(f"{edge:g}" for edge in _config_default(SweepConfig, "bucket_edges")),
+        help="speed bucket edges (default %(default)s)",
+    )
+    sweep.add_argument(
+        "--bucket-by",
+        default=_config_default(SweepConfig, "bucket_by"),
+        help="speedup or compute_ratio (default %(default)s)",
+    )
+    sweep.add_argument(
+        "--quality",
+        default=_config_default(SweepConfig, "quality"),
+        help="best per bucket by psnr or fid (default %(default)s)",
+    )
     _add_tune(sub)
     models = sub.add_parser(
         "models",

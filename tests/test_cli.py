@@ -4,6 +4,8 @@ import pytest
 
 import forecache
 from forecache import cli
+from forecache.eval import BenchConfig
+from forecache.eval.sweep import SweepConfig
 from forecache.reference import reference_path
 from tests.fixtures.sampler import register_tiny_source
 
@@ -40,6 +42,33 @@ def test_parse_seeds():
     assert cli.parse_seeds("0-3,10") == (0, 1, 2, 3, 10)
     with pytest.raises(ValueError, match=r"`seeds` must be .0-7. \(an increasing.*got .a-b."):
         cli.parse_seeds("a-b")
+
+
+def test_bench_and_sweep_options_default_to_their_configs():
+    """One default per setting: the CLI reads `BenchConfig`'s and `SweepConfig`'s, never a copy."""
+    bench = cli.build_parser().parse_args(["bench"])
+    config = BenchConfig()
+    assert (bench.steps, bench.dtype, bench.device, bench.output) == (28, "float32", "cpu", "images")
+    assert (bench.batch_size, bench.warmup, bench.tolerance) == (8, 1, 0.10)
+    assert (bench.steps, bench.dtype, bench.device, bench.output, bench.batch_size, bench.warmup) == (
+        config.steps,
+        config.dtype,
+        config.device,
+        config.output,
+        config.batch_size,
+        config.warmup,
+    )
+    assert bench.tolerance == config.tolerance and cli.parse_seeds(bench.seeds) == config.seeds
+    sweep = cli.build_parser().parse_args(["sweep"])
+    defaults = SweepConfig()
+    assert (sweep.preset, tuple(sweep.grid), sweep.bucket_by, sweep.quality) == (
+        defaults.preset,
+        defaults.grid,
+        defaults.bucket_by,
+        defaults.quality,
+    )
+    assert sweep.bucket_edges == "1.5,2,3,4" and cli.parse_seeds(sweep.seeds) == tuple(range(8))
+    assert cli._seeds_text((0, 3, 5)) == "0,3,5" and cli._seeds_text((4,)) == "4"
 
 
 def test_bench_writes_results_and_report(tmp_path, capsys):
