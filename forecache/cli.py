@@ -34,14 +34,11 @@ def default_out(now: datetime | None = None) -> str:
     return str(Path(OUT_ROOT) / (now or datetime.now()).strftime("%Y%m%d-%H%M%S"))
 
 
-def _config_default(config: type, name: str) -> Any:
-    """Return the default of the dataclass `config`'s field `name`: the CLI's options take the API's."""
+def _field_defaults(config: type) -> dict[str, Any]:
+    """Return the dataclass `config`'s field defaults by name: the CLI's options take the API's."""
     import dataclasses
 
-    (found,) = [f for f in dataclasses.fields(config) if f.name == name]
-    if found.default_factory is not dataclasses.MISSING:
-        return found.default_factory()
-    return found.default
+    return {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
 
 
 def _seeds_text(seeds: Sequence[int]) -> str:
@@ -49,15 +46,6 @@ def _seeds_text(seeds: Sequence[int]) -> str:
     if len(seeds) > 1 and list(seeds) == list(range(seeds[0], seeds[-1] + 1)):
         return f"{seeds[0]}-{seeds[-1]}"
     return ",".join(str(s) for s in seeds)
-
-
-def _tuner_default(name: str) -> Any:
-    """Return `forecache.tune`'s default for argument `name`: the CLI's options take the API's defaults."""
-    import inspect
-
-    from forecache.calibrate.tuner import tune
-
-    return inspect.signature(tune).parameters[name].default
 
 
 def parse_targets(text: str) -> tuple[float, ...]:
@@ -101,11 +89,9 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return tuple(seeds)
 
 
-def _add_run_options(parser: argparse.ArgumentParser, config: type, repeats: str) -> None:
+def _add_run_options(parser: argparse.ArgumentParser, defaults: dict[str, Any], repeats: str) -> None:
+    """Add the options every run takes, their defaults those of its config (`_field_defaults`)."""
     from forecache.eval.workload import DTYPES, OUTPUTS
-
-    def default(name: str) -> Any:
-        return _config_default(config, name)
 
     run = parser.add_argument_group("what to generate")
     run.add_argument(
@@ -118,7 +104,7 @@ def _add_run_options(parser: argparse.ArgumentParser, config: type, repeats: str
         "model: calibration, benchmark or heldout (default heldout)",
     )
     run.add_argument(
-        "--steps", type=int, default=default("steps"), help="denoising steps (default %(default)s)"
+        "--steps", type=int, default=defaults["steps"], help="denoising steps (default %(default)s)"
     )
     run.add_argument("--height", type=int, help="image height, for pipelines that take one")
     run.add_argument("--width", type=int, help="image width, for pipelines that take one")
@@ -127,31 +113,31 @@ def _add_run_options(parser: argparse.ArgumentParser, config: type, repeats: str
         "--guidance-scale", type=float, help="classifier-free guidance scale (default: the pipeline's)"
     )
     run.add_argument(
-        "--dtype", default=default("dtype"), help=f"one of {', '.join(DTYPES)} (default %(default)s)"
+        "--dtype", default=defaults["dtype"], help=f"one of {', '.join(DTYPES)} (default %(default)s)"
     )
-    run.add_argument("--device", default=default("device"), help="torch device (default %(default)s)")
+    run.add_argument("--device", default=defaults["device"], help="torch device (default %(default)s)")
     run.add_argument(
         "--output",
-        default=default("output"),
+        default=defaults["output"],
         help=f"one of {', '.join(OUTPUTS)}: decoded outputs, scored, or latents (speed only) "
         "(default %(default)s)",
     )
     run.add_argument(
         "--seeds",
-        default=_seeds_text(default("seeds")),
+        default=_seeds_text(defaults["seeds"]),
         help="one sample per seed: '0-7' or '0,3,5' (default %(default)s)",
     )
     run.add_argument(
         "--batch-size",
         type=int,
-        default=default("batch_size"),
+        default=defaults["batch_size"],
         help="samples per pipeline call (default %(default)s)",
     )
     run.add_argument("--repeats", type=int, help=f"timed runs per row, 0: not timed (default {repeats})")
     run.add_argument(
         "--warmup",
         type=int,
-        default=default("warmup"),
+        default=defaults["warmup"],
         help="untimed runs before timing (default %(default)s)",
     )
     run.add_argument(
@@ -172,12 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     from forecache.eval.methods import method_names
     from forecache.eval.sweep import SweepConfig
 
+    bench_defaults, sweep_defaults = _field_defaults(BenchConfig), _field_defaults(SweepConfig)
     parser = argparse.ArgumentParser(
         prog="forecache", description="Benchmark and tune forecache's feature caches."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="baseline and methods on the same seeds, at matched compute")
-    _add_run_options(bench, BenchConfig, repeats="3; 0 when matching")
+    _add_run_options(bench, bench_defaults, repeats="3; 0 when matching")
     bench.add_argument(
         "--methods",
         nargs="+",
@@ -193,40 +180,39 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--tolerance",
         type=float,
-        default=_config_default(BenchConfig, "tolerance"),
+        default=bench_defaults["tolerance"],
         help="relative distance counted as on target (default %(default)s)",
     )
     bench.add_argument("--resume", help="continue the interrupted run in this folder (same settings)")
     sweep = sub.add_parser(
         "sweep", help="grid over a method's fields; Pareto front; best config per speed bucket"
     )
-    _add_run_options(sweep, SweepConfig, repeats="1")
+    _add_run_options(sweep, sweep_defaults, repeats="1")
     sweep.add_argument(
         "--preset",
-        default=_config_default(SweepConfig, "preset"),
+        default=sweep_defaults["preset"],
         help="the method swept: a preset (taylorseer, ab, cg, timeline, cache or one registered with "
         "forecache.register_preset) or a peer (default %(default)s)",
     )
     sweep.add_argument(
         "--grid",
         nargs="+",
-        default=list(_config_default(SweepConfig, "grid")),
-        help="axes: field=a:b (inclusive), a:b:step or v1,v2 "
-        f"(default {' '.join(_config_default(SweepConfig, 'grid'))})",
+        default=list(sweep_defaults["grid"]),
+        help=f"axes: field=a:b (inclusive), a:b:step or v1,v2 (default {' '.join(sweep_defaults['grid'])})",
     )
     sweep.add_argument(
         "--bucket-edges",
-        default=",".join(f"{edge:g}" for edge in _config_default(SweepConfig, "bucket_edges")),
+        default=",".join(f"{edge:g}" for edge in sweep_defaults["bucket_edges"]),
         help="speed bucket edges (default %(default)s)",
     )
     sweep.add_argument(
         "--bucket-by",
-        default=_config_default(SweepConfig, "bucket_by"),
+        default=sweep_defaults["bucket_by"],
         help="speedup or compute_ratio (default %(default)s)",
     )
     sweep.add_argument(
         "--quality",
-        default=_config_default(SweepConfig, "quality"),
+        default=sweep_defaults["quality"],
         help="best per bucket by psnr or fid (default %(default)s)",
     )
     _add_tune(sub)
@@ -246,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_tune(sub: Any) -> None:
     from forecache.calibrate.frames import FRAME_SCORES
+    from forecache.calibrate.tuner import tune_defaults
 
+    defaults = tune_defaults()
     tune = sub.add_parser(
         "tune", help="fit the schedule and forecaster to a model on calibration samples; write a config file"
     )
@@ -274,13 +262,13 @@ def _add_tune(sub: Any) -> None:
         "--verify",
         dest="trials",
         type=int,
-        default=_tuner_default("trials"),
+        default=defaults["trials"],
         help="real cached runs per searched step count (default %(default)s; --verify: its former name)",
     )
     tune.add_argument(
         "--frame-score",
         choices=list(FRAME_SCORES),
-        default=_tuner_default("frames"),
+        default=defaults["frames"],
         help="videos: score candidates over all frames alike (pooled) or by their worst frame "
         "(default %(default)s)",
     )
@@ -298,7 +286,7 @@ def _add_tune(sub: Any) -> None:
     tune.add_argument(
         "--refine",
         type=int,
-        default=_tuner_default("refine"),
+        default=defaults["refine"],
         help="rounds of moving each computed step by real runs (default %(default)s; pays on 16+ samples)",
     )
     tune.add_argument(
@@ -309,14 +297,14 @@ def _add_tune(sub: Any) -> None:
     tune.add_argument(
         "--validate",
         type=int,
-        default=_tuner_default("validate"),
+        default=defaults["validate"],
         help="then run the calibration samples N times more with new seeds, full and tuned: the PSNR to "
         "expect on new prompts (default %(default)s)",
     )
     tune.add_argument(
         "--seed",
         type=int,
-        default=_tuner_default("seed"),
+        default=defaults["seed"],
         help="seed of the calibration call (default %(default)s)",
     )
     tune.add_argument("--device", default="cpu", help="torch device (default cpu)")

@@ -48,7 +48,7 @@ from forecache.calibrate.result import Candidate, TuneResult
 from forecache.calibrate.search import Expert, Search, combine
 from forecache.calibrate.validate import run_validation
 
-__all__ = ["DEFAULT_FORECASTERS", "Candidate", "TuneResult", "tune"]
+__all__ = ["DEFAULT_FORECASTERS", "Candidate", "TuneResult", "tune", "tune_defaults"]
 
 #: Forecasters the tuner tries by default (any registered linear forecaster can be added).
 DEFAULT_FORECASTERS: tuple[Forecaster, ...] = (
@@ -334,3 +334,12 @@ def tune(
                 "the pipeline takes no `generator`: the validation calls repeat the calibration's samples"
             )
     return result
+
+
+def tune_defaults() -> dict[str, Any]:
+    """Return `tune`'s keyword defaults by name: what the CLI and the bench's ``tuned`` method default to."""
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(tune).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }

@@ -7,13 +7,12 @@ presets in the table when this module is imported and for any registered later
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
 from forecache.accel.presets import PRESETS, Knob, compute_ratio_knob, on_register
 from forecache.accel.presets import Preset as TablePreset
-from forecache.calibrate.tuner import tune
+from forecache.calibrate.tuner import tune, tune_defaults
 from forecache.eval.methods.base import (
     METHODS,
     Detach,
@@ -88,7 +87,7 @@ _TUNER_DEFAULTS = ("trials", "partial", "refine", "damp")
 _TUNED_FIELDS = {
     "ratio": 4.0,
     "calibration": 4,
-    **{name: inspect.signature(tune).parameters[name].default for name in _TUNER_DEFAULTS},
+    **{name: value for name, value in tune_defaults().items() if name in _TUNER_DEFAULTS},
 }
 """The tuned method's fields and defaults: those it passes on to `forecache.tune` default to the tuner's
 own, so ``tuned:ratio=R`` in a benchmark is what ``forecache.tune(..., ratio=R)`` returns."""
